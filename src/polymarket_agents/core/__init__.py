@@ -1,0 +1,1 @@
+"""The core layer: asyncio supervision with no dependency beyond the standard library."""

@@ -1,0 +1,62 @@
+"""Asyncio supervision that survives the real world: the public API.
+
+::
+
+    from polymarket_agents.core.async_utils import robust_task, TaskSupervisor, managed_resource
+
+* :func:`robust_task` runs work, restarting it with exponential backoff after recoverable
+  and unexpected errors, never swallowing cancellation;
+* :class:`TaskSupervisor` runs many named tasks that way, with metrics, stop and restart by
+  name, signal handling and a shutdown that cannot hang;
+* :func:`managed_resource` releases what it acquired exactly once, whatever happens;
+* :class:`RestartPolicy` and :func:`classify_error` say how errors are treated;
+  :func:`instant_backoff` turns backoff off in tests.
+
+This package uses the standard library only.
+"""
+
+from ._errors import (
+    AgentError,
+    ConfigurationError,
+    NotRestartableError,
+    TaskAlreadyRunningError,
+    UnknownTaskError,
+)
+from ._policy import (
+    DEFAULT_FATAL,
+    DEFAULT_RECOVERABLE,
+    ErrorClass,
+    RestartPolicy,
+    backoff_delays,
+    classify_error,
+    instant_backoff,
+    instant_policy,
+)
+from ._resource import managed_resource
+from ._robust import LOGGER_NAME, robust_task
+from ._supervisor import TaskMetrics, TaskOutcome, TaskStatus, TaskSupervisor
+from ._work import Work
+
+__all__ = [
+    "DEFAULT_FATAL",
+    "DEFAULT_RECOVERABLE",
+    "LOGGER_NAME",
+    "AgentError",
+    "ConfigurationError",
+    "ErrorClass",
+    "NotRestartableError",
+    "RestartPolicy",
+    "TaskAlreadyRunningError",
+    "TaskMetrics",
+    "TaskOutcome",
+    "TaskStatus",
+    "TaskSupervisor",
+    "UnknownTaskError",
+    "Work",
+    "backoff_delays",
+    "classify_error",
+    "instant_backoff",
+    "instant_policy",
+    "managed_resource",
+    "robust_task",
+]
