@@ -89,11 +89,12 @@ class Recreate:
         return f"<Recreate {getattr(self.func, '__qualname__', self.func)!r}>"
 
 
-def _recreate_from(frame: types.FrameType, code: types.CodeType) -> Recreate:
+def _recreate_from(holder: object, frame: types.FrameType, code: types.CodeType) -> Recreate:
+    # ``holder`` owns the frame's data: the coroutine before it ran, the frame object after.
     func = next(
         (
             ref
-            for ref in gc.get_referents(frame)
+            for ref in gc.get_referents(holder)
             if type(ref) is types.FunctionType and ref.__code__ is code
         ),
         None,
@@ -157,7 +158,7 @@ class WorkSource:
         code = coro.cr_code
         if _rebinds_parameters(code):
             try:
-                self.factory = _recreate_from(frame, code)
+                self.factory = _recreate_from(coro, frame, code)
             except NotRestartableError as exc:
                 self.reason = str(exc)
             return
@@ -186,7 +187,7 @@ class WorkSource:
             return True
         if self._frame is not None and self._code is not None:
             try:
-                self.factory = _recreate_from(self._frame, self._code)
+                self.factory = _recreate_from(self._frame, self._frame, self._code)
             except NotRestartableError as exc:
                 self.reason = str(exc)
             self._frame = self._code = None
