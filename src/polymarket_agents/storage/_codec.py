@@ -1,0 +1,331 @@
+"""Rows to SQL parameters and back: validation and exact decimal text, no I/O.
+
+Encoding is on the ingestion hot path, so it is written as plain per-type functions rather
+than anything generic; each refuses a row whose fields have the wrong types or values by
+raising :class:`InvalidRow`, which the store reports instead of writing the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+import msgspec
+
+from ._rows import (
+    ORDER_TYPES,
+    SIDES,
+    BookSnapshotRow,
+    FillRow,
+    MarketRow,
+    PaperOrderRow,
+    Position,
+    PriceChangeRow,
+    Table,
+    TickSizeChangeRow,
+    TradeRow,
+)
+from ._store import RejectedRow
+
+__all__ = [
+    "InvalidRow",
+    "Params",
+    "encode_row",
+    "fill_from_record",
+    "order_from_record",
+    "positions_from_fills",
+    "prepare",
+]
+
+Params: TypeAlias = tuple[object, ...]
+
+_INT64_MAX = 2**63 - 1
+_JSON = msgspec.json.Encoder()
+
+
+class InvalidRow(Exception):
+    """A row has a field of the wrong type or value; the message says which."""
+
+
+def _text(value: object, name: str) -> str:
+    if type(value) is str and value:
+        return value
+    raise InvalidRow(f"{name} must be a non-empty str, not {value!r}")
+
+
+def _opt_text(value: object, name: str) -> str:
+    if type(value) is str:
+        return value
+    raise InvalidRow(f"{name} must be a str, not {value!r}")
+
+
+def _int(value: object, name: str) -> int:
+    # bool is an int subclass; a True timestamp is a bug, not a value.
+    if type(value) is int and 0 <= value <= _INT64_MAX:
+        return value
+    raise InvalidRow(f"{name} must be an int in [0, 2**63), not {value!r}")
+
+
+def _dec(value: object, name: str) -> str:
+    if isinstance(value, Decimal) and value.is_finite():
+        return str(value)
+    raise InvalidRow(f"{name} must be a finite Decimal, not {value!r}")
+
+
+def _opt_dec(value: object, name: str) -> str | None:
+    return None if value is None else _dec(value, name)
+
+
+def _side(value: object) -> str:
+    if type(value) is str and value in SIDES:
+        return value
+    raise InvalidRow(f"side must be 'BUY' or 'SELL', not {value!r}")
+
+
+def _levels(levels: object, name: str) -> str:
+    """``[["0.48","30"],...]``: the levels as compact JSON with decimal text."""
+    try:
+        pairs = [
+            [str(price), str(size)]
+            for price, size in levels  # type: ignore[attr-defined]
+            if isinstance(price, Decimal) and isinstance(size, Decimal)
+        ]
+        complete = len(pairs) == len(levels)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidRow(f"{name} must be a sequence of (price, size) pairs: {exc}") from None
+    if not complete:
+        raise InvalidRow(f"{name} must hold (Decimal, Decimal) pairs, not {levels!r}")
+    text = _JSON.encode(pairs).decode()
+    # The text of a finite Decimal never holds "N" or "I" (only NaN, sNaN, Infinity do),
+    # so one scan of the output replaces a finiteness check per value.
+    if "N" in text or "I" in text:
+        raise InvalidRow(f"{name} must hold finite prices and sizes, not {levels!r}")
+    return text
+
+
+def _market(row: MarketRow) -> Params:
+    return (
+        _text(row.condition_id, "condition_id"),
+        _text(row.yes_token, "yes_token"),
+        _text(row.no_token, "no_token"),
+        _opt_text(row.question, "question"),
+        _opt_text(row.slug, "slug"),
+        _dec(row.tick_size, "tick_size"),
+        _dec(row.min_size, "min_size"),
+        bool(row.neg_risk),
+        bool(row.active),
+        _int(row.updated_at_ms, "updated_at_ms"),
+    )
+
+
+def _book(row: BookSnapshotRow) -> Params:
+    return (
+        _text(row.asset_id, "asset_id"),
+        _opt_text(row.market, "market"),
+        _int(row.timestamp_ms, "timestamp_ms"),
+        _opt_text(row.hash, "hash"),
+        _levels(row.bids, "bids"),
+        _levels(row.asks, "asks"),
+        _int(row.received_at_ms, "received_at_ms"),
+    )
+
+
+def _price_change(row: PriceChangeRow) -> Params:
+    return (
+        _opt_text(row.market, "market"),
+        _text(row.asset_id, "asset_id"),
+        _int(row.timestamp_ms, "timestamp_ms"),
+        _side(row.side),
+        _dec(row.price, "price"),
+        _dec(row.size, "size"),
+        _opt_text(row.hash, "hash"),
+        _opt_dec(row.best_bid, "best_bid"),
+        _opt_dec(row.best_ask, "best_ask"),
+        _int(row.received_at_ms, "received_at_ms"),
+    )
+
+
+def _trade(row: TradeRow) -> Params:
+    return (
+        _text(row.asset_id, "asset_id"),
+        _opt_text(row.market, "market"),
+        _int(row.timestamp_ms, "timestamp_ms"),
+        _side(row.side),
+        _dec(row.price, "price"),
+        _dec(row.size, "size"),
+        _dec(row.fee_rate_bps, "fee_rate_bps"),
+        _opt_text(row.transaction_hash, "transaction_hash"),
+        _int(row.received_at_ms, "received_at_ms"),
+    )
+
+
+def _tick_size_change(row: TickSizeChangeRow) -> Params:
+    return (
+        _text(row.asset_id, "asset_id"),
+        _opt_text(row.market, "market"),
+        _int(row.timestamp_ms, "timestamp_ms"),
+        _dec(row.old_tick_size, "old_tick_size"),
+        _dec(row.new_tick_size, "new_tick_size"),
+        _int(row.received_at_ms, "received_at_ms"),
+    )
+
+
+def _order(row: PaperOrderRow) -> Params:
+    if type(row.order_type) is not str or row.order_type not in ORDER_TYPES:
+        raise InvalidRow(f"order_type must be one of {sorted(ORDER_TYPES)}, not {row.order_type!r}")
+    return (
+        _text(row.order_id, "order_id"),
+        None if row.signal_id is None else _text(row.signal_id, "signal_id"),
+        _opt_text(row.market, "market"),
+        _text(row.token_id, "token_id"),
+        _side(row.side),
+        _dec(row.price, "price"),
+        _dec(row.size, "size"),
+        row.order_type,
+        _text(row.status, "status"),
+        _int(row.created_at_ms, "created_at_ms"),
+        _dec(row.filled_size, "filled_size"),
+        _int(row.updated_at_ms, "updated_at_ms"),
+        _int(row.revision, "revision"),
+        _opt_text(row.error, "error"),
+    )
+
+
+def _fill(row: FillRow) -> Params:
+    return (
+        _text(row.order_id, "order_id"),
+        _int(row.seq, "seq"),
+        _text(row.token_id, "token_id"),
+        _side(row.side),
+        _dec(row.price, "price"),
+        _dec(row.size, "size"),
+        _int(row.timestamp_ms, "timestamp_ms"),
+        _opt_text(row.market, "market"),
+        _dec(row.fee, "fee"),
+    )
+
+
+_ENCODERS: dict[type, tuple[Table, Callable[[Any], Params]]] = {
+    MarketRow: (Table.MARKETS, _market),
+    BookSnapshotRow: (Table.BOOK_SNAPSHOTS, _book),
+    PriceChangeRow: (Table.PRICE_CHANGES, _price_change),
+    TradeRow: (Table.TRADES, _trade),
+    TickSizeChangeRow: (Table.TICK_SIZE_CHANGES, _tick_size_change),
+    PaperOrderRow: (Table.PAPER_ORDERS, _order),
+    FillRow: (Table.FILLS, _fill),
+}
+
+
+def _encoder(row: object) -> tuple[Table, Callable[[Any], Params]]:
+    entry = _ENCODERS.get(type(row))
+    if entry is None:
+        # Subclasses of the row types are rare; look them up the slow way.
+        for cls, found in _ENCODERS.items():
+            if isinstance(row, cls):
+                return found
+        raise InvalidRow(f"not a storage row: {type(row).__qualname__}")
+    return entry
+
+
+def encode_row(row: object) -> tuple[Table, Params]:
+    """The table and the ``INSERT`` parameters for one row.
+
+    Args:
+        row: Any object; only the row types of :mod:`polymarket_agents.storage` encode.
+
+    Returns:
+        The row's table and its parameters, in the order of ``INSERT_SQL[table]``.
+
+    Raises:
+        InvalidRow: If ``row`` is not a row or a field has the wrong type or value.
+    """
+    table, encode = _encoder(row)
+    return table, encode(row)
+
+
+def prepare(rows: Sequence[object]) -> tuple[dict[Table, list[Params]], list[RejectedRow]]:
+    """Encode a batch, grouping parameters by table and setting invalid rows aside.
+
+    Args:
+        rows: The batch.
+
+    Returns:
+        The parameters per table, in batch order, and the rows refused.
+    """
+    groups: dict[Table, list[Params]] = {}
+    rejected: list[RejectedRow] = []
+    encoders = _ENCODERS
+    for index, row in enumerate(rows):
+        try:
+            table, encode = encoders.get(type(row)) or _encoder(row)
+            params = encode(row)
+        except InvalidRow as exc:
+            rejected.append(RejectedRow(index, row, str(exc)))
+            continue
+        group = groups.get(table)
+        if group is None:
+            groups[table] = [params]
+        else:
+            group.append(params)
+    return groups, rejected
+
+
+def order_from_record(record: Sequence[Any]) -> PaperOrderRow:
+    """A :class:`PaperOrderRow` from a ``paper_orders`` record (columns in insert order)."""
+    return PaperOrderRow(
+        order_id=record[0],
+        signal_id=record[1],
+        market=record[2],
+        token_id=record[3],
+        side=record[4],
+        price=Decimal(record[5]),
+        size=Decimal(record[6]),
+        order_type=record[7],
+        status=record[8],
+        created_at_ms=record[9],
+        filled_size=Decimal(record[10]),
+        updated_at_ms=record[11],
+        revision=record[12],
+        error=record[13],
+    )
+
+
+def fill_from_record(record: Sequence[Any]) -> FillRow:
+    """A :class:`FillRow` from a ``fills`` record (columns in insert order)."""
+    return FillRow(
+        order_id=record[0],
+        seq=record[1],
+        token_id=record[2],
+        side=record[3],
+        price=Decimal(record[4]),
+        size=Decimal(record[5]),
+        timestamp_ms=record[6],
+        market=record[7],
+        fee=Decimal(record[8]),
+    )
+
+
+def positions_from_fills(fills: Sequence[FillRow]) -> list[Position]:
+    """Net size and cost per token: buys add, sells subtract, fees always cost.
+
+    Args:
+        fills: Fills in any order.
+
+    Returns:
+        One :class:`Position` per token, sorted by token id.
+    """
+    totals: dict[str, tuple[Decimal, Decimal, int]] = {}
+    zero = Decimal(0)
+    for fill in fills:
+        size, cost, count = totals.get(fill.token_id, (zero, zero, 0))
+        notional = fill.price * fill.size
+        if fill.side == "BUY":
+            size, cost = size + fill.size, cost + notional + fill.fee
+        else:
+            size, cost = size - fill.size, cost - notional + fill.fee
+        totals[fill.token_id] = (size, cost, count + 1)
+    return [
+        Position(token_id=token, size=size, cost=cost, fills=count)
+        for token, (size, cost, count) in sorted(totals.items())
+    ]

@@ -1,0 +1,272 @@
+"""The SQLite schema as data: ordered migrations, and the statements that write each table.
+
+The schema version lives in ``PRAGMA user_version``. Migration *n* takes a database from
+version *n - 1* to *n*; each runs in its own transaction together with the version bump, so
+a migration is applied completely or not at all, and reopening a current database changes
+nothing. Prices and sizes are ``TEXT`` holding exact decimal text; the natural unique keys
+make every insert idempotent (``ON CONFLICT ... DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from polymarket_agents.core.async_utils import ConfigurationError
+
+from ._errors import SchemaVersionError
+from ._rows import Table
+
+__all__ = ["INSERT_SQL", "MIGRATIONS", "Migration", "check_migrations", "migrate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema's history.
+
+    Attributes:
+        version: The ``user_version`` the database has after this step.
+        description: What the step does, for the log.
+        statements: The DDL statements, run in order in one transaction.
+    """
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_SIDE = "CHECK (side IN ('BUY', 'SELL'))"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "market data and paper trading tables",
+        (
+            """CREATE TABLE markets (
+                id INTEGER PRIMARY KEY,
+                condition_id TEXT NOT NULL UNIQUE CHECK (condition_id <> ''),
+                yes_token TEXT NOT NULL CHECK (yes_token <> ''),
+                no_token TEXT NOT NULL CHECK (no_token <> ''),
+                question TEXT NOT NULL,
+                slug TEXT NOT NULL,
+                tick_size TEXT NOT NULL,
+                min_size TEXT NOT NULL,
+                neg_risk INTEGER NOT NULL,
+                active INTEGER NOT NULL,
+                updated_at_ms INTEGER NOT NULL
+            )""",
+            """CREATE TABLE book_snapshots (
+                id INTEGER PRIMARY KEY,
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                market TEXT NOT NULL,
+                timestamp_ms INTEGER NOT NULL,
+                hash TEXT NOT NULL,
+                bids TEXT NOT NULL,
+                asks TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                UNIQUE (asset_id, timestamp_ms, hash)
+            )""",
+            f"""CREATE TABLE price_changes (
+                id INTEGER PRIMARY KEY,
+                market TEXT NOT NULL,
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                timestamp_ms INTEGER NOT NULL,
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                best_bid TEXT,
+                best_ask TEXT,
+                received_at_ms INTEGER NOT NULL,
+                UNIQUE (asset_id, timestamp_ms, hash, side, price, size)
+            )""",
+            f"""CREATE TABLE trades (
+                id INTEGER PRIMARY KEY,
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                market TEXT NOT NULL,
+                timestamp_ms INTEGER NOT NULL,
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                fee_rate_bps TEXT NOT NULL,
+                transaction_hash TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                UNIQUE (asset_id, timestamp_ms, transaction_hash, side, price, size)
+            )""",
+            """CREATE TABLE tick_size_changes (
+                id INTEGER PRIMARY KEY,
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                market TEXT NOT NULL,
+                timestamp_ms INTEGER NOT NULL,
+                old_tick_size TEXT NOT NULL,
+                new_tick_size TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                UNIQUE (asset_id, timestamp_ms, new_tick_size)
+            )""",
+            f"""CREATE TABLE paper_orders (
+                id INTEGER PRIMARY KEY,
+                order_id TEXT NOT NULL UNIQUE CHECK (order_id <> ''),
+                signal_id TEXT UNIQUE,
+                market TEXT NOT NULL,
+                token_id TEXT NOT NULL CHECK (token_id <> ''),
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                order_type TEXT NOT NULL CHECK (order_type IN ('GTC', 'GTD', 'FOK', 'FAK')),
+                status TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                filled_size TEXT NOT NULL,
+                updated_at_ms INTEGER NOT NULL,
+                revision INTEGER NOT NULL,
+                error TEXT NOT NULL
+            )""",
+            f"""CREATE TABLE fills (
+                id INTEGER PRIMARY KEY,
+                order_id TEXT NOT NULL CHECK (order_id <> ''),
+                seq INTEGER NOT NULL CHECK (seq >= 0),
+                token_id TEXT NOT NULL CHECK (token_id <> ''),
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                timestamp_ms INTEGER NOT NULL,
+                market TEXT NOT NULL,
+                fee TEXT NOT NULL,
+                UNIQUE (order_id, seq)
+            )""",
+        ),
+    ),
+)
+"""Every migration, in order; the last one's version is the current schema version."""
+
+_MARKET_FIELDS = "yes_token, no_token, question, slug, tick_size, min_size, neg_risk, active"
+
+INSERT_SQL: Mapping[Table, str] = {
+    # A market's metadata may change (a tick size, a closed market): update it then, but
+    # count a replay of the same metadata as a duplicate by changing nothing.
+    Table.MARKETS: (
+        f"INSERT INTO markets (condition_id, {_MARKET_FIELDS}, updated_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (condition_id) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in _MARKET_FIELDS.split(", "))
+        + ", updated_at_ms = excluded.updated_at_ms "
+        f"WHERE ({', '.join(f'markets.{n}' for n in _MARKET_FIELDS.split(', '))}) IS NOT "
+        f"({', '.join(f'excluded.{n}' for n in _MARKET_FIELDS.split(', '))})"
+    ),
+    Table.BOOK_SNAPSHOTS: (
+        "INSERT INTO book_snapshots "
+        "(asset_id, market, timestamp_ms, hash, bids, asks, received_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+    Table.PRICE_CHANGES: (
+        "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
+        "best_bid, best_ask, received_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+    Table.TRADES: (
+        "INSERT INTO trades (asset_id, market, timestamp_ms, side, price, size, fee_rate_bps, "
+        "transaction_hash, received_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+    Table.TICK_SIZE_CHANGES: (
+        "INSERT INTO tick_size_changes "
+        "(asset_id, market, timestamp_ms, old_tick_size, new_tick_size, received_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+    # An order's state moves forward by revision; a conflict on signal_id (another order
+    # for a signal that already has one) falls through to the final DO NOTHING.
+    Table.PAPER_ORDERS: (
+        "INSERT INTO paper_orders (order_id, signal_id, market, token_id, side, price, size, "
+        "order_type, status, created_at_ms, filled_size, updated_at_ms, revision, error) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, "
+        "filled_size = excluded.filled_size, updated_at_ms = excluded.updated_at_ms, "
+        "revision = excluded.revision, error = excluded.error "
+        "WHERE excluded.revision > paper_orders.revision "
+        "ON CONFLICT DO NOTHING"
+    ),
+    Table.FILLS: (
+        "INSERT INTO fills "
+        "(order_id, seq, token_id, side, price, size, timestamp_ms, market, fee) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+}
+"""The idempotent ``INSERT`` for each table, taking the parameters the codec makes."""
+
+
+def check_migrations(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
+    """Validate a migration list: versions must run 1, 2, 3 ... without gaps.
+
+    Args:
+        migrations: The list to check.
+
+    Returns:
+        The migrations as a tuple.
+
+    Raises:
+        ConfigurationError: If the versions are not consecutive from 1, or a migration
+            has no statements.
+    """
+    result = tuple(migrations)
+    for expected, migration in enumerate(result, start=1):
+        if migration.version != expected:
+            raise ConfigurationError(
+                f"migration versions must run 1, 2, 3 ... without gaps; "
+                f"found {migration.version!r} where {expected} was expected"
+            )
+        if not migration.statements:
+            raise ConfigurationError(f"migration {migration.version} has no statements")
+    return result
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    cursor = await conn.execute("PRAGMA user_version")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(
+    conn: aiosqlite.Connection, migrations: Sequence[Migration], path: str
+) -> tuple[int, list[Migration]]:
+    """Bring the database behind ``conn`` up to the last of ``migrations``.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Each pending migration
+    runs in a ``BEGIN IMMEDIATE`` transaction that re-reads the version first, so two
+    processes opening the same new file at once apply each step once.
+
+    Args:
+        conn: An open connection.
+        migrations: Checked migrations (see :func:`check_migrations`).
+        path: The database path, for error messages.
+
+    Returns:
+        The schema version now, and the migrations applied by this call.
+
+    Raises:
+        SchemaVersionError: If the database is newer than the last migration.
+        sqlite3.Error: If a statement fails; that migration is rolled back.
+    """
+    latest = migrations[-1].version if migrations else 0
+    version = await _user_version(conn)
+    if version > latest:
+        raise SchemaVersionError(path, version, latest)
+    applied: list[Migration] = []
+    for migration in migrations:
+        if migration.version <= version:
+            continue
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = await _user_version(conn)
+            if migration.version > version:
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                # PRAGMA takes no parameters; the version is an int from our own list.
+                await conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+                version = migration.version
+                applied.append(migration)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.rollback()
+            raise
+    return version, applied

@@ -1,0 +1,514 @@
+"""``SQLiteStore``: the embedded default store, through aiosqlite, in WAL mode."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import sqlite3
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiosqlite
+
+from polymarket_agents.core.async_utils import ConfigurationError
+
+from ._codec import (
+    InvalidRow,
+    Params,
+    encode_row,
+    fill_from_record,
+    order_from_record,
+    positions_from_fills,
+    prepare,
+)
+from ._errors import StoreBusyError, StoreClosedError, StoreUnavailableError
+from ._rows import FillRow, PaperOrderRow, Position, Table
+from ._schema import INSERT_SQL, MIGRATIONS, Migration, check_migrations, migrate
+from ._store import RejectedRow, WriteResult
+
+__all__ = ["DEFAULT_PATH", "LOGGER_NAME", "SQLiteStore", "open_store"]
+
+LOGGER_NAME = "polymarket_agents.storage"
+DEFAULT_PATH = Path("data/agents.sqlite")
+"""Where the store lives unless told otherwise: relative to the working directory."""
+
+_logger = logging.getLogger(LOGGER_NAME)
+
+
+class _Failure(enum.Enum):
+    """What a failed database call means for the connection it used."""
+
+    BUSY = enum.auto()  # another writer holds the lock: retry on the same connection
+    BROKEN = enum.auto()  # the connection is gone or failing: retry on a new one
+    OTHER = enum.auto()  # anything else: raised as it is
+
+
+# Primary result codes (the low byte of extended codes) that retrying can fix.
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_BROKEN_CODES = frozenset(
+    {
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+
+
+def _failure(exc: BaseException) -> _Failure:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in _BUSY_CODES:
+            return _Failure.BUSY
+        if primary in _BROKEN_CODES:
+            return _Failure.BROKEN
+        # Raised by the sqlite3 module itself, without a result code.
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+            return _Failure.BROKEN
+        return _Failure.OTHER
+    # aiosqlite says "Connection closed" / "no active connection" with a plain ValueError.
+    if isinstance(exc, ValueError) and (
+        "closed" in str(exc).lower() or "no active connection" in str(exc)
+    ):
+        return _Failure.BROKEN
+    return _Failure.OTHER
+
+
+def _translate(exc: BaseException, failure: _Failure, path: Path) -> BaseException:
+    if failure is _Failure.BUSY:
+        return StoreBusyError(f"database {str(path)!r} is locked by another writer: {exc}")
+    if failure is _Failure.BROKEN:
+        return StoreUnavailableError(f"database {str(path)!r} is unavailable: {exc}")
+    return exc
+
+
+class SQLiteStore:
+    """A :class:`~polymarket_agents.storage.Store` in one SQLite file, through aiosqlite.
+
+    ::
+
+        async with SQLiteStore("data/agents.sqlite") as store:
+            result = await store.write_batch(rows)
+
+    * The connection uses WAL mode (readers never block the writer), ``synchronous=NORMAL``
+      (a commit survives a crash of the process; a power cut may lose the last
+      transactions, never corrupt the file) and a busy timeout.
+    * The schema is created on first open and migrated on later opens (see
+      :data:`~polymarket_agents.storage.MIGRATIONS`).
+    * :meth:`write_batch` writes each batch in one ``BEGIN IMMEDIATE`` transaction with one
+      ``executemany`` per table, and rolls back on any error. If a constraint refuses a row,
+      the batch is written again row by row in one transaction and the refused rows are
+      reported, so a bad row never blocks the others.
+    * A closed or broken connection (closed under the store, a disk I/O error) is reported
+      as :class:`~polymarket_agents.storage.StoreUnavailableError` and replaced by a new
+      connection on the next call.
+    * Calls are serialised by a lock: one transaction at a time on the connection.
+
+    Args:
+        path: The database file; parent directories are created on open. ``":memory:"``
+            is refused, since a reconnect would lose it.
+        busy_timeout: Seconds a write waits for another writer's lock before it fails with
+            :class:`~polymarket_agents.storage.StoreBusyError`.
+        migrations: The schema's history; the default is the package's schema.
+        logger: Where connection events are logged.
+
+    Raises:
+        ConfigurationError: On ``":memory:"``, a negative busy timeout or a bad migration
+            list.
+    """
+
+    __slots__ = (
+        "_busy_timeout",
+        "_closed",
+        "_conn",
+        "_lock",
+        "_logger",
+        "_migrations",
+        "_opened",
+        "_path",
+        "_reconnects",
+        "_schema_version",
+    )
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        *,
+        busy_timeout: float = 5.0,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if os.fspath(path) in ("", ":memory:"):
+            raise ConfigurationError(
+                f"SQLiteStore needs a file path, not {os.fspath(path)!r}: an in-memory "
+                "database would be lost on reconnect"
+            )
+        if not busy_timeout >= 0:
+            raise ConfigurationError(f"busy_timeout must be >= 0, not {busy_timeout!r}")
+        self._path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._migrations = check_migrations(migrations)
+        self._logger = logger or _logger
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._opened = False
+        self._reconnects = 0
+        self._schema_version = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._conn is not None else "idle"
+        return f"<SQLiteStore {str(self._path)!r} {state} schema={self._schema_version}>"
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version found or created by the last (re)connect; 0 before."""
+        return self._schema_version
+
+    @property
+    def reconnects(self) -> int:
+        """How many times a broken connection was replaced."""
+        return self._reconnects
+
+    @property
+    def connection(self) -> aiosqlite.Connection | None:
+        """The live aiosqlite connection, or None while disconnected: for diagnostics.
+
+        Writing through it bypasses the store's lock and transactions.
+        """
+        return self._conn
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, set the pragmas and create or migrate the schema; a no-op if open.
+
+        Raises:
+            StoreClosedError: If the store was closed.
+            StoreUnavailableError: If the file cannot be opened or is locked now.
+            SchemaVersionError: If the file was written by a newer schema.
+            sqlite3.Error: If a migration fails for another reason (it is rolled back).
+        """
+        async with self._lock:
+            await self._live()
+
+    async def close(self) -> None:
+        """Wait for a call in progress, then close the connection; idempotent.
+
+        The close is shielded: cancelling the caller does not leave the connection open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await _finish(self._close_under_lock())
+
+    async def _close_under_lock(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+                self._logger.debug("closed %s", self._path)
+
+    async def _live(self) -> aiosqlite.Connection:
+        """The open connection, connecting (again) if there is none. Call under the lock."""
+        if self._closed:
+            raise StoreClosedError(f"store {str(self._path)!r} is closed")
+        if self._conn is None:
+            self._conn = await self._connect()
+            if self._opened:
+                self._reconnects += 1
+                self._logger.info("reconnected to %s", self._path)
+            self._opened = True
+        return self._conn
+
+    async def _connect(self) -> aiosqlite.Connection:
+        await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _translate(exc, _failure(exc), self._path) from exc
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            cursor = await conn.execute("PRAGMA journal_mode = WAL")
+            mode = await cursor.fetchone()
+            if not mode or str(mode[0]).lower() != "wal":
+                self._logger.warning(
+                    "%s: WAL mode unavailable, journal mode is %r", self._path, mode
+                )
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            version, applied = await migrate(conn, self._migrations, str(self._path))
+        except BaseException as exc:
+            await _finish(conn.close())
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, _failure(exc), self._path) from exc
+            raise
+        for migration in applied:
+            self._logger.info(
+                "%s: applied migration %d (%s)",
+                self._path,
+                migration.version,
+                migration.description,
+            )
+        self._schema_version = version
+        return conn
+
+    async def _after_failure(self, conn: aiosqlite.Connection, exc: BaseException) -> BaseException:
+        """Roll back or drop the connection after ``exc``; return what to raise."""
+        failure = _failure(exc)
+        if failure is not _Failure.BROKEN:
+            try:
+                await _finish(conn.rollback())
+            except Exception as rollback_error:
+                # A connection that cannot even roll back is not to be trusted again.
+                self._logger.debug("rollback failed: %r", rollback_error)
+                failure = _Failure.BROKEN if failure is _Failure.OTHER else failure
+                await self._drop(conn, exc)
+        else:
+            await self._drop(conn, exc)
+        return _translate(exc, failure, self._path)
+
+    async def _drop(self, conn: aiosqlite.Connection, exc: BaseException) -> None:
+        if self._conn is conn:
+            self._conn = None
+            self._logger.warning(
+                "connection to %s failed (%s: %s); reconnecting on next use",
+                self._path,
+                type(exc).__name__,
+                exc,
+            )
+        try:
+            await _finish(conn.close())
+        except Exception as close_error:
+            self._logger.debug("closing the failed connection raised %r", close_error)
+
+    async def write_batch(self, rows: Sequence[object]) -> WriteResult:
+        """Write ``rows`` in one transaction, ignoring rows already stored.
+
+        Args:
+            rows: Row objects (:data:`~polymarket_agents.storage.Row`); anything else, and
+                rows with invalid fields, are rejected and reported.
+
+        Returns:
+            Counts of written and duplicate rows per table, and the rejected rows.
+
+        Raises:
+            StoreUnavailableError: On a transient failure (``StoreBusyError`` if another
+                writer held the lock); nothing was committed.
+            StoreClosedError: If the store was closed.
+            sqlite3.Error: On an unexpected database error; nothing was committed.
+        """
+        if self._closed:
+            raise StoreClosedError(f"store {str(self._path)!r} is closed")
+        groups, rejected = prepare(rows)
+        if not groups:
+            return WriteResult(rejected=tuple(rejected))
+        async with self._lock:
+            conn = await self._live()
+            try:
+                try:
+                    written, duplicates = await self._write_groups(conn, groups)
+                except sqlite3.IntegrityError as exc:
+                    # A CHECK or NOT NULL constraint refused a row that passed encoding:
+                    # find which, writing the batch row by row in one new transaction.
+                    self._logger.debug("constraint failed (%s); writing row by row", exc)
+                    await conn.rollback()
+                    written, duplicates, refused = await self._write_rows(conn, rows)
+                    rejected.extend(refused)
+            except BaseException as exc:
+                error = await self._after_failure(conn, exc)
+                if error is exc:
+                    raise
+                raise error from exc
+        return WriteResult(written=written, duplicates=duplicates, rejected=tuple(rejected))
+
+    async def _write_groups(
+        self, conn: aiosqlite.Connection, groups: dict[Table, list[Params]]
+    ) -> tuple[dict[Table, int], dict[Table, int]]:
+        written: dict[Table, int] = {}
+        duplicates: dict[Table, int] = {}
+        await conn.execute("BEGIN IMMEDIATE")
+        for table, params in groups.items():
+            cursor = await conn.executemany(INSERT_SQL[table], params)
+            # For executemany, rowcount sums the rows each execution changed; rows
+            # skipped by ON CONFLICT DO NOTHING change nothing.
+            changed = max(cursor.rowcount, 0)
+            written[table] = changed
+            duplicates[table] = len(params) - changed
+        await conn.execute("COMMIT")
+        return written, duplicates
+
+    async def _write_rows(
+        self, conn: aiosqlite.Connection, rows: Sequence[object]
+    ) -> tuple[dict[Table, int], dict[Table, int], list[RejectedRow]]:
+        written: dict[Table, int] = {}
+        duplicates: dict[Table, int] = {}
+        refused: list[RejectedRow] = []
+        await conn.execute("BEGIN IMMEDIATE")
+        for index, row in enumerate(rows):
+            try:
+                table, params = encode_row(row)
+            except InvalidRow:
+                continue  # already reported by prepare()
+            try:
+                cursor = await conn.execute(INSERT_SQL[table], params)
+            except sqlite3.IntegrityError as exc:
+                # Only this statement is undone; the transaction goes on.
+                refused.append(RejectedRow(index, row, f"refused by the database: {exc}"))
+                continue
+            changed = max(cursor.rowcount, 0)
+            written[table] = written.get(table, 0) + changed
+            duplicates[table] = duplicates.get(table, 0) + 1 - changed
+        await conn.execute("COMMIT")
+        return written, duplicates, refused
+
+    async def _fetchall(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            conn = await self._live()
+            try:
+                return list(await conn.execute_fetchall(sql, params))
+            except BaseException as exc:
+                error = await self._after_failure(conn, exc)
+                if error is exc:
+                    raise
+                raise error from exc
+
+    async def count(self, table: Table | str) -> int:
+        """The number of rows in ``table``.
+
+        Args:
+            table: A :class:`~polymarket_agents.storage.Table` or its name.
+
+        Returns:
+            The row count.
+
+        Raises:
+            ValueError: If ``table`` is not a table of the store.
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        name = Table(table)  # the ValueError for an unknown name also guards the SQL text
+        records = await self._fetchall(f"SELECT count(*) FROM {name}")
+        return int(records[0][0])
+
+    async def counts(self) -> dict[Table, int]:
+        """The number of rows in every table, in :class:`Table` order.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in Table)
+        return {Table(name): int(n) for name, n in await self._fetchall(sql)}
+
+    async def recent_orders(self, limit: int = 20) -> list[PaperOrderRow]:
+        """The latest ``limit`` paper orders by creation time, newest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetchall(
+            "SELECT order_id, signal_id, market, token_id, side, price, size, order_type, "
+            "status, created_at_ms, filled_size, updated_at_ms, revision, error "
+            "FROM paper_orders ORDER BY created_at_ms DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [order_from_record(record) for record in records]
+
+    async def recent_fills(self, limit: int = 20) -> list[FillRow]:
+        """The latest ``limit`` fills by fill time, newest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetchall(
+            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee "
+            "FROM fills ORDER BY timestamp_ms DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [fill_from_record(record) for record in records]
+
+    async def positions(self) -> list[Position]:
+        """The net position per token over all stored fills, sorted by token id.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetchall(
+            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee "
+            "FROM fills"
+        )
+        return positions_from_fills([fill_from_record(record) for record in records])
+
+
+async def _finish(awaitable: Awaitable[None]) -> None:
+    """Run ``awaitable`` to the end even if the caller is cancelled meanwhile.
+
+    Cleanup (rollback, close) must not be cut short, or a connection would be left in a
+    transaction or open. A cancellation that arrives meanwhile is re-raised afterwards and
+    wins over an error of the cleanup.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            # asyncio.wait never cancels what it waits for, unlike a plain await.
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as lost
+        raise asyncio.CancelledError
+    task.result()
+
+
+async def open_store(
+    path: str | os.PathLike[str] = DEFAULT_PATH,
+    *,
+    busy_timeout: float = 5.0,
+) -> SQLiteStore:
+    """Open (creating if needed) the SQLite store at ``path``.
+
+    Parent directories are created, the schema is created or migrated. Close the store
+    with :meth:`SQLiteStore.close` (or use ``async with SQLiteStore(path)`` instead).
+
+    Args:
+        path: The database file.
+        busy_timeout: Seconds a write waits for another writer's lock.
+
+    Returns:
+        The open store.
+
+    Raises:
+        ConfigurationError: On an invalid path or timeout.
+        StoreUnavailableError: If the file cannot be opened now.
+        SchemaVersionError: If the file was written by a newer schema.
+    """
+    store = SQLiteStore(path, busy_timeout=busy_timeout)
+    await store.open()
+    return store
