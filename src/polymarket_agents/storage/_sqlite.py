@@ -43,7 +43,8 @@ class _Failure(enum.Enum):
     """What a failed database call means for the connection it used."""
 
     BUSY = enum.auto()  # another writer holds the lock: retry on the same connection
-    BROKEN = enum.auto()  # the connection is gone or failing: retry on a new one
+    BROKEN = enum.auto()  # the connection is failing: close it, retry on a new one
+    CLOSED = enum.auto()  # someone closed it under us: forget it, retry on a new one
     OTHER = enum.auto()  # anything else: raised as it is
 
 
@@ -71,20 +72,20 @@ def _failure(exc: BaseException) -> _Failure:
             return _Failure.BROKEN
         # Raised by the sqlite3 module itself, without a result code.
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
-            return _Failure.BROKEN
+            return _Failure.CLOSED
         return _Failure.OTHER
     # aiosqlite says "Connection closed" / "no active connection" with a plain ValueError.
     if isinstance(exc, ValueError) and (
         "closed" in str(exc).lower() or "no active connection" in str(exc)
     ):
-        return _Failure.BROKEN
+        return _Failure.CLOSED
     return _Failure.OTHER
 
 
 def _translate(exc: BaseException, failure: _Failure, path: Path) -> BaseException:
     if failure is _Failure.BUSY:
         return StoreBusyError(f"database {str(path)!r} is locked by another writer: {exc}")
-    if failure is _Failure.BROKEN:
+    if failure is _Failure.BROKEN or failure is _Failure.CLOSED:
         return StoreUnavailableError(f"database {str(path)!r} is unavailable: {exc}")
     return exc
 
@@ -277,19 +278,25 @@ class SQLiteStore:
     async def _after_failure(self, conn: aiosqlite.Connection, exc: BaseException) -> BaseException:
         """Roll back or drop the connection after ``exc``; return what to raise."""
         failure = _failure(exc)
-        if failure is not _Failure.BROKEN:
+        if failure is _Failure.CLOSED:
+            # Whoever closed it owns its thread: closing it again from here could race
+            # with that close, so only forget it.
+            self._forget(conn, exc)
+        elif failure is _Failure.BROKEN:
+            self._forget(conn, exc)
+            await self._close_quietly(conn)
+        else:
             try:
                 await _finish(conn.rollback())
             except Exception as rollback_error:
                 # A connection that cannot even roll back is not to be trusted again.
                 self._logger.debug("rollback failed: %r", rollback_error)
-                failure = _Failure.BROKEN if failure is _Failure.OTHER else failure
-                await self._drop(conn, exc)
-        else:
-            await self._drop(conn, exc)
+                self._forget(conn, exc)
+                if _failure(rollback_error) is not _Failure.CLOSED:
+                    await self._close_quietly(conn)
         return _translate(exc, failure, self._path)
 
-    async def _drop(self, conn: aiosqlite.Connection, exc: BaseException) -> None:
+    def _forget(self, conn: aiosqlite.Connection, exc: BaseException) -> None:
         if self._conn is conn:
             self._conn = None
             self._logger.warning(
@@ -298,6 +305,8 @@ class SQLiteStore:
                 type(exc).__name__,
                 exc,
             )
+
+    async def _close_quietly(self, conn: aiosqlite.Connection) -> None:
         try:
             await _finish(conn.close())
         except Exception as close_error:
