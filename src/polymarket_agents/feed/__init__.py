@@ -1,0 +1,110 @@
+"""Polymarket market data: the market-channel client, local order books, message models.
+
+::
+
+    from polymarket_agents.feed import MarketFeed, fetch_markets
+
+    markets = await fetch_markets()                       # Gamma, or a simulator's http_url
+    async with MarketFeed(markets=markets[:5]) as feed:   # Polymarket's market channel
+        async for event in feed:                          # applied to feed.books first
+            ...
+
+* :class:`MarketFeed` connects, subscribes, answers the heartbeat, watches for dead and
+  frozen connections, reconnects through the core's ``robust_task`` and keeps one
+  fail-closed :class:`OrderBook` per asset in a :class:`BookSet`;
+* the message types (:class:`Book`, :class:`PriceChange`, ...) are validated msgspec
+  Structs with exact :class:`~decimal.Decimal` prices; :class:`FrameDecoder` turns a frame
+  into them or raises :class:`InvalidMessage`;
+* :func:`fetch_markets` / :func:`parse_markets` read Gamma market listings;
+* :mod:`polymarket_agents.feed.simulator` is a local server speaking the same protocol.
+"""
+
+from ._book import BookSet, DepthFill, MarketBooks, OrderBook, SyncState
+from ._client import DEFAULT_MARKET_URL, FeedStats, MarketFeed, default_feed_policy
+from ._errors import (
+    DataSilence,
+    FeedError,
+    FeedStopped,
+    FeedTimeout,
+    InvalidMessage,
+    PongTimeout,
+    ResyncTimeout,
+)
+from ._gamma import DEFAULT_GAMMA_URL, MarketInfo, fetch_markets, parse_markets
+from ._messages import (
+    BestBidAsk,
+    Book,
+    EventMessage,
+    LastTradePrice,
+    LegacyChange,
+    MarketEvent,
+    MarketResolved,
+    NewMarket,
+    OrderLevel,
+    PriceChange,
+    PriceLevelChange,
+    Side,
+    TickSizeChange,
+)
+from ._protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    EVENT_TYPES,
+    PING,
+    ClientFrame,
+    FrameDecoder,
+    Operation,
+    Subscribe,
+    TextReply,
+    decode_client_frame,
+    encode_events,
+    encode_operation,
+    encode_subscribe,
+)
+
+__all__ = [
+    "DEFAULT_GAMMA_URL",
+    "DEFAULT_MARKET_URL",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "EVENT_TYPES",
+    "PING",
+    "BestBidAsk",
+    "Book",
+    "BookSet",
+    "ClientFrame",
+    "DataSilence",
+    "DepthFill",
+    "EventMessage",
+    "FeedError",
+    "FeedStats",
+    "FeedStopped",
+    "FeedTimeout",
+    "FrameDecoder",
+    "InvalidMessage",
+    "LastTradePrice",
+    "LegacyChange",
+    "MarketBooks",
+    "MarketEvent",
+    "MarketFeed",
+    "MarketInfo",
+    "MarketResolved",
+    "NewMarket",
+    "Operation",
+    "OrderBook",
+    "OrderLevel",
+    "PongTimeout",
+    "PriceChange",
+    "PriceLevelChange",
+    "ResyncTimeout",
+    "Side",
+    "Subscribe",
+    "SyncState",
+    "TextReply",
+    "TickSizeChange",
+    "decode_client_frame",
+    "default_feed_policy",
+    "encode_events",
+    "encode_operation",
+    "encode_subscribe",
+    "fetch_markets",
+    "parse_markets",
+]

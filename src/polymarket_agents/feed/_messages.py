@@ -1,0 +1,443 @@
+"""Typed, validated models of every market-channel event.
+
+Each event is a frozen :class:`msgspec.Struct` tagged by its ``event_type``, so one compiled
+decoder turns a frame into these objects in C, and the simulator encodes the very same types.
+Prices and sizes are :class:`~decimal.Decimal`, parsed exactly from their decimal strings.
+
+Validation happens while decoding (``__post_init__``): a price outside [0, 1], a negative or
+non-finite size, a non-numeric timestamp or an empty id makes the whole frame invalid.
+Numbers written as JSON numbers instead of strings are accepted, and parsed exactly too.
+Unknown fields are ignored, so the live feed may add fields without breaking the client.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal, TypeAlias
+
+import msgspec
+from msgspec import UNSET, UnsetType
+from msgspec.structs import force_setattr
+
+__all__ = [
+    "BestBidAsk",
+    "Book",
+    "EventMessage",
+    "LastTradePrice",
+    "LegacyChange",
+    "MarketEvent",
+    "MarketResolved",
+    "NewMarket",
+    "OrderLevel",
+    "PriceChange",
+    "PriceLevelChange",
+    "Side",
+    "TickSizeChange",
+]
+
+Side: TypeAlias = Literal["BUY", "SELL"]
+"""``BUY`` changes or takes bids, ``SELL`` asks (for trades: the taker's side)."""
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+# Sizes are share counts; anything near this is garbage, and the bound also rejects Infinity.
+_MAX_SIZE = Decimal("1e15")
+
+
+def _check_price(value: Decimal, name: str) -> None:
+    # A NaN makes the comparison raise decimal.InvalidOperation, which the decoder also
+    # reports as an invalid message.
+    if not _ZERO <= value <= _ONE:
+        raise ValueError(f"{name} {value} is outside [0, 1]")
+
+
+def _check_size(value: Decimal, name: str) -> None:
+    if not _ZERO <= value < _MAX_SIZE:
+        raise ValueError(f"{name} {value} is not a finite size >= 0")
+
+
+def _check_timestamp(value: str) -> None:
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"timestamp {value!r} is not epoch milliseconds")
+
+
+def _check_id(value: str, name: str) -> None:
+    if not value:
+        raise ValueError(f"{name} is empty")
+
+
+class OrderLevel(msgspec.Struct, frozen=True, gc=False):
+    """One price level of a book snapshot: the aggregate size resting at ``price``.
+
+    Validated as part of its :class:`Book` (one loop per book is cheaper than a hook per
+    level, and books are the bulk of what is decoded).
+    """
+
+    price: Decimal
+    size: Decimal
+
+
+class Book(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="book"):
+    """``book``: a full L2 snapshot of one asset; it replaces the whole local book.
+
+    The live feed sends bids ascending and asks descending (best last); nothing here relies
+    on that order. The legacy field names ``buys``/``sells`` are accepted and moved to
+    ``bids``/``asks``; an absent side is an empty side.
+
+    Attributes:
+        asset_id: The token id (a decimal string).
+        market: The condition id (``0x`` + 64 hex) of the market the token belongs to.
+        timestamp: Epoch milliseconds, as the string the feed sends.
+        bids: Buy levels.
+        asks: Sell levels.
+        hash: Opaque hash of the book, as sent.
+        tick_size: The market's tick, when the feed includes it.
+        last_trade_price: As sent; ``""`` on an empty book.
+    """
+
+    asset_id: str
+    market: str
+    timestamp: str
+    bids: tuple[OrderLevel, ...] = ()
+    asks: tuple[OrderLevel, ...] = ()
+    hash: str = ""
+    tick_size: Decimal | None = None
+    last_trade_price: str = ""
+    # UNSET fields are never encoded, so a re-encoded book carries bids/asks only.
+    buys: tuple[OrderLevel, ...] | UnsetType = UNSET
+    sells: tuple[OrderLevel, ...] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        _check_id(self.asset_id, "asset_id")
+        _check_timestamp(self.timestamp)
+        if self.tick_size is not None and not _ZERO < self.tick_size < _ONE:
+            raise ValueError(f"tick_size {self.tick_size} is outside (0, 1)")
+        for levels in (self.bids, self.asks, self.buys, self.sells):
+            if levels is UNSET:
+                continue
+            for level in levels:
+                if not (_ZERO <= level.price <= _ONE and _ZERO <= level.size < _MAX_SIZE):
+                    raise ValueError(f"level {level.price} x {level.size} is out of range")
+        # Older documentation named the sides buys/sells; keep one spelling downstream.
+        if self.buys is not UNSET:
+            if not self.bids:
+                force_setattr(self, "bids", self.buys)
+            force_setattr(self, "buys", UNSET)
+        if self.sells is not UNSET:
+            if not self.asks:
+                force_setattr(self, "asks", self.sells)
+            force_setattr(self, "sells", UNSET)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, asset, timestamp, hash."""
+        return ("book", self.asset_id, self.timestamp, self.hash)
+
+
+class PriceLevelChange(msgspec.Struct, frozen=True, gc=False):
+    """One entry of a ``price_change``: the new aggregate size of one level of one asset.
+
+    Attributes:
+        asset_id: The token whose book changed.
+        price: The level's price.
+        size: The new absolute size at that price; ``0`` removes the level.
+        side: ``BUY`` for the bid side, ``SELL`` for the ask side.
+        hash: Opaque hash of the order that caused the change.
+        best_bid: The asset's best bid after the change (``0`` when there are no bids).
+        best_ask: The asset's best ask after the change (``1`` when there are no asks).
+    """
+
+    asset_id: str
+    price: Decimal
+    size: Decimal
+    side: Side
+    hash: str = ""
+    best_bid: Decimal | None = None
+    best_ask: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.asset_id, "asset_id")
+        if not (_ZERO <= self.price <= _ONE and _ZERO <= self.size < _MAX_SIZE):
+            raise ValueError(f"change {self.price} x {self.size} is out of range")
+        if self.best_bid is not None:
+            _check_price(self.best_bid, "best_bid")
+        if self.best_ask is not None:
+            _check_price(self.best_ask, "best_ask")
+
+
+class LegacyChange(msgspec.Struct, frozen=True, gc=False):
+    """One entry of the legacy (before 2025-09-15) ``price_change`` ``changes`` array."""
+
+    price: Decimal
+    side: Side
+    size: Decimal
+
+    def __post_init__(self) -> None:
+        if not (_ZERO <= self.price <= _ONE and _ZERO <= self.size < _MAX_SIZE):
+            raise ValueError(f"change {self.price} x {self.size} is out of range")
+
+
+class PriceChange(
+    msgspec.Struct,
+    frozen=True,
+    gc=False,
+    tag_field="event_type",
+    tag="price_change",
+    omit_defaults=True,
+):
+    """``price_change``: new absolute sizes for some levels, possibly of both tokens.
+
+    Both schemas decode to this type. The current one carries ``price_changes``, each entry
+    naming its asset and the top of book after the change. The legacy one carries one
+    ``asset_id``, a ``changes`` array and one ``hash``; its entries are converted into
+    ``price_changes`` (without best bid/ask) so that consumers see a single shape, and
+    ``legacy`` tells them apart.
+
+    Attributes:
+        market: The condition id.
+        timestamp: Epoch milliseconds, as sent.
+        price_changes: The changes, in the order they apply.
+        asset_id: Legacy schema only: the asset of every change.
+        hash: Legacy schema only: the message's hash.
+        changes: Legacy schema only, as received; None after decoding.
+    """
+
+    market: str
+    timestamp: str
+    price_changes: tuple[PriceLevelChange, ...] = ()
+    asset_id: str = ""
+    hash: str = ""
+    changes: tuple[LegacyChange, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_timestamp(self.timestamp)
+        changes = self.changes
+        if changes is not None:
+            _check_id(self.asset_id, "asset_id")
+            asset_id, hash_ = self.asset_id, self.hash
+            converted = tuple(
+                PriceLevelChange(asset_id, c.price, c.size, c.side, hash_) for c in changes
+            )
+            force_setattr(self, "price_changes", converted)
+            force_setattr(self, "changes", None)
+        elif not self.price_changes:
+            raise ValueError("price_change carries neither price_changes nor changes")
+
+    @property
+    def legacy(self) -> bool:
+        """Whether the message used the legacy ``changes`` schema."""
+        return bool(self.asset_id)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, market, timestamp, hashes."""
+        hashes = self.hash or ",".join(change.hash for change in self.price_changes)
+        return ("price_change", self.market, self.timestamp, hashes)
+
+
+class LastTradePrice(
+    msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="last_trade_price"
+):
+    """``last_trade_price``: a trade print.
+
+    Attributes:
+        asset_id: The traded token.
+        market: The condition id.
+        price: Trade price.
+        size: Trade size, in shares.
+        side: The taker's side.
+        timestamp: Epoch milliseconds, as sent.
+        fee_rate_bps: Fee rate in basis points.
+        transaction_hash: On-chain transaction hash, when the feed includes it.
+    """
+
+    asset_id: str
+    market: str
+    price: Decimal
+    size: Decimal
+    side: Side
+    timestamp: str
+    fee_rate_bps: Decimal = Decimal(0)
+    transaction_hash: str = ""
+
+    def __post_init__(self) -> None:
+        _check_id(self.asset_id, "asset_id")
+        _check_price(self.price, "price")
+        _check_size(self.size, "size")
+        _check_timestamp(self.timestamp)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, asset, timestamp, hash."""
+        return ("last_trade_price", self.asset_id, self.timestamp, self.transaction_hash)
+
+
+class TickSizeChange(
+    msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="tick_size_change"
+):
+    """``tick_size_change``: the price increment of an asset changed (near 0 or 1).
+
+    Attributes:
+        asset_id: The token.
+        market: The condition id.
+        old_tick_size: The tick before.
+        new_tick_size: The tick from now on.
+        timestamp: Epoch milliseconds, as sent.
+    """
+
+    asset_id: str
+    market: str
+    old_tick_size: Decimal
+    new_tick_size: Decimal
+    timestamp: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.asset_id, "asset_id")
+        for tick in (self.old_tick_size, self.new_tick_size):
+            if not _ZERO < tick < _ONE:
+                raise ValueError(f"tick size {tick} is outside (0, 1)")
+        _check_timestamp(self.timestamp)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, asset, timestamp, new tick."""
+        return ("tick_size_change", self.asset_id, self.timestamp, str(self.new_tick_size))
+
+
+class BestBidAsk(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="best_bid_ask"):
+    """``best_bid_ask``: the top of an asset's book changed (custom features only).
+
+    Attributes:
+        asset_id: The token.
+        market: The condition id.
+        best_bid: Best bid.
+        best_ask: Best ask.
+        spread: ``best_ask - best_bid`` as sent.
+        timestamp: Epoch milliseconds, as sent.
+    """
+
+    asset_id: str
+    market: str
+    best_bid: Decimal
+    best_ask: Decimal
+    spread: Decimal
+    timestamp: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.asset_id, "asset_id")
+        _check_price(self.best_bid, "best_bid")
+        _check_price(self.best_ask, "best_ask")
+        _check_price(self.spread, "spread")
+        _check_timestamp(self.timestamp)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, asset, timestamp, top."""
+        return ("best_bid_ask", self.asset_id, self.timestamp, f"{self.best_bid}/{self.best_ask}")
+
+
+class EventMessage(msgspec.Struct, frozen=True, gc=False):
+    """The Gamma event a new or resolved market belongs to."""
+
+    id: str = ""
+    ticker: str = ""
+    slug: str = ""
+    title: str = ""
+    description: str = ""
+
+
+class NewMarket(
+    msgspec.Struct,
+    frozen=True,
+    gc=False,
+    tag_field="event_type",
+    tag="new_market",
+    omit_defaults=True,
+):
+    """``new_market``: a market was created (custom features only).
+
+    Attributes:
+        market: The condition id.
+        timestamp: Epoch milliseconds, as sent.
+        id: Gamma market id.
+        question: The market's question.
+        slug: URL slug.
+        description: Resolution rules.
+        assets_ids: The token ids, in the order of ``outcomes``.
+        outcomes: Outcome names, usually ``("Yes", "No")``.
+        event_message: The Gamma event, when sent.
+    """
+
+    market: str
+    timestamp: str
+    id: str = ""
+    question: str = ""
+    slug: str = ""
+    description: str = ""
+    assets_ids: tuple[str, ...] = ()
+    outcomes: tuple[str, ...] = ()
+    event_message: EventMessage | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.market, "market")
+        _check_timestamp(self.timestamp)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, market, timestamp, id."""
+        return ("new_market", self.market, self.timestamp, self.id)
+
+
+class MarketResolved(
+    msgspec.Struct,
+    frozen=True,
+    gc=False,
+    tag_field="event_type",
+    tag="market_resolved",
+    omit_defaults=True,
+):
+    """``market_resolved``: a market was resolved (custom features only).
+
+    Polymarket has been reported not to deliver it reliably, so treat it as a hint and
+    take Gamma's ``closed`` / ``outcomePrices`` as the authority.
+
+    Attributes:
+        market: The condition id.
+        timestamp: Epoch milliseconds, as sent.
+        winning_asset_id: The token that won.
+        winning_outcome: Its outcome name.
+        id: Gamma market id.
+        question: The market's question.
+        slug: URL slug.
+        description: Resolution rules.
+        assets_ids: The token ids, in the order of ``outcomes``.
+        outcomes: Outcome names.
+        event_message: The Gamma event, when sent.
+    """
+
+    market: str
+    timestamp: str
+    winning_asset_id: str
+    winning_outcome: str
+    id: str = ""
+    question: str = ""
+    slug: str = ""
+    description: str = ""
+    assets_ids: tuple[str, ...] = ()
+    outcomes: tuple[str, ...] = ()
+    event_message: EventMessage | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.market, "market")
+        _check_timestamp(self.timestamp)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity for downstream deduplication: event type, market, timestamp, winner."""
+        return ("market_resolved", self.market, self.timestamp, self.winning_asset_id)
+
+
+MarketEvent: TypeAlias = (
+    Book | PriceChange | LastTradePrice | TickSizeChange | BestBidAsk | NewMarket | MarketResolved
+)
+"""Any market-channel event; match on the type (``case Book(): ...``)."""
