@@ -130,6 +130,9 @@ class IngestionStats:
     duplicates_by_table: Mapping[str, int] = field(default_factory=dict)
 
 
+_MAX_DOUBLINGS = 64
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -372,17 +375,23 @@ class IngestionWorker:
                 failures += 1
                 self._retries += 1
                 self._last_error = _describe(exc)
-                await self._back_off(exc, failures, len(rows))
+                delay = self._retry_delay(exc, failures, len(rows))
+            # Waiting outside the except block lets the error and its traceback go now.
+            await asyncio.sleep(delay)
         self._account(result, len(rows), loop.time() - started)
         items, self._pending_items, self._rows = self._pending_items, 0, []
         self._items += items
         for _ in range(items):
             self._queue.task_done()
 
-    async def _back_off(self, exc: Exception, failures: int, rows: int) -> None:
+    def _retry_delay(self, exc: Exception, failures: int, rows: int) -> float:
+        """Log the failure and say how long to wait before the next attempt."""
         error_class = self._policy.classify_error(exc)
+        # Past a few dozen doublings every delay is at its cap; the bound also keeps the
+        # policy's arithmetic away from float overflow in a long outage.
+        attempt = min(failures, _MAX_DOUBLINGS)
         if error_class is ErrorClass.RECOVERABLE:
-            delay = self._policy.delay(failures, error_class)
+            delay = self._policy.delay(attempt, error_class)
             self._logger.warning(
                 "storing %d rows failed (%s); retry %d in %.2f s",
                 rows,
@@ -394,7 +403,7 @@ class IngestionWorker:
         else:
             # Even an error that would stop a task does not drop the batch: it is logged
             # with its traceback and retried at the longer backoff, and producers wait.
-            delay = self._policy.delay(failures, ErrorClass.UNEXPECTED)
+            delay = self._policy.delay(attempt, ErrorClass.UNEXPECTED)
             self._logger.error(
                 "storing %d rows failed with an unexpected error; retry %d in %.2f s",
                 rows,
@@ -403,7 +412,7 @@ class IngestionWorker:
                 exc_info=exc,
                 extra={"attempt": failures, "delay": delay},
             )
-        await asyncio.sleep(delay)
+        return delay
 
     def _account(self, result: WriteResult, rows: int, seconds: float) -> None:
         for table, count in result.written.items():

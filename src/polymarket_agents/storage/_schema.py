@@ -221,9 +221,8 @@ def check_migrations(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
 
 
 async def _user_version(conn: aiosqlite.Connection) -> int:
-    cursor = await conn.execute("PRAGMA user_version")
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0]) if rows else 0
 
 
 async def migrate(

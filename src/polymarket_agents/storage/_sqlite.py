@@ -252,9 +252,8 @@ class SQLiteStore:
             raise _translate(exc, _failure(exc), self._path) from exc
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            cursor = await conn.execute("PRAGMA journal_mode = WAL")
-            mode = await cursor.fetchone()
-            if not mode or str(mode[0]).lower() != "wal":
+            mode = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+            if not mode or str(mode[0][0]).lower() != "wal":
                 self._logger.warning(
                     "%s: WAL mode unavailable, journal mode is %r", self._path, mode
                 )
@@ -275,8 +274,12 @@ class SQLiteStore:
         self._schema_version = version
         return conn
 
-    async def _after_failure(self, conn: aiosqlite.Connection, exc: BaseException) -> BaseException:
-        """Roll back or drop the connection after ``exc``; return what to raise."""
+    async def _recover(self, conn: aiosqlite.Connection, exc: BaseException) -> None:
+        """Roll back or forget the connection after ``exc``, then raise what callers see.
+
+        Raises the translated error (chained to ``exc``) for busy and broken connections;
+        returns for anything else, which the caller re-raises unchanged.
+        """
         failure = _failure(exc)
         if failure is _Failure.CLOSED:
             # Whoever closed it owns its thread: closing it again from here could race
@@ -294,7 +297,10 @@ class SQLiteStore:
                 self._forget(conn, exc)
                 if _failure(rollback_error) is not _Failure.CLOSED:
                     await self._close_quietly(conn)
-        return _translate(exc, failure, self._path)
+        if failure is not _Failure.OTHER:
+            # Raised, not returned: a local holding the new error would make a reference
+            # cycle through this frame, keeping everything in it alive until a GC pass.
+            raise _translate(exc, failure, self._path) from exc
 
     def _forget(self, conn: aiosqlite.Connection, exc: BaseException) -> None:
         if self._conn is conn:
@@ -346,10 +352,8 @@ class SQLiteStore:
                     written, duplicates, refused = await self._write_rows(conn, rows)
                     rejected.extend(refused)
             except BaseException as exc:
-                error = await self._after_failure(conn, exc)
-                if error is exc:
-                    raise
-                raise error from exc
+                await self._recover(conn, exc)
+                raise
         return WriteResult(written=written, duplicates=duplicates, rejected=tuple(rejected))
 
     async def _write_groups(
@@ -359,10 +363,11 @@ class SQLiteStore:
         duplicates: dict[Table, int] = {}
         await conn.execute("BEGIN IMMEDIATE")
         for table, params in groups.items():
-            cursor = await conn.executemany(INSERT_SQL[table], params)
             # For executemany, rowcount sums the rows each execution changed; rows
-            # skipped by ON CONFLICT DO NOTHING change nothing.
-            changed = max(cursor.rowcount, 0)
+            # skipped by ON CONFLICT DO NOTHING change nothing. The cursor is dropped at
+            # once: a live cursor keeps a closed connection's transaction, and so the
+            # database's write lock, alive until it is collected.
+            changed = max((await conn.executemany(INSERT_SQL[table], params)).rowcount, 0)
             written[table] = changed
             duplicates[table] = len(params) - changed
         await conn.execute("COMMIT")
@@ -381,12 +386,11 @@ class SQLiteStore:
             except InvalidRow:
                 continue  # already reported by prepare()
             try:
-                cursor = await conn.execute(INSERT_SQL[table], params)
+                changed = max((await conn.execute(INSERT_SQL[table], params)).rowcount, 0)
             except sqlite3.IntegrityError as exc:
                 # Only this statement is undone; the transaction goes on.
                 refused.append(RejectedRow(index, row, f"refused by the database: {exc}"))
                 continue
-            changed = max(cursor.rowcount, 0)
             written[table] = written.get(table, 0) + changed
             duplicates[table] = duplicates.get(table, 0) + 1 - changed
         await conn.execute("COMMIT")
@@ -398,10 +402,8 @@ class SQLiteStore:
             try:
                 return list(await conn.execute_fetchall(sql, params))
             except BaseException as exc:
-                error = await self._after_failure(conn, exc)
-                if error is exc:
-                    raise
-                raise error from exc
+                await self._recover(conn, exc)
+                raise
 
     async def count(self, table: Table | str) -> int:
         """The number of rows in ``table``.
