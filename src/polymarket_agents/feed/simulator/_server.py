@@ -649,6 +649,8 @@ class MarketSimulator:
             now = loop.time()
             if next_at > now:
                 await asyncio.sleep(next_at - now)
+                if not self._running.is_set():
+                    continue  # paused while asleep: generate nothing more
                 now = loop.time()
             frames = []
             while next_at <= now:
