@@ -132,6 +132,45 @@ def _book(row: BookSnapshotRow) -> Params:
 
 
 def _price_change(row: PriceChangeRow) -> Params:
+    # The hot path: one condition over plain fields, no calls per field. Anything it does
+    # not accept exactly (including Decimal subclasses) goes to the checked encoder, which
+    # either accepts it too or says precisely what is wrong.
+    asset, market, ts, side = row.asset_id, row.market, row.timestamp_ms, row.side
+    price, size, best_bid, best_ask = row.price, row.size, row.best_bid, row.best_ask
+    received = row.received_at_ms
+    if (
+        type(asset) is str
+        and asset
+        and type(market) is str
+        and type(row.hash) is str
+        and type(ts) is int
+        and 0 <= ts <= _INT64_MAX
+        and type(received) is int
+        and 0 <= received <= _INT64_MAX
+        and (side == "BUY" or side == "SELL")
+        and type(price) is Decimal
+        and price.is_finite()
+        and type(size) is Decimal
+        and size.is_finite()
+        and (best_bid is None or (type(best_bid) is Decimal and best_bid.is_finite()))
+        and (best_ask is None or (type(best_ask) is Decimal and best_ask.is_finite()))
+    ):
+        return (
+            market,
+            asset,
+            ts,
+            side,
+            str(price),
+            str(size),
+            row.hash,
+            None if best_bid is None else str(best_bid),
+            None if best_ask is None else str(best_ask),
+            received,
+        )
+    return _price_change_checked(row)
+
+
+def _price_change_checked(row: PriceChangeRow) -> Params:
     return (
         _opt_text(row.market, "market"),
         _text(row.asset_id, "asset_id"),
@@ -147,6 +186,41 @@ def _price_change(row: PriceChangeRow) -> Params:
 
 
 def _trade(row: TradeRow) -> Params:
+    # The hot path, as for price changes.
+    asset, market, ts, side = row.asset_id, row.market, row.timestamp_ms, row.side
+    price, size, fee_rate, received = row.price, row.size, row.fee_rate_bps, row.received_at_ms
+    if (
+        type(asset) is str
+        and asset
+        and type(market) is str
+        and type(row.transaction_hash) is str
+        and type(ts) is int
+        and 0 <= ts <= _INT64_MAX
+        and type(received) is int
+        and 0 <= received <= _INT64_MAX
+        and (side == "BUY" or side == "SELL")
+        and type(price) is Decimal
+        and price.is_finite()
+        and type(size) is Decimal
+        and size.is_finite()
+        and type(fee_rate) is Decimal
+        and fee_rate.is_finite()
+    ):
+        return (
+            asset,
+            market,
+            ts,
+            side,
+            str(price),
+            str(size),
+            str(fee_rate),
+            row.transaction_hash,
+            received,
+        )
+    return _trade_checked(row)
+
+
+def _trade_checked(row: TradeRow) -> Params:
     return (
         _text(row.asset_id, "asset_id"),
         _opt_text(row.market, "market"),
