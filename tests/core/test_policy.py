@@ -64,6 +64,12 @@ def test_huge_failure_counts_do_not_overflow() -> None:
     assert RestartPolicy(jitter=0).delay(10**6, ErrorClass.RECOVERABLE) == 300
 
 
+def test_zero_backoff_stays_zero_after_thousands_of_failures() -> None:
+    """A zero-delay policy never turns into the cap, however many failures it has seen."""
+    assert instant_policy().delay(5000, ErrorClass.RECOVERABLE) == 0
+    assert RestartPolicy(backoff_seconds=0).delay(10**6, ErrorClass.UNEXPECTED) == 0
+
+
 def test_instant_backoff_zeroes_delays_and_nests() -> None:
     """instant_backoff() turns every delay into 0 until the outermost block exits."""
     policy = RestartPolicy()

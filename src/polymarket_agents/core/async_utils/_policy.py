@@ -262,6 +262,8 @@ class RestartPolicy:
         base = self.backoff_seconds
         if error_class is ErrorClass.UNEXPECTED:
             base *= self.unexpected_multiplier
+        if base <= 0:
+            return 0.0
         exponent = min(max(failures, 1) - 1, 1024)  # bounded so the float cannot overflow
         try:
             delay = min(base * self.multiplier**exponent, self.max_backoff)
