@@ -306,6 +306,7 @@ class MarketSimulator:
         self._compression = compression
         self._arrivals = random.Random(f"{seed}/arrivals")
         self._server: Server | None = None
+        self._port: int | None = None
         self._engine_task: asyncio.Task[None] | None = None
         self._running = asyncio.Event()
         self._running.set()
@@ -316,7 +317,7 @@ class MarketSimulator:
         """Ticks generated so far."""
 
     def __repr__(self) -> str:
-        where = self.ws_url if self._server is not None else "not started"
+        where = self.ws_url if self._port is not None else "not started"
         return f"<MarketSimulator {where} markets={len(self.universe.markets)}>"
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -352,6 +353,7 @@ class MarketSimulator:
             max_size=2**20,
             logger=_logger,
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
         self._engine_task = asyncio.create_task(self._engine(), name="simulator-engine")
         _logger.info("market simulator listening on %s", self.ws_url)
 
@@ -390,9 +392,9 @@ class MarketSimulator:
         Raises:
             RuntimeError: If not started.
         """
-        if self._server is None:
+        if self._port is None:
             raise RuntimeError("the simulator is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._port
 
     @property
     def ws_url(self) -> str:
