@@ -22,6 +22,7 @@ from polymarket_agents.agents import (
 )
 from polymarket_agents.core.async_utils import (
     ConfigurationError,
+    RestartPolicy,
     instant_policy,
     robust_task,
 )
@@ -211,6 +212,27 @@ async def test_a_second_cancellation_does_not_lose_the_batch_in_flight(
         await task
     assert (worker.stats.items, worker.stats.written) == (60, 60)
     assert await store.count(Table.TRADES) == 60
+
+
+async def test_shutdown_cuts_a_pending_retry_delay_short(
+    store: SQLiteStore, blocker: sqlite3.Connection, start: Start, watch: LogWatch
+) -> None:
+    """A batch waiting out a long backoff is retried at once when the worker is cancelled,
+    so the drain does not spend its time asleep."""
+    queue = ingestion_queue(10)
+    policy = RestartPolicy(backoff_seconds=30.0, jitter=0.0)
+    worker = worker_on(queue, store, policy=policy, drain_timeout=None)
+    task = await start(worker)
+    blocker.execute("BEGIN IMMEDIATE")
+    waiting = watch.on("retry 1 in 30.00 s")
+    queue.put_nowait(trade(1))
+    await waiting.wait()
+    blocker.execute("ROLLBACK")
+    task.cancel()
+    async with asyncio.timeout(5):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (worker.stats.written, worker.stats.retries) == (1, 1)
 
 
 async def test_a_timed_out_drain_puts_the_rows_back_for_the_next_worker(

@@ -208,6 +208,7 @@ class IngestionWorker:
         "_rows",
         "_running",
         "_store",
+        "_wake",
         "_written",
         "_written_by_table",
     )
@@ -234,7 +235,7 @@ class IngestionWorker:
             raise ConfigurationError(f"drain_timeout must be >= 0 or None, not {drain_timeout!r}")
         self._queue = queue
         self._store = store
-        self._path = DEFAULT_PATH if store is None and path is None else path
+        self._path = DEFAULT_PATH if path is None else path
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._policy = policy or DEFAULT_INGESTION_POLICY
@@ -242,6 +243,8 @@ class IngestionWorker:
         self._logger = logger or _logger
         self._running = False
         self._flush_task: asyncio.Future[None] | None = None
+        # Set at shutdown to cut a pending retry delay short: the drain has little time.
+        self._wake = asyncio.Event()
         # The batch in hand: its rows, and how many queue items they came in.
         self._rows: list[object] = []
         self._pending_items = 0
@@ -302,7 +305,7 @@ class IngestionWorker:
             raise RuntimeError("this IngestionWorker is already running; create another")
         self._running = True
         owned = self._store is None
-        store: Store = self._store if self._store is not None else SQLiteStore(self._path or "")
+        store: Store = self._store if self._store is not None else SQLiteStore(self._path)
         try:
             await store.open()
             if self._queue.maxsize <= 0:
@@ -377,12 +380,25 @@ class IngestionWorker:
                 self._last_error = _describe(exc)
                 delay = self._retry_delay(exc, failures, len(rows))
             # Waiting outside the except block lets the error and its traceback go now.
-            await asyncio.sleep(delay)
+            await self._pause(delay)
         self._account(result, len(rows), loop.time() - started)
         items, self._pending_items, self._rows = self._pending_items, 0, []
         self._items += items
         for _ in range(items):
             self._queue.task_done()
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if the worker starts shutting down meanwhile."""
+        if delay <= 0 or self._wake.is_set():
+            self._wake.clear()
+            await asyncio.sleep(0)
+            return
+        try:
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        except TimeoutError:
+            return
+        self._wake.clear()
 
     def _retry_delay(self, exc: Exception, failures: int, rows: int) -> float:
         """Log the failure and say how long to wait before the next attempt."""
@@ -459,6 +475,7 @@ class IngestionWorker:
         )
         loop = asyncio.get_running_loop()
         deadline = None if self._drain_timeout is None else loop.time() + self._drain_timeout
+        self._wake.set()  # a batch waiting out a retry delay tries again now
         drain = asyncio.ensure_future(self._drain(store))
         while not drain.done():
             remaining = None if deadline is None else deadline - loop.time()
@@ -524,8 +541,19 @@ async def data_ingestion_worker(
     """Store the rows put on ``queue`` until cancelled: the seed's worker, made lossless.
 
     ``await data_ingestion_worker(queue)`` is ``await IngestionWorker(queue, ...).run()``;
-    see :class:`IngestionWorker` for the behaviour and the arguments. Use the class to read
-    its :attr:`~IngestionWorker.stats`.
+    see :class:`IngestionWorker` for the behaviour. Use the class to read its
+    :attr:`~IngestionWorker.stats`.
+
+    Args:
+        queue: The bounded queue producers put rows (or tuples of rows) on.
+        store: A store to write to, opened if needed and left open; or give ``path``.
+        path: The SQLite file of a store the worker opens and closes itself
+            (default :data:`~polymarket_agents.storage.DEFAULT_PATH`).
+        batch_size: Rows per transaction at most.
+        flush_interval: Seconds a partial batch waits for more rows.
+        policy: Backoff for failed writes.
+        drain_timeout: Seconds the drain at cancellation may take; None for no limit.
+        logger: Where the worker logs.
 
     Raises:
         asyncio.CancelledError: In the end, after the drain: it stops only when cancelled.
