@@ -219,6 +219,7 @@ class SQLiteStore:
         """Wait for a call in progress, then close the connection; idempotent.
 
         The close is shielded: cancelling the caller does not leave the connection open.
+        An error while closing is logged at WARNING, not raised.
         """
         if self._closed:
             return
@@ -228,8 +229,15 @@ class SQLiteStore:
     async def _close_under_lock(self) -> None:
         async with self._lock:
             conn, self._conn = self._conn, None
-            if conn is not None:
+            if conn is None:
+                return
+            try:
                 await conn.close()
+            except Exception as exc:
+                # Closing is the last thing the owner does; a connection that failed
+                # underneath must not turn its shutdown into an error.
+                self._logger.warning("closing %s raised %r", self._path, exc)
+            else:
                 self._logger.debug("closed %s", self._path)
 
     async def _live(self) -> aiosqlite.Connection:
