@@ -13,7 +13,9 @@ def test_all_is_exactly_the_documented_surface() -> None:
     assert sorted(async_utils.__all__) == sorted(
         [
             "DEFAULT_FATAL",
+            "DEFAULT_HEALTH_URL",
             "DEFAULT_RECOVERABLE",
+            "HEALTH_URL_ENV",
             "LOGGER_NAME",
             "AgentError",
             "ConfigurationError",
@@ -28,6 +30,7 @@ def test_all_is_exactly_the_documented_surface() -> None:
             "UnknownTaskError",
             "Work",
             "backoff_delays",
+            "check_agents",
             "classify_error",
             "instant_backoff",
             "instant_policy",

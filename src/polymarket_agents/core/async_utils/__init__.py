@@ -10,7 +10,8 @@
   name, signal handling and a shutdown that cannot hang;
 * :func:`managed_resource` releases what it acquired exactly once, whatever happens;
 * :class:`RestartPolicy` and :func:`classify_error` say how errors are treated;
-  :func:`instant_backoff` turns backoff off in tests.
+  :func:`instant_backoff` turns backoff off in tests;
+* :func:`check_agents` asks a running service whether it is alive.
 
 This package uses the standard library only.
 """
@@ -22,6 +23,7 @@ from ._errors import (
     TaskAlreadyRunningError,
     UnknownTaskError,
 )
+from ._health import DEFAULT_HEALTH_URL, HEALTH_URL_ENV, check_agents
 from ._policy import (
     DEFAULT_FATAL,
     DEFAULT_RECOVERABLE,
@@ -39,7 +41,9 @@ from ._work import Work
 
 __all__ = [
     "DEFAULT_FATAL",
+    "DEFAULT_HEALTH_URL",
     "DEFAULT_RECOVERABLE",
+    "HEALTH_URL_ENV",
     "LOGGER_NAME",
     "AgentError",
     "ConfigurationError",
@@ -54,6 +58,7 @@ __all__ = [
     "UnknownTaskError",
     "Work",
     "backoff_delays",
+    "check_agents",
     "classify_error",
     "instant_backoff",
     "instant_policy",

@@ -133,7 +133,7 @@ class _Supervised(Attempts):
         now: Callable[[], datetime],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        super().__init__(name, work, policy, restart_on_failure, logger, now)
+        Attempts.__init__(self, name, work, policy, restart_on_failure, logger, now)
         self.loop = loop
         self.task: asyncio.Future[Any] | None = None
         self.timer: asyncio.Handle | None = None
@@ -147,11 +147,15 @@ class _Supervised(Attempts):
     def launch(self) -> None:
         """Start the next attempt in a new asyncio task."""
         loop = self.loop
-        try:
-            awaitable = self.next()
-        except Exception as exc:  # the factory failed: that is this attempt's failure
-            self._failed(exc, 0.0)
-            return
+        awaitable = self.first
+        if awaitable is not None:
+            self.first = None
+        else:
+            try:
+                awaitable = self.next()
+            except Exception as exc:  # the factory failed: that is this attempt's failure
+                self._failed(exc, 0.0)
+                return
         self.status = _RUNNING
         self.attempt_start = loop.time()
         if isinstance(awaitable, types.CoroutineType):
@@ -327,7 +331,9 @@ class TaskSupervisor:
             TaskAlreadyRunningError: If a task of that name is running or restarting.
             TypeError: If ``work`` is neither a coroutine object nor callable.
         """
-        loop = self._bind()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind()
         old = self._records.get(name)
         if old is not None and old.status is not _STOPPED:
             if isinstance(work, types.CoroutineType) and work is not old.origin:
@@ -342,7 +348,9 @@ class TaskSupervisor:
         rec = _Supervised(
             name,
             work,
-            resolve_policy(policy or self._policy, backoff_seconds),
+            self._policy
+            if policy is None and backoff_seconds is None
+            else resolve_policy(policy or self._policy, backoff_seconds),
             restart_on_failure,
             self._logger,
             self._now,

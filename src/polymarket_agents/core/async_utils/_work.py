@@ -128,6 +128,14 @@ class WorkSource:
     __slots__ = ("_code", "_frame", "factory", "first", "origin", "reason")
 
     def __init__(self, work: Work[Any], *, restartable: bool = True) -> None:
+        self.set_work(work, restartable)
+
+    def set_work(self, work: Work[Any], restartable: bool) -> None:
+        """Take ``work`` as the source of attempts (``__init__`` for subclasses).
+
+        Raises:
+            TypeError: If ``work`` is neither callable nor a coroutine object.
+        """
         self.first: Awaitable[Any] | None = None
         self.factory: Callable[[], Awaitable[Any]] | None = None
         self.origin: object = None
