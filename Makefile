@@ -37,12 +37,13 @@ pytest: $(VENV)/.installed-dev
 
 test: lint typecheck pytest
 
-# The test suite on every supported Python (3.11, 3.12, 3.13), through nox.
+# The test suite on every supported Python (3.11, 3.12, 3.13), through nox. Under pyenv, every
+# installed version is made visible so that nox finds python3.12 and python3.13.
 test-all: $(VENV)/.installed-dev
-	$(BIN)/nox
+	PYENV_VERSION="$${PYENV_VERSION:-$$(pyenv versions --bare 2>/dev/null | tr '\n' ':')}" $(BIN)/nox
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .nox build dist
