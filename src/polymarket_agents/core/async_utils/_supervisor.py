@@ -55,8 +55,8 @@ StatusName = Literal["running", "restarting", "stopped"]
 OutcomeName = Literal["running", "succeeded", "failed", "cancelled", "unresponsive"]
 
 # Records hold these plain strings rather than the enum members: a metrics dict whose values
-# are all atomic (str, int, float, None, datetime) is not tracked by the garbage collector,
-# which keeps get_metrics() on 100,000 tasks from triggering collections.
+# are all atomic (str, int, float, None, datetime) is not tracked by the garbage collector, so
+# the collections that 100,000 new dicts trigger in get_metrics() have less to traverse.
 _RUNNING: StatusName = "running"
 _STILL_RUNNING: OutcomeName = "running"
 _RESTARTING: StatusName = "restarting"
