@@ -1,19 +1,27 @@
 """Typed, validated models of every market-channel event.
 
 Each event is a frozen :class:`msgspec.Struct` tagged by its ``event_type``, so one compiled
-decoder turns a frame into these objects in C, and the simulator encodes the very same types.
+decoder turns a frame into these objects, and the simulator encodes the very same types.
 Prices and sizes are :class:`~decimal.Decimal`, parsed exactly from their decimal strings.
 
 Validation happens while decoding (``__post_init__``): a price outside [0, 1], a negative or
-non-finite size, a non-numeric timestamp or an empty id makes the whole frame invalid.
-Numbers written as JSON numbers instead of strings are accepted, and parsed exactly too.
-Unknown fields are ignored, so the live feed may add fields without breaking the client.
+non-finite size, a number sent as anything but a string, a non-numeric timestamp or an empty
+id makes the whole frame invalid. Unknown fields are ignored, so the live feed may add fields
+without breaking the client.
+
+Speed: building a ``Decimal`` for every number, and range-checking it, was most of the cost
+of decoding. Numbers are therefore decoded as text and turned into ``Decimal`` by the owning
+event's ``__post_init__``, through bounded caches of already validated values: prices live on
+a tick grid and sizes repeat (a YES change and its NO mirror carry the same size), so nearly
+every lookup hits and neither parses nor checks anything. The fields are ``Decimal`` to type
+checkers and to every reader; only the decoder sees them as text.
 """
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -38,22 +46,76 @@ __all__ = [
 Side: TypeAlias = Literal["BUY", "SELL"]
 """``BUY`` changes or takes bids, ``SELL`` asks (for trades: the taker's side)."""
 
+if TYPE_CHECKING:
+    _Number: TypeAlias = Decimal
+else:
+    # What msgspec decodes: the text, replaced by an exact Decimal in __post_init__.
+    _Number = str
+
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 # Sizes are share counts; anything near this is garbage, and the bound also rejects Infinity.
 _MAX_SIZE = Decimal("1e15")
+_CACHE_LIMIT = 1 << 16
 
 
-def _check_price(value: Decimal, name: str) -> None:
-    # A NaN makes the comparison raise decimal.InvalidOperation, which the decoder also
-    # reports as an invalid message.
-    if not _ZERO <= value <= _ONE:
-        raise ValueError(f"{name} {value} is outside [0, 1]")
+def _exact(value: object, name: str) -> Decimal:
+    """``value`` (text, or a Decimal built in Python) as a finite Decimal."""
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except decimal.InvalidOperation:
+            raise ValueError(f"{name} {value!r} is not a decimal number") from None
+    else:
+        raise ValueError(f"{name} must be a decimal string, not {type(value).__name__}")
+    if not number.is_finite():
+        raise ValueError(f"{name} {value!r} is not finite")
+    return number
 
 
-def _check_size(value: Decimal, name: str) -> None:
-    if not _ZERO <= value < _MAX_SIZE:
-        raise ValueError(f"{name} {value} is not a finite size >= 0")
+class _Numbers(dict[object, Decimal]):
+    """Text -> validated Decimal: ``numbers[text]`` parses and checks only on a miss.
+
+    A dict subclass with ``__missing__``, so a hit is one C-level subscript and no Python
+    call. Cleared when full, so memory stays bounded whatever arrives.
+
+    Args:
+        kind: ``"price"`` or ``"size"``, for error messages.
+        low: Smallest valid value.
+        high: Bound of valid values.
+        high_inclusive: Whether ``high`` itself is valid.
+    """
+
+    __slots__ = ("high", "high_inclusive", "kind", "low")
+
+    def __init__(self, kind: str, low: Decimal, high: Decimal, *, high_inclusive: bool) -> None:
+        super().__init__()
+        self.kind, self.low, self.high, self.high_inclusive = kind, low, high, high_inclusive
+
+    def __missing__(self, value: object) -> Decimal:
+        number = _exact(value, self.kind)
+        below_high = number <= self.high if self.high_inclusive else number < self.high
+        if not (self.low <= number and below_high):
+            raise ValueError(f"{self.kind} {value!r} is out of range")
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        self[value] = number  # a Decimal never equals a str: both kinds of key can share
+        return number
+
+
+_PRICES = _Numbers("price", _ZERO, _ONE, high_inclusive=True)
+"""Prices, best bids and asks, spreads: in [0, 1]."""
+_SIZES = _Numbers("size", _ZERO, _MAX_SIZE, high_inclusive=False)
+"""Sizes and fee rates: >= 0 and finite."""
+
+
+def _tick(value: object, name: str) -> Decimal:
+    number = _exact(value, name)
+    if not _ZERO < number < _ONE:
+        raise ValueError(f"{name} {value!r} is outside (0, 1)")
+    return number
 
 
 def _check_timestamp(value: str) -> None:
@@ -66,15 +128,22 @@ def _check_id(value: str, name: str) -> None:
         raise ValueError(f"{name} is empty")
 
 
+def _convert_levels(levels: tuple[OrderLevel, ...]) -> None:
+    prices, sizes, assign = _PRICES, _SIZES, force_setattr
+    for level in levels:
+        assign(level, "price", prices[level.price])
+        assign(level, "size", sizes[level.size])
+
+
 class OrderLevel(msgspec.Struct, frozen=True, gc=False):
     """One price level of a book snapshot: the aggregate size resting at ``price``.
 
-    Validated as part of its :class:`Book` (one loop per book is cheaper than a hook per
-    level, and books are the bulk of what is decoded).
+    Converted and validated by its :class:`Book` (one loop per book is cheaper than a hook
+    per level).
     """
 
-    price: Decimal
-    size: Decimal
+    price: _Number
+    size: _Number
 
 
 class Book(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="book"):
@@ -101,7 +170,7 @@ class Book(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="b
     bids: tuple[OrderLevel, ...] = ()
     asks: tuple[OrderLevel, ...] = ()
     hash: str = ""
-    tick_size: Decimal | None = None
+    tick_size: _Number | None = None
     last_trade_price: str = ""
     # UNSET fields are never encoded, so a re-encoded book carries bids/asks only.
     buys: tuple[OrderLevel, ...] | UnsetType = UNSET
@@ -110,14 +179,11 @@ class Book(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="b
     def __post_init__(self) -> None:
         _check_id(self.asset_id, "asset_id")
         _check_timestamp(self.timestamp)
-        if self.tick_size is not None and not _ZERO < self.tick_size < _ONE:
-            raise ValueError(f"tick_size {self.tick_size} is outside (0, 1)")
+        if self.tick_size is not None:
+            force_setattr(self, "tick_size", _tick(self.tick_size, "tick_size"))
         for levels in (self.bids, self.asks, self.buys, self.sells):
-            if levels is UNSET:
-                continue
-            for level in levels:
-                if not (_ZERO <= level.price <= _ONE and _ZERO <= level.size < _MAX_SIZE):
-                    raise ValueError(f"level {level.price} x {level.size} is out of range")
+            if levels is not UNSET:
+                _convert_levels(levels)
         # Older documentation named the sides buys/sells; keep one spelling downstream.
         if self.buys is not UNSET:
             if not self.bids:
@@ -137,6 +203,8 @@ class Book(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", tag="b
 class PriceLevelChange(msgspec.Struct, frozen=True, gc=False):
     """One entry of a ``price_change``: the new aggregate size of one level of one asset.
 
+    Converted and validated by its :class:`PriceChange`.
+
     Attributes:
         asset_id: The token whose book changed.
         price: The level's price.
@@ -148,33 +216,23 @@ class PriceLevelChange(msgspec.Struct, frozen=True, gc=False):
     """
 
     asset_id: str
-    price: Decimal
-    size: Decimal
+    price: _Number
+    size: _Number
     side: Side
     hash: str = ""
-    best_bid: Decimal | None = None
-    best_ask: Decimal | None = None
-
-    def __post_init__(self) -> None:
-        _check_id(self.asset_id, "asset_id")
-        if not (_ZERO <= self.price <= _ONE and _ZERO <= self.size < _MAX_SIZE):
-            raise ValueError(f"change {self.price} x {self.size} is out of range")
-        if self.best_bid is not None:
-            _check_price(self.best_bid, "best_bid")
-        if self.best_ask is not None:
-            _check_price(self.best_ask, "best_ask")
+    best_bid: _Number | None = None
+    best_ask: _Number | None = None
 
 
 class LegacyChange(msgspec.Struct, frozen=True, gc=False):
-    """One entry of the legacy (before 2025-09-15) ``price_change`` ``changes`` array."""
+    """One entry of the legacy (before 2025-09-15) ``price_change`` ``changes`` array.
 
-    price: Decimal
+    Decoded only to be converted into :class:`PriceLevelChange` entries.
+    """
+
+    price: _Number
     side: Side
-    size: Decimal
-
-    def __post_init__(self) -> None:
-        if not (_ZERO <= self.price <= _ONE and _ZERO <= self.size < _MAX_SIZE):
-            raise ValueError(f"change {self.price} x {self.size} is out of range")
+    size: _Number
 
 
 class PriceChange(
@@ -210,18 +268,33 @@ class PriceChange(
     changes: tuple[LegacyChange, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check_timestamp(self.timestamp)
+        timestamp = self.timestamp
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            _check_timestamp(timestamp)
         changes = self.changes
         if changes is not None:
             _check_id(self.asset_id, "asset_id")
             asset_id, hash_ = self.asset_id, self.hash
             converted = tuple(
-                PriceLevelChange(asset_id, c.price, c.size, c.side, hash_) for c in changes
+                PriceLevelChange(asset_id, _PRICES[c.price], _SIZES[c.size], c.side, hash_)
+                for c in changes
             )
             force_setattr(self, "price_changes", converted)
             force_setattr(self, "changes", None)
-        elif not self.price_changes:
+            return
+        if not self.price_changes:
             raise ValueError("price_change carries neither price_changes nor changes")
+        # The hot loop of the whole feed: local names; a cache hit is a plain subscript.
+        prices, sizes, assign = _PRICES, _SIZES, force_setattr
+        for change in self.price_changes:
+            if not change.asset_id:
+                raise ValueError("asset_id is empty")
+            assign(change, "price", prices[change.price])
+            assign(change, "size", sizes[change.size])
+            if change.best_bid is not None:
+                assign(change, "best_bid", prices[change.best_bid])
+            if change.best_ask is not None:
+                assign(change, "best_ask", prices[change.best_ask])
 
     @property
     def legacy(self) -> bool:
@@ -253,18 +326,21 @@ class LastTradePrice(
 
     asset_id: str
     market: str
-    price: Decimal
-    size: Decimal
+    price: _Number
+    size: _Number
     side: Side
     timestamp: str
-    fee_rate_bps: Decimal = Decimal(0)
+    fee_rate_bps: _Number = Decimal(0)
     transaction_hash: str = ""
 
     def __post_init__(self) -> None:
         _check_id(self.asset_id, "asset_id")
-        _check_price(self.price, "price")
-        _check_size(self.size, "size")
-        _check_timestamp(self.timestamp)
+        force_setattr(self, "price", _PRICES[self.price])
+        force_setattr(self, "size", _SIZES[self.size])
+        force_setattr(self, "fee_rate_bps", _SIZES[self.fee_rate_bps])
+        timestamp = self.timestamp
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            _check_timestamp(timestamp)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -287,15 +363,14 @@ class TickSizeChange(
 
     asset_id: str
     market: str
-    old_tick_size: Decimal
-    new_tick_size: Decimal
+    old_tick_size: _Number
+    new_tick_size: _Number
     timestamp: str
 
     def __post_init__(self) -> None:
         _check_id(self.asset_id, "asset_id")
-        for tick in (self.old_tick_size, self.new_tick_size):
-            if not _ZERO < tick < _ONE:
-                raise ValueError(f"tick size {tick} is outside (0, 1)")
+        force_setattr(self, "old_tick_size", _tick(self.old_tick_size, "old_tick_size"))
+        force_setattr(self, "new_tick_size", _tick(self.new_tick_size, "new_tick_size"))
         _check_timestamp(self.timestamp)
 
     @property
@@ -318,16 +393,16 @@ class BestBidAsk(msgspec.Struct, frozen=True, gc=False, tag_field="event_type", 
 
     asset_id: str
     market: str
-    best_bid: Decimal
-    best_ask: Decimal
-    spread: Decimal
+    best_bid: _Number
+    best_ask: _Number
+    spread: _Number
     timestamp: str
 
     def __post_init__(self) -> None:
         _check_id(self.asset_id, "asset_id")
-        _check_price(self.best_bid, "best_bid")
-        _check_price(self.best_ask, "best_ask")
-        _check_price(self.spread, "spread")
+        force_setattr(self, "best_bid", _PRICES[self.best_bid])
+        force_setattr(self, "best_ask", _PRICES[self.best_ask])
+        force_setattr(self, "spread", _PRICES[self.spread])
         _check_timestamp(self.timestamp)
 
     @property

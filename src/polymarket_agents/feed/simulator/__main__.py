@@ -25,7 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8765, help="port to bind; 0: any (8765)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--markets", type=int, default=5, help="binary markets (5)")
-    parser.add_argument("--rate", type=float, default=5.0, help="ticks per second (5)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="ticks per second (5); 0: as fast as the slowest subscriber reads",
+    )
+    parser.add_argument(
+        "--batch-probability",
+        type=float,
+        default=0.1,
+        help="probability that a tick shares the previous tick's array frame (0.1)",
+    )
     parser.add_argument(
         "--dislocation-rate", type=float, default=0.0, help="complement dislocations per tick"
     )
@@ -78,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ready=ready,
                 seed=args.seed,
                 markets=args.markets,
-                event_rate=args.rate,
+                event_rate=args.rate or None,
+                batch_probability=args.batch_probability,
                 dislocation_rate=args.dislocation_rate,
                 faults=faults,
             )

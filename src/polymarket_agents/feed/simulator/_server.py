@@ -546,6 +546,7 @@ class MarketSimulator:
             if not connection.close_reason:
                 connection.close_reason = "closed"
             self._open.remove(connection)
+            self._update_features()
             sender.cancel()
             for timer in timers:
                 timer.cancel()
@@ -602,15 +603,21 @@ class MarketSimulator:
             connection.initialized = True
             connection.custom = message.custom_feature_enabled
             self._subscribe(connection, message.assets_ids, dump=message.initial_dump)
+            self._update_features()
             return
         assert isinstance(message, Operation)
         connection.initialized = True
         connection.custom = connection.custom or message.custom_feature_enabled
+        self._update_features()
         if message.operation == "subscribe":
             self._subscribe(connection, message.assets_ids, dump=True)
         else:
             for asset_id in message.assets_ids:
                 connection.subscribed.pop(asset_id, None)
+
+    def _update_features(self) -> None:
+        # best_bid_ask costs a little per tick; generate it only for someone who wants it.
+        self.universe.best_bid_ask = any(c.custom for c in self._open)
 
     def _subscribe(self, connection: _Connection, asset_ids: Iterable[str], *, dump: bool) -> None:
         """Subscribe known assets (unknown ones are ignored, as live) and queue their books.

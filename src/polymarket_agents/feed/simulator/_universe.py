@@ -243,6 +243,8 @@ class Universe:
         self.dislocation_edge = edges
         self.dislocation_seconds = dislocation_seconds
         self._clock = clock
+        self.best_bid_ask = True
+        """Whether to emit ``best_bid_ask`` events (only custom-feature subscribers get them)."""
         self.markets: list[SimMarket] = []
         self.books: dict[str, OrderBook] = {}
         """Every token's live book, by token id."""
@@ -444,6 +446,8 @@ class Universe:
                 market=market.condition_id, timestamp=timestamp, price_changes=tuple(entries)
             )
         ]
+        if not self.best_bid_ask:
+            return events
         for asset_id, before in tops.items():
             after = _advertised_top(self.books[asset_id])
             if after != before:
@@ -459,8 +463,9 @@ class Universe:
                 )
         return events
 
-    @staticmethod
-    def _tops(market: SimMarket) -> dict[str, tuple[Decimal, Decimal]]:
+    def _tops(self, market: SimMarket) -> dict[str, tuple[Decimal, Decimal]]:
+        if not self.best_bid_ask:
+            return {}
         return {
             market.yes_token: _advertised_top(market.yes),
             market.no_token: _advertised_top(market.no),
