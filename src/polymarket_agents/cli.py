@@ -1,87 +1,340 @@
-"""Command line: ``polymarket-agents`` / ``python -m polymarket_agents``.
+"""The command line: ``polymarket-agents`` and ``python -m polymarket_agents``.
 
-The only module that configures logging.
+::
+
+    polymarket-agents [run] [options]   run the agents (the default; embedded simulator)
+    polymarket-agents simulate          serve the market simulator alone
+    polymarket-agents health            exit 0 if the running service is alive, else 1
+    polymarket-agents status            print the running service's /status
+
+Every ``run`` option also reads an environment variable (``polymarket-agents run --help``
+lists them); flags win. This is the only module that configures logging.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
-import random
-from collections.abc import Sequence
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from polymarket_agents.core.async_utils import RestartPolicy, TaskSupervisor
+from polymarket_agents.core.async_utils import (
+    DEFAULT_HEALTH_URL,
+    HEALTH_URL_ENV,
+    ConfigurationError,
+    check_agents,
+)
 
 __all__ = ["main"]
 
-_log = logging.getLogger("polymarket_agents.demo")
+_PROG = "polymarket-agents"
+_COMMANDS = ("run", "simulate", "health", "status")
+_logger = logging.getLogger("polymarket_agents.service")
 
 
-async def _demo(duration: float | None) -> None:
-    """A few supervised tasks failing and recovering, until Ctrl-C/SIGTERM or ``duration``."""
-    rng = random.Random()
+# -- parsers -------------------------------------------------------------------------------------
 
-    async def flaky_feed() -> None:
-        received = 0
-        while True:
-            await asyncio.sleep(0.2)
-            received += 1
-            if rng.random() < 0.15:
-                raise ConnectionError(f"feed dropped after {received} messages")
 
-    async def worker() -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            if rng.random() < 0.1:
-                raise RuntimeError("an unexpected bug")
+def _parser(command: str) -> argparse.ArgumentParser:
+    """The parser; the ``run`` options are only built for ``run`` (``health`` and ``status``
+    stay quick to start, as a container health check wants)."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Market agents on a Polymarket-format feed, with health, metrics and a "
+        "graceful shutdown. Without a command: run.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    async def bad_config() -> None:
-        await asyncio.sleep(0.3)
-        raise ValueError("missing API key: a fatal error, never retried")
+    run = commands.add_parser(
+        "run",
+        help="run the agents (default)",
+        description="Run the agents. With no options: the embedded simulator on a free "
+        "loopback port, a handful of its markets, SQLite under ./data/, health and metrics "
+        "on http://127.0.0.1:8080. Each option's environment variable is in brackets.",
+    )
+    if command == "run":
+        _run_options(run)
 
-    policy = RestartPolicy(backoff_seconds=0.5, max_backoff=4.0)
-    async with TaskSupervisor(policy=policy, stop_timeout=5.0) as supervisor:
-        supervisor.add_signal_handlers()
-        await supervisor.start_task("feed", flaky_feed)
-        await supervisor.start_task("worker", worker, policy=RestartPolicy(backoff_seconds=0.1))
-        await supervisor.start_task("config", bad_config)
-        _log.info("demo running; press Ctrl-C to stop")
-        try:
-            async with asyncio.timeout(duration):
-                while not supervisor.shutdown_requested:
-                    try:
-                        async with asyncio.timeout(2.0):
-                            await supervisor.wait_for_shutdown()
-                    except TimeoutError:
-                        for name, m in supervisor.get_metrics().items():
-                            _log.info(
-                                "%-7s %-10s restarts=%-3d errors=%-3d last_error=%s",
-                                name,
-                                m["status"],
-                                m["restarts"],
-                                m["errors"],
-                                m["last_error"],
-                            )
-        except TimeoutError:
-            _log.info("duration reached")
-    for name, m in supervisor.get_metrics().items():
-        _log.info(
-            "final: %s %s restarts=%d errors=%d", name, m["outcome"], m["restarts"], m["errors"]
+    sim = commands.add_parser(
+        "simulate",
+        help="serve the market simulator alone",
+        description="A local Polymarket market channel (ws://HOST:PORT/ws/market) and Gamma "
+        "listing (http://HOST:PORT/markets), as python -m polymarket_agents.feed.simulator.",
+    )
+    _simulator_options(sim)
+
+    health = commands.add_parser(
+        "health",
+        help="exit 0 if the running service is alive, 1 otherwise",
+        description="Ask the running service's /healthz. The URL is --url, else "
+        f"${HEALTH_URL_ENV}, else built from $POLYMARKET_AGENTS_HTTP_HOST/PORT, else "
+        f"{DEFAULT_HEALTH_URL}.",
+    )
+    health.add_argument("--url", help="liveness URL")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (5)")
+    health.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+
+    status = commands.add_parser(
+        "status",
+        help="print the running service's /status; exit 1 if it does not answer",
+        description="Print the running service's GET /status as indented JSON.",
+    )
+    status.add_argument("--url", help="base URL of the service (as for health, without /healthz)")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (5)")
+    return parser
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting, each naming its environment variable."""
+    from polymarket_agents.service import OPTIONS
+
+    for option in OPTIONS:
+        help_text = f"{option.help} [{option.env}]"
+        if option.const is not None:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                action="store_const",
+                const=option.const,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                option.flag, dest=option.name, metavar=option.metavar, help=help_text
+            )
+
+
+def _simulator_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m polymarket_agents.feed.simulator``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0: any (8765)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--markets", type=int, default=5, help="binary markets (5)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="ticks per second (5); 0: as fast as the slowest subscriber reads",
+    )
+    parser.add_argument(
+        "--batch-probability",
+        type=float,
+        default=0.1,
+        help="probability that a tick shares the previous tick's array frame (0.1)",
+    )
+    parser.add_argument(
+        "--dislocation-rate", type=float, default=0.0, help="complement dislocations per tick"
+    )
+    faults = parser.add_argument_group("faults (all off by default)")
+    faults.add_argument("--drop-every", type=float, metavar="SECONDS")
+    faults.add_argument("--abort-every", type=float, metavar="SECONDS")
+    faults.add_argument("--freeze-after", type=float, metavar="SECONDS")
+    faults.add_argument("--stop-pong-after", type=float, metavar="SECONDS")
+    faults.add_argument("--malformed-rate", type=float, default=0.0, metavar="P")
+    faults.add_argument("--oversized-rate", type=float, default=0.0, metavar="P")
+    faults.add_argument("--legacy-price-change", action="store_true")
+    faults.add_argument("--send-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+
+
+# -- logging -------------------------------------------------------------------------------------
+
+
+def _configure_logging(level: str, fmt: str, console: Any = None) -> None:
+    """Send every record to stderr (or through the live view's console) in ``fmt``."""
+    from polymarket_agents.service import JsonFormatter, TextFormatter
+
+    handler: logging.Handler
+    if console is not None:
+        from rich.logging import RichHandler
+
+        # Through the live view's console, so log lines scroll above the table.
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from polymarket_agents.service import OPTIONS, exit_now, load_config, run_service
+
+    flags = {option.name: getattr(args, option.name, None) for option in OPTIONS}
+    try:
+        config = load_config(flags, environ)
+    except ConfigurationError as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    live = config.live_view == "on" or (
+        config.live_view == "auto" and config.log_format == "text" and sys.stdout.isatty()
+    )
+    console = None
+    if live:
+        from rich.console import Console
+
+        console = Console()
+    _configure_logging(config.log_level, config.log_format, console)
+    summary = asyncio.run(run_service(config, console=console, on_repeat=exit_now))
+    if config.log_format == "json":
+        print(json.dumps({"summary": summary.as_dict()}, default=str), flush=True)
+    else:
+        for line in summary.lines():
+            print(line, flush=True)
+    return summary.exit_code
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from polymarket_agents.feed.simulator import FaultPlan, MarketSimulator, run_simulator
+
+    try:
+        faults = FaultPlan(
+            drop_every=args.drop_every,
+            abort_every=args.abort_every,
+            freeze_after=args.freeze_after,
+            stop_pong_after=args.stop_pong_after,
+            malformed_rate=args.malformed_rate,
+            oversized_rate=args.oversized_rate,
+            legacy_price_change=args.legacy_price_change,
+            send_delay=args.send_delay,
         )
+    except ValueError as exc:
+        print(f"{_PROG} simulate: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _configure_logging(args.log_level.upper(), "text")
+    except ValueError as exc:
+        print(f"{_PROG} simulate: error: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(simulator: MarketSimulator) -> None:
+        print(f"market channel: {simulator.ws_url}", flush=True)
+        print(f"gamma listing:  {simulator.http_url}/markets", flush=True)
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await run_simulator(
+                args.host,
+                args.port,
+                ready=ready,
+                seed=args.seed,
+                markets=args.markets,
+                event_rate=args.rate or None,
+                batch_probability=args.batch_probability,
+                dislocation_rate=args.dislocation_rate,
+                faults=faults,
+            )
+        except asyncio.CancelledError:
+            _logger.info("simulator stopped")
+
+    try:
+        asyncio.run(serve())
+    except (ValueError, OSError) as exc:
+        print(f"{_PROG} simulate: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    return 0
+
+
+def _base_url(url: str | None, environ: Mapping[str, str]) -> str:
+    """The service's base URL: ``--url``, the health URL's origin, or host and port settings."""
+    if url:
+        return url.rstrip("/")
+    health = environ.get(HEALTH_URL_ENV)
+    if health:
+        return health.rsplit("/healthz", 1)[0].rstrip("/")
+    host = environ.get("POLYMARKET_AGENTS_HTTP_HOST", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask over loopback
+        host = "127.0.0.1"
+    port = environ.get("POLYMARKET_AGENTS_HTTP_PORT", "8080")
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _health(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    url = args.url or environ.get(HEALTH_URL_ENV) or f"{_base_url(None, environ)}/healthz"
+    try:
+        alive = asyncio.run(check_agents(url, timeout=args.timeout))
+    except ValueError as exc:
+        print(f"{_PROG} health: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"{'healthy' if alive else 'unhealthy'}: {url}")
+    return 0 if alive else 1
+
+
+async def _fetch_status(url: str, timeout: float) -> tuple[int, Any]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        session.get(url) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import aiohttp
+
+    url = f"{_base_url(args.url, environ)}/status"
+    try:
+        code, body = asyncio.run(_fetch_status(url, args.timeout))
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        print(f"{_PROG} status: {url} did not answer: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    text = json.dumps(body, indent=2, sort_keys=False)
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print_json(text)
+    else:
+        print(text)
+    return 0 if code == 200 else 1
+
+
+# -- entry point ---------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="polymarket-agents", description=__doc__)
-    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    parser.add_argument(
-        "--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="logging level"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
-    asyncio.run(_demo(args.duration))
-    return 0
+    """Run the command line.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` if None. Without a command, ``run`` is meant.
+
+    Returns:
+        The exit code: 0 success; 1 a failure at run time (start-up failed, shutdown not
+        clean, service unhealthy or unreachable); 2 invalid arguments or settings; 128 + N
+        after a second signal N.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in _COMMANDS and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "run")
+    parser = _parser(args_list[0])
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    environ = os.environ
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "health":
+        return _health(args, environ)
+    if args.command == "status":
+        return _status(args, environ)
+    return _run(args, environ)

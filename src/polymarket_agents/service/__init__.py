@@ -1,0 +1,79 @@
+"""The service: market agents under one supervisor, with health, metrics, a live view and a
+graceful shutdown.
+
+::
+
+    from polymarket_agents.service import ServiceConfig, run_service
+
+    summary = await run_service(ServiceConfig(duration=60))   # embedded simulator, ./data/
+    summary.exit_code, summary.events, summary.trades
+
+* :class:`ServiceConfig` holds every setting, validated; :func:`load_config` reads it from
+  command-line values and environment variables (:data:`OPTIONS` names them);
+* :class:`Service` / :func:`run_service` start the embedded simulator (or use a real feed),
+  pick markets from a Gamma-style listing, run the agents, serve ``/healthz``, ``/readyz``,
+  ``/metrics`` and ``/status`` (:func:`create_app`, :class:`HttpServer`), draw a
+  :class:`LiveView`, and shut down within the grace period on SIGINT/SIGTERM, returning a
+  :class:`ServiceSummary`;
+* :class:`ServiceCollector` turns snapshots into Prometheus metrics at scrape time;
+* :class:`TextFormatter` and :class:`JsonFormatter` are the log formats of the command line.
+"""
+
+from ._app import (
+    RuntimeFactory,
+    Service,
+    ServiceSummary,
+    default_runtime,
+    exit_now,
+    run_service,
+    select_markets,
+)
+from ._config import (
+    DEFAULT_DB_PATH,
+    DEFAULT_HTTP_HOST,
+    DEFAULT_HTTP_PORT,
+    OPTIONS,
+    ConfigOption,
+    LiveViewMode,
+    LogFormat,
+    ServiceConfig,
+    load_config,
+    parse_faults,
+)
+from ._http import LOGGER_NAME, HttpServer, create_app
+from ._logging import JsonFormatter, TextFormatter
+from ._metrics import NAMESPACE, ServiceCollector, service_registry
+from ._state import AgentsRuntimeLike, Phase, ServiceState
+from ._view import LiveView
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "DEFAULT_HTTP_HOST",
+    "DEFAULT_HTTP_PORT",
+    "LOGGER_NAME",
+    "NAMESPACE",
+    "OPTIONS",
+    "AgentsRuntimeLike",
+    "ConfigOption",
+    "HttpServer",
+    "JsonFormatter",
+    "LiveView",
+    "LiveViewMode",
+    "LogFormat",
+    "Phase",
+    "RuntimeFactory",
+    "Service",
+    "ServiceCollector",
+    "ServiceConfig",
+    "ServiceState",
+    "ServiceSummary",
+    "TextFormatter",
+    "create_app",
+    "default_runtime",
+    "exit_now",
+    "load_config",
+    "parse_faults",
+    "run_service",
+    "select_markets",
+    "service_registry",
+]

@@ -1,0 +1,503 @@
+"""The service: simulator, markets, agents, HTTP and live view wired under one supervisor.
+
+::
+
+    summary = await run_service(ServiceConfig(duration=30))
+
+Start-up, in order: the loop heartbeat, the HTTP server (so ``/healthz`` answers while the rest
+starts), the live view, the embedded simulator (unless a feed URL is given), the market
+listing, the agents runtime. A signal during start-up cancels it and shuts down what started.
+
+Shutdown (SIGINT, SIGTERM, ``duration`` over, or a failed start-up), bounded by the grace
+period: the live view draws its last frame, the runtime stops its monitors and drains the
+ingestion queue into the database and closes it, the remaining tasks stop, the HTTP server
+and the simulator close. A second signal calls ``on_repeat`` (the command line exits at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
+from polymarket_agents.feed import DEFAULT_GAMMA_URL, MarketInfo, fetch_markets
+from polymarket_agents.feed.simulator import MarketSimulator
+
+from ._config import ServiceConfig
+from ._http import HttpServer, create_app
+from ._metrics import service_registry
+from ._state import AgentsRuntimeLike, Phase, ServiceState
+from ._view import LiveView
+
+__all__ = [
+    "RuntimeFactory",
+    "Service",
+    "ServiceSummary",
+    "exit_now",
+    "run_service",
+    "select_markets",
+]
+
+_logger = logging.getLogger("polymarket_agents.service")
+
+RuntimeFactory = Callable[..., AgentsRuntimeLike]
+"""Builds the agents runtime: called with ``feed_url``, ``markets``, ``store_path``,
+``config`` (the service settings) and ``supervisor``."""
+
+_HEARTBEAT = "service.heartbeat"
+_VIEW = "service.view"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSummary:
+    """What a run did, printed when the service stops.
+
+    Attributes:
+        reason: Why it stopped: ``"SIGTERM"``, ``"duration"``, ``"start-up failed"`` ...
+        exit_code: 0 after a clean shutdown; 1 if start-up failed or shutdown was not clean
+            (grace period exceeded, rows not stored); 2 for a configuration problem found at
+            start-up (a market that is not listed).
+        uptime: Seconds from start to the end of shutdown.
+        shutdown_seconds: Seconds the shutdown took.
+        markets: Markets monitored.
+        events: Market events received.
+        invalid_frames: Feed frames skipped as invalid.
+        reconnects: Feed reconnections.
+        trades: Paper fills.
+        pnl: Paper profit and loss.
+        restarts: Task restarts, summed over every task.
+        errors: Task errors, summed over every task.
+        stored_rows: Rows written to the database.
+        failure: What went wrong, if anything.
+        runtime: The runtime's final stats, as plain values.
+    """
+
+    reason: str
+    exit_code: int
+    uptime: float
+    shutdown_seconds: float
+    markets: int
+    events: int
+    invalid_frames: int
+    reconnects: int
+    trades: int
+    pnl: Decimal
+    restarts: int
+    errors: int
+    stored_rows: int
+    failure: str | None = None
+    runtime: dict[str, Any] | None = None
+
+    def lines(self) -> list[str]:
+        """The summary as short ``key: value`` lines, for a terminal."""
+        lines = [
+            f"stopped ({self.reason}) after {self.uptime:.1f} s; "
+            f"shutdown took {self.shutdown_seconds:.2f} s",
+            f"markets: {self.markets}  events: {self.events}  "
+            f"invalid frames skipped: {self.invalid_frames}  reconnects: {self.reconnects}",
+            f"trades: {self.trades}  P&L: {self.pnl}  stored rows: {self.stored_rows}",
+            f"task restarts: {self.restarts}  task errors: {self.errors}",
+        ]
+        if self.failure:
+            lines.append(f"failure: {self.failure}")
+        lines.append(f"exit code: {self.exit_code}")
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-friendly values."""
+        return {
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "uptime": round(self.uptime, 3),
+            "shutdown_seconds": round(self.shutdown_seconds, 3),
+            "markets": self.markets,
+            "events": self.events,
+            "invalid_frames": self.invalid_frames,
+            "reconnects": self.reconnects,
+            "trades": self.trades,
+            "pnl": str(self.pnl),
+            "restarts": self.restarts,
+            "errors": self.errors,
+            "stored_rows": self.stored_rows,
+            "failure": self.failure,
+            "runtime": self.runtime,
+        }
+
+
+class _StartupError(Exception):
+    """Start-up cannot go on; the message says why and what to do."""
+
+
+def select_markets(
+    listed: Sequence[MarketInfo], wanted: Sequence[str], count: int
+) -> list[MarketInfo]:
+    """Pick the markets to monitor from a listing.
+
+    Args:
+        listed: Markets as listed, in order.
+        wanted: Slugs, condition ids, Gamma ids or token ids; empty takes the first ``count``.
+        count: How many to take when ``wanted`` is empty.
+
+    Returns:
+        The markets, in the order asked for (or listed), without duplicates.
+
+    Raises:
+        ConfigurationError: If a wanted market is not listed, or nothing is listed.
+    """
+    if not wanted:
+        if not listed:
+            raise ConfigurationError("the market listing is empty: no market to monitor")
+        return list(listed[:count])
+    index: dict[str, MarketInfo] = {}
+    for market in listed:
+        for key in (market.slug, market.condition_id, market.id, market.yes_token, market.no_token):
+            if key:
+                index.setdefault(key, market)
+    missing = [name for name in wanted if name not in index]
+    if missing:
+        raise ConfigurationError(f"market(s) not listed: {', '.join(missing)}")
+    chosen: dict[str, MarketInfo] = {}
+    for name in wanted:
+        market = index[name]
+        chosen.setdefault(market.condition_id, market)
+    return list(chosen.values())
+
+
+def exit_now(signum: int) -> None:
+    """End the process at once after a repeated signal: flush the logs, exit 128 + signal.
+
+    For the command line's ``on_repeat``: the user asked twice, so the graceful shutdown in
+    progress is abandoned (rows still queued are not stored).
+    """
+    _logger.critical(
+        "second %s: exiting now, without finishing the shutdown", signal.Signals(signum).name
+    )
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signum)
+
+
+def _int(counters: dict[str, Any], *names: str) -> int:
+    for name in names:
+        value = counters.get(name)
+        if isinstance(value, dict):
+            return sum(v for v in value.values() if isinstance(v, int))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return 0
+
+
+class Service:
+    """One run of the service.
+
+    Args:
+        config: The settings.
+        runtime_factory: Builds the agents runtime; the real one if None.
+        console: Where to draw the live view; no live view if None.
+        on_repeat: Called with the signal number on a second SIGINT/SIGTERM (the command
+            line passes :func:`exit_now`); otherwise a repeat is only logged.
+        install_signal_handlers: Handle SIGINT and SIGTERM (only in the main thread).
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        runtime_factory: RuntimeFactory | None = None,
+        console: Console | None = None,
+        on_repeat: Callable[[int], None] | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.config = config
+        self.supervisor = TaskSupervisor(stop_timeout=config.grace_period)
+        self.state = ServiceState(config, self.supervisor)
+        self._runtime_factory = runtime_factory
+        self._console = console
+        self._on_repeat = on_repeat
+        self._signals = install_signal_handlers
+        self._http: HttpServer | None = None
+        self._simulator: MarketSimulator | None = None
+        self._reason = "stopped"
+
+    def __repr__(self) -> str:
+        return f"<Service {self.state.phase} http={self.state.http_url}>"
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def run(self) -> ServiceSummary:
+        """Start, run until a signal or the duration, shut down; never raises for failures
+        of the agents, the network or the database: they end up in the summary.
+
+        Returns:
+            The summary, with the exit code the process should use.
+        """
+        state = self.state
+        if self._signals:
+            self.supervisor.add_signal_handlers(on_repeat=self._repeated)
+        exit_code = 0
+        try:
+            exit_code = await self._start_or_stop()
+            if state.phase is Phase.RUNNING:
+                await self._wait()
+        finally:
+            started = asyncio.get_running_loop().time()
+            clean = await self._shutdown()
+            shutdown_seconds = asyncio.get_running_loop().time() - started
+            if self._signals:
+                self.supervisor.remove_signal_handlers()
+        if exit_code == 0 and not clean:
+            exit_code = 1
+        return self._summary(exit_code, shutdown_seconds)
+
+    def _repeated(self, signum: int) -> None:
+        self.state.signals += 1
+        if self._on_repeat is not None:
+            self._on_repeat(signum)
+
+    async def _start_or_stop(self) -> int:
+        """Start up, unless a signal comes first; returns the exit code of a failed start."""
+        starting = asyncio.ensure_future(self._start())
+        stop = asyncio.ensure_future(self.supervisor.wait_for_shutdown())
+        try:
+            await asyncio.wait((starting, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not starting.done():
+                self._reason = "signal during start-up"
+                starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
+        try:
+            await starting
+        except asyncio.CancelledError:
+            if not starting.cancelled():
+                raise
+            # current_task().cancelling() tells our own cancellation from the one we sent.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return 0
+        except ConfigurationError as exc:
+            return self._failed(str(exc), 2)
+        except _StartupError as exc:
+            return self._failed(str(exc), 1)
+        except Exception as exc:
+            _logger.debug("start-up failed", exc_info=exc)
+            return self._failed(f"{type(exc).__name__}: {exc}", 1)
+        return 0
+
+    def _failed(self, failure: str, code: int) -> int:
+        self.state.phase = Phase.FAILED
+        self.state.failure = failure
+        self._reason = "start-up failed"
+        _logger.error("start-up failed: %s", failure)
+        return code
+
+    async def _start(self) -> None:
+        config, state = self.config, self.state
+        await self.supervisor.start_task(_HEARTBEAT, state.heartbeat)
+        if config.http_enabled:
+            self._http = HttpServer(
+                create_app(state, service_registry(state)), config.http_host, config.http_port
+            )
+            try:
+                state.http_url = await self._http.start()
+            except OSError as exc:
+                self._http = None
+                raise _StartupError(
+                    f"cannot serve HTTP on {config.http_host}:{config.http_port}: "
+                    f"{exc.strerror or exc} (choose another --http-port, or --no-http)"
+                ) from exc
+        if self._console is not None:
+            await self.supervisor.start_task(_VIEW, LiveView(state, self._console).run)
+        if config.feed_url is None:
+            simulator = MarketSimulator(
+                host="127.0.0.1",
+                port=config.sim_port,
+                seed=config.sim_seed,
+                markets=config.universe_size,
+                event_rate=config.sim_rate or None,
+                faults=config.sim_faults,
+            )
+            await simulator.start()
+            self._simulator = simulator
+            state.feed_url = simulator.ws_url
+            state.gamma_url = config.gamma_url or simulator.http_url
+            _logger.info(
+                "embedded simulator on %s (%d markets)",
+                simulator.ws_url,
+                config.universe_size,
+                extra={"feed_url": simulator.ws_url},
+            )
+        else:
+            state.feed_url = config.feed_url
+            state.gamma_url = config.gamma_url or DEFAULT_GAMMA_URL
+        listed = await fetch_markets(
+            state.gamma_url, max_markets=None if config.markets else config.market_count
+        )
+        markets = select_markets(listed, config.markets, config.market_count)
+        state.markets = [market.slug or market.condition_id for market in markets]
+        db_path = Path(config.db_path)
+        await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
+        runtime = self._make_runtime(markets, db_path)
+        state.runtime = runtime
+        await runtime.start()
+        state.phase = Phase.RUNNING
+        _logger.info(
+            "running: %d market(s), database %s",
+            len(markets),
+            db_path,
+            extra={"markets": state.markets},
+        )
+
+    def _make_runtime(self, markets: list[MarketInfo], db_path: Path) -> AgentsRuntimeLike:
+        assert self.state.feed_url is not None
+        factory = self._runtime_factory or default_runtime
+        return factory(
+            feed_url=self.state.feed_url,
+            markets=markets,
+            store_path=db_path,
+            config=self.config,
+            supervisor=self.supervisor,
+        )
+
+    async def _wait(self) -> None:
+        try:
+            async with asyncio.timeout(self.config.duration):
+                await self.supervisor.wait_for_shutdown()
+        except TimeoutError:
+            self._reason = "duration"
+            _logger.info("duration of %.1f s reached, shutting down", self.config.duration)
+        else:
+            self._reason = "signal"
+
+    async def _shutdown(self) -> bool:
+        """Stop everything within the grace period; True if it all stopped cleanly."""
+        state = self.state
+        if state.phase is not Phase.FAILED:
+            state.phase = Phase.STOPPING
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_period
+        clean = True
+
+        def left(reserve: float = 0.0) -> float:
+            return max(deadline - loop.time() - reserve, 0.01)
+
+        async def step(what: str, work: Callable[[], Any], reserve: float = 0.0) -> None:
+            nonlocal clean
+            try:
+                async with asyncio.timeout(left(reserve)):
+                    await work()
+            except TimeoutError:
+                clean = False
+                _logger.error("shutdown: %s did not finish within the grace period", what)
+            except Exception as exc:
+                clean = False
+                _logger.error("shutdown: %s failed: %s", what, exc, exc_info=exc)
+
+        if _VIEW in self.supervisor:
+            await step("the live view", lambda: self.supervisor.stop_task(_VIEW, timeout=left()))
+        runtime = state.runtime
+        if runtime is not None:
+            # Keep a little of the grace period for the HTTP server and the simulator.
+            reserve = min(0.5, self.config.grace_period * 0.1)
+            await step(
+                "the agents runtime",
+                lambda: runtime.stop(timeout=left(reserve)),
+                reserve,
+            )
+        stuck = await self.supervisor.stop_all(timeout=left())
+        if stuck:
+            clean = False
+        if self._http is not None:
+            await step("the HTTP server", self._http.stop)
+        if self._simulator is not None:
+            await step("the simulator", self._simulator.aclose)
+        if state.phase is Phase.STOPPING:
+            state.phase = Phase.STOPPED
+        return clean
+
+    def _summary(self, exit_code: int, shutdown_seconds: float) -> ServiceSummary:
+        state = self.state
+        counters = state.runtime_counters()
+        metrics = self.supervisor.get_metrics()
+        pnl = counters.get("pnl", "0")
+        return ServiceSummary(
+            reason=self._reason,
+            exit_code=exit_code,
+            uptime=state.uptime,
+            shutdown_seconds=shutdown_seconds,
+            markets=len(state.markets),
+            events=_int(counters, "events"),
+            invalid_frames=_int(counters, "invalid_frames"),
+            reconnects=_int(counters, "reconnects"),
+            trades=_int(counters, "trades", "fills"),
+            pnl=Decimal(str(pnl)) if pnl is not None else Decimal(0),
+            restarts=sum(m["restarts"] for m in metrics.values()),
+            errors=sum(m["errors"] for m in metrics.values()),
+            stored_rows=_int(counters, "stored_rows", "written"),
+            failure=state.failure,
+            runtime=counters or None,
+        )
+
+
+def default_runtime(
+    *,
+    feed_url: str,
+    markets: Sequence[MarketInfo],
+    store_path: Path,
+    config: ServiceConfig,
+    supervisor: TaskSupervisor,
+) -> AgentsRuntimeLike:
+    """Build the agents runtime of :mod:`polymarket_agents.agents` from the service settings.
+
+    Args:
+        feed_url: The market channel.
+        markets: The markets to monitor.
+        store_path: The SQLite file.
+        config: The service settings (edge threshold, health interval).
+        supervisor: The supervisor the agents' tasks run under.
+
+    Returns:
+        The runtime, not started.
+    """
+    from polymarket_agents.agents import AgentsConfig, AgentsRuntime  # type: ignore[attr-defined]
+
+    runtime: AgentsRuntimeLike = AgentsRuntime(
+        feed_url=feed_url,
+        markets=markets,
+        store_path=store_path,
+        config=AgentsConfig(
+            edge_threshold=config.edge_threshold, health_interval=config.health_interval
+        ),
+        supervisor=supervisor,
+    )
+    return runtime
+
+
+async def run_service(config: ServiceConfig, **options: Any) -> ServiceSummary:
+    """Run the service until a signal or ``config.duration``; see :class:`Service`.
+
+    Args:
+        config: The settings.
+        **options: As for :class:`Service`.
+
+    Returns:
+        The summary, with the exit code the process should use.
+    """
+    return await Service(config, **options).run()

@@ -1,0 +1,540 @@
+"""``ServiceConfig``: every setting of the service, typed and validated, from flags and environment.
+
+Pure: nothing here reads the process environment, opens a file or a socket. The command line
+passes its flags and ``os.environ`` to :func:`load_config`; tests and benchmarks build a
+:class:`ServiceConfig` directly.
+
+Precedence, highest first: a command-line flag, its environment variable, the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.feed.simulator import FaultPlan
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "DEFAULT_HTTP_HOST",
+    "DEFAULT_HTTP_PORT",
+    "OPTIONS",
+    "ConfigOption",
+    "LiveViewMode",
+    "LogFormat",
+    "ServiceConfig",
+    "load_config",
+    "parse_faults",
+]
+
+DEFAULT_HTTP_HOST = "127.0.0.1"
+"""Health and metrics listen on loopback unless told otherwise."""
+
+DEFAULT_HTTP_PORT = 8080
+"""The port :func:`~polymarket_agents.core.async_utils.check_agents` asks by default."""
+
+DEFAULT_DB_PATH = Path("data/agents.sqlite")
+"""The SQLite file, relative to the working directory."""
+
+LogFormat = Literal["text", "json"]
+LiveViewMode = Literal["auto", "on", "off"]
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    """Settings of one run of the service; invalid values are refused at construction.
+
+    Attributes:
+        feed_url: The market channel (``ws://`` or ``wss://``); None starts the embedded
+            simulator on a free loopback port and uses it.
+        gamma_url: Where markets are listed (Gamma-style ``GET /markets``); None means the
+            embedded simulator's listing, or Polymarket's Gamma API with ``feed_url``.
+        markets: Markets to monitor, each a slug, condition id, Gamma id or token id; empty
+            takes the first ``market_count`` listed.
+        market_count: How many listed markets to monitor when ``markets`` is empty.
+        db_path: The SQLite database file; its directory is created at start.
+        http_enabled: Serve ``/healthz``, ``/readyz``, ``/metrics`` and ``/status``.
+        http_host: Address of that server.
+        http_port: Its port; 0 picks a free one (logged at start).
+        edge_threshold: Minimum edge, as a fraction of price, before the agents paper-trade.
+        grace_period: Seconds a graceful shutdown may take before the process gives up.
+        health_interval: Seconds between the agents' health checks.
+        duration: Stop by itself after this many seconds; None runs until a signal.
+        log_level: A :mod:`logging` level name.
+        log_format: ``"text"`` (plain, one record a line) or ``"json"`` (one object a line).
+        live_view: ``"on"``, ``"off"``, or ``"auto"``: a live table when stdout is a terminal.
+        sim_port: Port of the embedded simulator; 0 picks a free one.
+        sim_markets: Markets in the simulator's universe; None means
+            ``max(5, market_count)``.
+        sim_rate: Simulator ticks per second; 0 as fast as the agents read.
+        sim_seed: Seed of the simulator's universe and price walk.
+        sim_faults: Faults the embedded simulator injects (none by default).
+
+    Raises:
+        ConfigurationError: Listing every invalid setting.
+    """
+
+    feed_url: str | None = None
+    gamma_url: str | None = None
+    markets: tuple[str, ...] = ()
+    market_count: int = 5
+    db_path: Path = DEFAULT_DB_PATH
+    http_enabled: bool = True
+    http_host: str = DEFAULT_HTTP_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    edge_threshold: Decimal = Decimal("0.05")
+    grace_period: float = 10.0
+    health_interval: float = 60.0
+    duration: float | None = None
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
+    live_view: LiveViewMode = "auto"
+    sim_port: int = 0
+    sim_markets: int | None = None
+    sim_rate: float = 5.0
+    sim_seed: int = 0
+    sim_faults: FaultPlan = field(default_factory=FaultPlan)
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}: {problem}"
+            for name, problem in (
+                (f.name, _check(f.name, getattr(self, f.name))) for f in dataclasses.fields(self)
+            )
+            if problem is not None
+        ]
+        if problems:
+            raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+
+    @property
+    def embedded_simulator(self) -> bool:
+        """Whether the service starts its own simulator (no ``feed_url`` given)."""
+        return self.feed_url is None
+
+    @property
+    def universe_size(self) -> int:
+        """Markets the embedded simulator generates."""
+        return self.sim_markets if self.sim_markets is not None else max(5, self.market_count)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServiceConfig:
+        """Settings from environment variables alone (see :data:`OPTIONS` for their names).
+
+        Args:
+            environ: Usually ``os.environ``.
+
+        Returns:
+            The settings.
+
+        Raises:
+            ConfigurationError: Listing every invalid variable.
+        """
+        return load_config({}, environ)
+
+
+# -- validation: one check per field, on the typed value ---------------------------------------
+
+
+def _port(value: object) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        return f"must be a port number in 0..65535, not {value!r}"
+    return None
+
+
+def _positive(value: object) -> str | None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or not value > 0:
+        return f"must be a number of seconds > 0, not {value!r}"
+    return None
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(str(value))
+        if parts.scheme not in schemes or not parts.hostname:
+            return f"must be a {'/'.join(s + '://' for s in schemes)} URL, not {value!r}"
+        return None
+
+    return check
+
+
+def _edge(value: object) -> str | None:
+    if not isinstance(value, Decimal) or not value.is_finite() or not 0 < value < 1:
+        return f"must be a fraction between 0 and 1 (0.05 is 5 %), not {value!r}"
+    return None
+
+
+_CHECKS: dict[str, Callable[[object], str | None]] = {
+    "feed_url": _url(("ws", "wss")),
+    "gamma_url": _url(("http", "https")),
+    "markets": lambda v: (
+        None
+        if isinstance(v, tuple) and all(isinstance(m, str) and m for m in v)
+        else f"must be non-empty names, not {v!r}"
+    ),
+    "market_count": lambda v: (
+        None
+        if isinstance(v, int) and 1 <= v <= 10_000
+        else f"must be an integer in 1..10000, not {v!r}"
+    ),
+    "db_path": lambda v: None if str(v) not in ("", ".") else "must name a file",
+    "http_host": lambda v: None if v else "must not be empty",
+    "http_port": _port,
+    "edge_threshold": _edge,
+    "grace_period": _positive,
+    "health_interval": _positive,
+    "duration": lambda v: None if v is None else _positive(v),
+    "log_level": lambda v: (
+        None if v in _LEVELS else f"must be one of {', '.join(_LEVELS)}, not {v!r}"
+    ),
+    "log_format": lambda v: None if v in ("text", "json") else f"must be text or json, not {v!r}",
+    "live_view": lambda v: (
+        None if v in ("auto", "on", "off") else f"must be auto, on or off, not {v!r}"
+    ),
+    "sim_port": _port,
+    "sim_markets": lambda v: (
+        None
+        if v is None or (isinstance(v, int) and 1 <= v <= 10_000)
+        else f"must be an integer in 1..10000, not {v!r}"
+    ),
+    "sim_rate": lambda v: (
+        None
+        if isinstance(v, int | float) and math.isfinite(v) and v >= 0
+        else f"must be a number of ticks per second >= 0, not {v!r}"
+    ),
+    "sim_seed": lambda v: None if isinstance(v, int) else f"must be an integer, not {v!r}",
+    "sim_faults": lambda v: None if isinstance(v, FaultPlan) else f"must be a FaultPlan: {v!r}",
+}
+
+
+def _check(name: str, value: object) -> str | None:
+    check = _CHECKS.get(name)
+    return None if check is None else check(value)
+
+
+# -- conversion: text (a flag or an environment variable) to the field's type ------------------
+
+
+def _to_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"must be an integer, not {text!r}") from None
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"must be a number, not {text!r}") from None
+
+
+def _to_optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none", "off") else _to_float(text)
+
+
+def _to_decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"must be a decimal number such as 0.05, not {text!r}") from None
+
+
+def _to_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be on or off (true/false, 1/0), not {text!r}")
+
+
+def _to_markets(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _to_level(text: str) -> str:
+    level = text.strip().upper()
+    if level == "WARN":  # accepted by logging itself; spelled out for the check
+        level = "WARNING"
+    return level
+
+
+def parse_faults(text: str) -> FaultPlan:
+    """Read a fault plan written as ``name=value`` pairs separated by commas.
+
+    The names are :class:`~polymarket_agents.feed.simulator.FaultPlan`'s fields, with ``-``
+    or ``_``: ``"drop-every=2,malformed-rate=0.05"``. An empty text is no faults.
+
+    Args:
+        text: The plan.
+
+    Returns:
+        The fault plan.
+
+    Raises:
+        ValueError: On an unknown name, a value of the wrong type, or one the plan refuses.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(FaultPlan)}
+    values: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, raw = item.partition("=")
+        key = name.strip().replace("-", "_")
+        if key not in defaults:
+            known = ", ".join(sorted(defaults))
+            raise ValueError(f"unknown fault {name.strip()!r} (known: {known})")
+        default = defaults[key]
+        if isinstance(default, bool):
+            values[key] = True if not sep else _to_bool(raw)
+        elif not sep:
+            raise ValueError(f"fault {key!r} needs a value ({key}=...)")
+        elif isinstance(default, int):
+            values[key] = _to_int(raw)
+        else:
+            values[key] = _to_float(raw)
+    return FaultPlan(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigOption:
+    """How one :class:`ServiceConfig` field is set from the command line and the environment.
+
+    Attributes:
+        name: The field.
+        flag: The command-line flag.
+        env: The environment variable.
+        help: One line for ``--help``.
+        metavar: Placeholder shown in ``--help``.
+        convert: Text to the field's type; raises ValueError with the reason.
+        const: For a flag that takes no value: the text it stands for.
+    """
+
+    name: str
+    flag: str
+    env: str
+    help: str
+    convert: Callable[[str], object]
+    metavar: str | None = None
+    const: str | None = None
+
+
+def _opt(
+    name: str, flag: str, env: str, convert: Callable[[str], object], help: str, **kw: Any
+) -> ConfigOption:
+    return ConfigOption(name=name, flag=flag, env=env, convert=convert, help=help, **kw)
+
+
+_P = "POLYMARKET_AGENTS_"
+
+OPTIONS: tuple[ConfigOption, ...] = (
+    _opt(
+        "feed_url",
+        "--feed-url",
+        _P + "FEED_URL",
+        str,
+        "market channel ws(s):// URL (default: start the embedded simulator)",
+        metavar="URL",
+    ),
+    _opt(
+        "gamma_url",
+        "--gamma-url",
+        _P + "GAMMA_URL",
+        str,
+        "Gamma-style market listing (default: the simulator's, or Polymarket's with --feed-url)",
+        metavar="URL",
+    ),
+    _opt(
+        "markets",
+        "--markets",
+        _P + "MARKETS",
+        _to_markets,
+        "comma-separated slugs, condition ids or token ids (default: the first listed)",
+        metavar="IDS",
+    ),
+    _opt(
+        "market_count",
+        "--market-count",
+        _P + "MARKET_COUNT",
+        _to_int,
+        "markets to monitor when --markets is not given (5)",
+        metavar="N",
+    ),
+    _opt(
+        "db_path",
+        "--db",
+        _P + "DB",
+        Path,
+        f"SQLite database file ({DEFAULT_DB_PATH})",
+        metavar="PATH",
+    ),
+    _opt(
+        "http_enabled",
+        "--no-http",
+        _P + "HTTP",
+        _to_bool,
+        "do not serve health and metrics over HTTP",
+        const="off",
+    ),
+    _opt(
+        "http_host",
+        "--http-host",
+        _P + "HTTP_HOST",
+        str,
+        f"address of the health and metrics server ({DEFAULT_HTTP_HOST})",
+        metavar="HOST",
+    ),
+    _opt(
+        "http_port",
+        "--http-port",
+        _P + "HTTP_PORT",
+        _to_int,
+        f"port of the health and metrics server; 0: any free port ({DEFAULT_HTTP_PORT})",
+        metavar="PORT",
+    ),
+    _opt(
+        "edge_threshold",
+        "--edge-threshold",
+        _P + "EDGE_THRESHOLD",
+        _to_decimal,
+        "minimum edge before paper-trading, as a fraction (0.05)",
+        metavar="FRACTION",
+    ),
+    _opt(
+        "grace_period",
+        "--grace-period",
+        _P + "GRACE_PERIOD",
+        _to_float,
+        "seconds a graceful shutdown may take (10)",
+        metavar="S",
+    ),
+    _opt(
+        "health_interval",
+        "--health-interval",
+        _P + "HEALTH_INTERVAL",
+        _to_float,
+        "seconds between the agents' health checks (60)",
+        metavar="S",
+    ),
+    _opt(
+        "duration",
+        "--duration",
+        _P + "DURATION",
+        _to_optional_float,
+        "stop by itself after S seconds (default: run until SIGINT/SIGTERM)",
+        metavar="S",
+    ),
+    _opt(
+        "log_level",
+        "--log-level",
+        "LOG_LEVEL",
+        _to_level,
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL (INFO)",
+        metavar="LEVEL",
+    ),
+    _opt(
+        "log_format",
+        "--log-format",
+        _P + "LOG_FORMAT",
+        lambda t: t.strip().lower(),
+        "text or json: one JSON object per line, for containers (text)",
+        metavar="FORMAT",
+    ),
+    _opt(
+        "live_view",
+        "--live-view",
+        _P + "LIVE_VIEW",
+        lambda t: t.strip().lower(),
+        "live table of tasks and counters: auto (when stdout is a terminal), on or off",
+        metavar="MODE",
+    ),
+    _opt(
+        "sim_port",
+        "--sim-port",
+        _P + "SIM_PORT",
+        _to_int,
+        "port of the embedded simulator; 0: any free port (0)",
+        metavar="PORT",
+    ),
+    _opt(
+        "sim_markets",
+        "--sim-markets",
+        _P + "SIM_MARKETS",
+        _to_int,
+        "markets in the embedded simulator (max(5, --market-count))",
+        metavar="N",
+    ),
+    _opt(
+        "sim_rate",
+        "--sim-rate",
+        _P + "SIM_RATE",
+        _to_float,
+        "embedded simulator ticks per second; 0: as fast as the agents read (5)",
+        metavar="RATE",
+    ),
+    _opt(
+        "sim_seed",
+        "--sim-seed",
+        _P + "SIM_SEED",
+        _to_int,
+        "embedded simulator random seed (0)",
+        metavar="SEED",
+    ),
+    _opt(
+        "sim_faults",
+        "--sim-faults",
+        _P + "SIM_FAULTS",
+        parse_faults,
+        "embedded simulator faults, e.g. drop-every=2,malformed-rate=0.05 (none)",
+        metavar="SPEC",
+    ),
+)
+"""Every setting's flag and environment variable, in ``--help`` order."""
+
+
+def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> ServiceConfig:
+    """Build the settings from command-line values over environment variables over defaults.
+
+    Args:
+        flags: Text given on the command line, by field name (None or absent: not given).
+        environ: Environment variables, usually ``os.environ``.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigurationError: Naming every invalid flag or variable, its value and what it
+            must be.
+    """
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for option in OPTIONS:
+        raw = flags.get(option.name)
+        source = option.flag
+        if raw is None:
+            raw = environ.get(option.env)
+            source = option.env
+        if raw is None:
+            continue
+        try:
+            value = option.convert(raw)
+        except ValueError as exc:
+            problems.append(f"{source}: {exc}")
+            continue
+        problem = _check(option.name, value)
+        if problem is not None:
+            problems.append(f"{source}: {problem}")
+            continue
+        values[option.name] = value
+    if problems:
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+    return ServiceConfig(**values)  # type: ignore[arg-type]

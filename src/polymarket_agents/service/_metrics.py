@@ -1,0 +1,176 @@
+"""Prometheus metrics, produced at scrape time from the supervisor's and the runtime's snapshots.
+
+Nothing is updated per market event: :class:`ServiceCollector` reads
+``supervisor.get_metrics()`` and ``runtime.stats()`` when ``/metrics`` is scraped, so an
+unscraped service pays nothing for its metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ._state import Phase, ServiceState
+
+__all__ = ["NAMESPACE", "ServiceCollector", "service_registry"]
+
+NAMESPACE = "polymarket_agents"
+"""Prefix of every metric name."""
+
+_TASK_STATUSES = ("running", "restarting", "stopped")
+
+# Runtime counters with a known meaning: (kind, help). Others that are numbers are exported
+# as gauges named after their field, so a new counter in the runtime shows up without a change
+# here.
+_KNOWN: dict[str, tuple[str, str]] = {
+    "events": ("counter", "Market events received from the feed."),
+    "invalid_frames": ("counter", "Feed frames that failed validation and were skipped."),
+    "reconnects": ("counter", "Feed reconnections."),
+    "resyncs": ("counter", "Order books re-synchronised from a fresh snapshot."),
+    "orders": ("counter", "Paper orders placed."),
+    "trades": ("counter", "Paper fills."),
+    "fills": ("counter", "Paper fills."),
+    "pnl": ("gauge", "Paper profit and loss, in USDC."),
+    "cash": ("gauge", "Paper cash, in USDC."),
+    "queue_depth": ("gauge", "Items waiting in the ingestion queue."),
+    "ingest_latency": ("gauge", "Seconds the last ingestion batch took to commit."),
+    "stored_rows": ("counter", "Rows written to the database."),
+    "ingestion_retries": ("counter", "Failed database writes, each retried."),
+}
+
+_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _number(value: Any) -> float | None:
+    """The value as a float if it is a number (Decimal text included), else None."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+class ServiceCollector(Collector):
+    """Yields the service's metrics from fresh snapshots on every scrape.
+
+    * per task: ``..._task_restarts_total``, ``..._task_errors_total``,
+      ``..._task_status`` (1 for the current one of running/restarting/stopped),
+      ``..._task_uptime_seconds``;
+    * the runtime's counters: ``..._events_total``, ``..._invalid_frames_total``,
+      ``..._reconnects_total``, ``..._queue_depth``, ``..._ingest_latency``, ``..._trades_total``,
+      ``..._pnl`` ... (one family per numeric field of its stats);
+    * the service: ``..._up``, ``..._ready``, ``..._uptime_seconds``, ``..._loop_lag_seconds``.
+
+    Args:
+        state: The service to report on.
+    """
+
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Any]:
+        """Build every metric family from the current snapshots."""
+        state = self._state
+        state.scrapes += 1
+        yield from self._tasks()
+        yield from self._runtime(state.runtime_counters())
+        alive, _ = state.liveness()
+        ready, _ = state.readiness()
+        for name, value, doc in (
+            ("up", alive, "1 while the service is alive."),
+            ("ready", ready, "1 while feeds are synced and the database is writable."),
+            ("uptime_seconds", state.uptime, "Seconds since the service started."),
+            ("loop_lag_seconds", state.loop_lag, "How late the event loop's last heartbeat was."),
+        ):
+            yield GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, value=float(value))
+        phase = GaugeMetricFamily(
+            f"{NAMESPACE}_phase", "1 for the service's current phase.", labels=["phase"]
+        )
+        for member in Phase:
+            phase.add_metric([member.value], float(state.phase is member))
+        yield phase
+
+    def _tasks(self) -> Iterator[Any]:
+        metrics = self._state.supervisor.get_metrics()
+        restarts = CounterMetricFamily(
+            f"{NAMESPACE}_task_restarts",
+            "Times a supervised task was started again.",
+            labels=["task"],
+        )
+        errors = CounterMetricFamily(
+            f"{NAMESPACE}_task_errors", "Exceptions a supervised task raised.", labels=["task"]
+        )
+        status = GaugeMetricFamily(
+            f"{NAMESPACE}_task_status",
+            "1 for a supervised task's current status.",
+            labels=["task", "status"],
+        )
+        uptime = GaugeMetricFamily(
+            f"{NAMESPACE}_task_uptime_seconds",
+            "Seconds a supervised task's current attempt has run.",
+            labels=["task"],
+        )
+        for name, entry in metrics.items():
+            restarts.add_metric([name], entry["restarts"])
+            errors.add_metric([name], entry["errors"])
+            uptime.add_metric([name], entry["uptime"])
+            for value in _TASK_STATUSES:
+                status.add_metric([name, value], float(entry["status"] == value))
+        yield from (restarts, errors, status, uptime)
+
+    def _runtime(self, counters: Mapping[str, Any]) -> Iterator[Any]:
+        for field, value in counters.items():
+            kind, doc = _KNOWN.get(field, ("gauge", f"The agents runtime's {field}."))
+            name = f"{NAMESPACE}_{_NAME.sub('_', field)}"
+            if isinstance(value, Mapping):
+                # A breakdown such as rows per table: one labelled family.
+                samples = [(str(k), _number(v)) for k, v in value.items()]
+                family: Any = (
+                    CounterMetricFamily(name, doc, labels=["key"])
+                    if kind == "counter"
+                    else GaugeMetricFamily(name, doc, labels=["key"])
+                )
+                for key, number in samples:
+                    if number is not None:
+                        family.add_metric([key], number)
+                yield family
+                continue
+            number = _number(value)
+            if number is None:
+                continue
+            if kind == "counter":
+                yield CounterMetricFamily(name, doc, value=number)
+            else:
+                yield GaugeMetricFamily(name, doc, value=number)
+
+
+def service_registry(state: ServiceState) -> CollectorRegistry:
+    """A registry holding the service's collector and the process, platform and GC ones.
+
+    A registry of its own rather than the global one, so two services in one process (tests,
+    benchmarks) do not collide.
+
+    Args:
+        state: The service to report on.
+
+    Returns:
+        The registry to expose on ``/metrics``.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(state))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry

@@ -1,0 +1,222 @@
+"""What the HTTP server, the metrics collector and the live view read: one service's state.
+
+The service owns a :class:`ServiceState` and updates a handful of fields at its transitions;
+readers take snapshots (:meth:`ServiceState.runtime_counters`, the supervisor's
+``get_metrics()``) when asked, so nothing is recomputed per market event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import msgspec
+
+from polymarket_agents.core.async_utils import TaskSupervisor
+
+from ._config import ServiceConfig
+
+__all__ = [
+    "HEARTBEAT_INTERVAL",
+    "STALL_SECONDS",
+    "AgentsRuntimeLike",
+    "Phase",
+    "ServiceState",
+    "plain",
+]
+
+_logger = logging.getLogger("polymarket_agents.service")
+
+STALL_SECONDS = 5.0
+"""A heartbeat older than this means the event loop is stuck: the service is not live."""
+
+HEARTBEAT_INTERVAL = 0.25
+"""Seconds between the heartbeat task's wake-ups."""
+
+
+class Phase(enum.StrEnum):
+    """Where the service is in its life::
+
+    STARTING ──► RUNNING ──signal / duration──► STOPPING ──► STOPPED
+        │                                          │
+        └──────────── start-up fails ──────────────┴──► FAILED
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class AgentsRuntimeLike(Protocol):
+    """What the service needs of the agents runtime."""
+
+    @property
+    def supervisor(self) -> TaskSupervisor:
+        """The supervisor every agent task runs under."""
+
+    async def start(self) -> None:
+        """Open the store, start the ingestion worker, the monitors and the health loop."""
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop the monitors, drain the ingestion queue into the database, close it."""
+
+    def stats(self) -> Any:
+        """A frozen snapshot of the runtime's counters."""
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether feeds are connected, books synced and the database writable; else why."""
+
+
+def plain(value: Any) -> Any:
+    """A JSON-friendly copy of ``value``: structs and dataclasses become dicts, Decimals
+    strings, datetimes ISO 8601 text, enums their values."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, msgspec.Struct):
+        return {k: plain(v) for k, v in msgspec.structs.asdict(value).items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence | set | frozenset):
+        return [plain(item) for item in value]
+    return str(value)
+
+
+class ServiceState:
+    """The service's phase, start time, counters and references to what it runs.
+
+    Args:
+        config: The settings of this run.
+        supervisor: The supervisor every task runs under.
+    """
+
+    def __init__(self, config: ServiceConfig, supervisor: TaskSupervisor) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.phase = Phase.STARTING
+        self.runtime: AgentsRuntimeLike | None = None
+        self.failure: str | None = None
+        """Why start-up or shutdown failed, in words."""
+        self.started_at = datetime.now().astimezone()
+        self.started = time.monotonic()
+        self.ready_after: float | None = None
+        """Seconds from start to the first ready answer."""
+        self.feed_url: str | None = None
+        self.gamma_url: str | None = None
+        self.http_url: str | None = None
+        self.markets: list[str] = []
+        """Slugs of the monitored markets."""
+        self.signals = 0
+        """SIGINT/SIGTERM received."""
+        self.http_requests = 0
+        self.scrapes = 0
+        self.view_refreshes = 0
+        self.loop_lag = 0.0
+        """How late the last heartbeat woke, in seconds."""
+        self.last_beat = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<ServiceState {self.phase} markets={len(self.markets)}>"
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the service started."""
+        return time.monotonic() - self.started
+
+    def liveness(self) -> tuple[bool, list[str]]:
+        """Whether the service is alive: its loop turns and it has not failed.
+
+        Returns:
+            ``(True, [])``, or False and the reasons.
+        """
+        reasons: list[str] = []
+        if self.phase is Phase.FAILED:
+            reasons.append(f"service failed: {self.failure}")
+        stalled = time.monotonic() - self.last_beat
+        if stalled > STALL_SECONDS:
+            reasons.append(f"event loop heartbeat {stalled:.1f} s old")
+        return not reasons, reasons
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the service is ready: running, feeds synced, database writable.
+
+        Returns:
+            ``(True, [])``, or False and the reasons.
+        """
+        if self.phase is not Phase.RUNNING or self.runtime is None:
+            return False, [f"service is {self.phase}"]
+        try:
+            ready, reasons = self.runtime.readiness()
+        except Exception as exc:  # a probe must answer, whatever the runtime does
+            _logger.warning("readiness check failed: %s", exc, exc_info=exc)
+            return False, [f"readiness check failed: {type(exc).__name__}: {exc}"]
+        if ready and self.ready_after is None:
+            self.ready_after = self.uptime
+        return ready, list(reasons)
+
+    def runtime_counters(self) -> dict[str, Any]:
+        """The runtime's latest stats as a plain dict; empty before it starts."""
+        if self.runtime is None:
+            return {}
+        try:
+            counters = plain(self.runtime.stats())
+        except Exception as exc:  # keep /status and /metrics answering
+            _logger.warning("runtime stats failed: %s", exc, exc_info=exc)
+            return {"stats_error": f"{type(exc).__name__}: {exc}"}
+        return counters if isinstance(counters, dict) else {"stats": counters}
+
+    def service_counters(self) -> dict[str, Any]:
+        """The service's own counters, as plain values."""
+        return {
+            "phase": str(self.phase),
+            "started_at": self.started_at.isoformat(),
+            "uptime": round(self.uptime, 3),
+            "ready_after": None if self.ready_after is None else round(self.ready_after, 3),
+            "failure": self.failure,
+            "feed_url": self.feed_url,
+            "gamma_url": self.gamma_url,
+            "http_url": self.http_url,
+            "db_path": str(self.config.db_path),
+            "markets": list(self.markets),
+            "signals": self.signals,
+            "http_requests": self.http_requests,
+            "scrapes": self.scrapes,
+            "view_refreshes": self.view_refreshes,
+            "loop_lag": round(self.loop_lag, 6),
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``GET /status`` answers: service counters, runtime stats, task metrics."""
+        ready, reasons = self.readiness()
+        return {
+            "service": self.service_counters(),
+            "ready": ready,
+            "reasons": reasons,
+            "runtime": self.runtime_counters(),
+            "tasks": plain(self.supervisor.get_metrics()),
+        }
+
+    async def heartbeat(self) -> None:
+        """Wake every :data:`HEARTBEAT_INTERVAL` seconds, recording how late each wake-up is."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            self.loop_lag = max(0.0, loop.time() - before - HEARTBEAT_INTERVAL)
+            self.last_beat = time.monotonic()

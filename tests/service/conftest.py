@@ -1,0 +1,165 @@
+"""Helpers for the service tests: the command line as a real subprocess, HTTP as a user asks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+START_TIMEOUT = 20.0
+"""Seconds a subprocess may take to start and become ready; generous for a loaded CI box."""
+
+POLL = 0.05
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """GET ``url``: (status, body), with error statuses returned rather than raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` every 50 ms until it returns something true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(POLL)
+
+
+class ServiceProcess:
+    """``python -m polymarket_agents ...`` in a subprocess, logs in files under ``directory``.
+
+    Args:
+        args: Command-line arguments after the program name.
+        directory: Where stdout and stderr are written.
+        env: Extra environment variables.
+    """
+
+    def __init__(self, args: Sequence[str], directory: Path, env: dict[str, str] | None = None):
+        self.directory = directory
+        self.stdout_path = directory / "stdout.txt"
+        self.stderr_path = directory / "stderr.txt"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("POLYMARKET_AGENTS_")}
+        environ.pop("LOG_LEVEL", None)
+        environ.update(env or {})
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "polymarket_agents", *args],
+                stdout=out,
+                stderr=err,
+                env=environ,
+                cwd=directory,
+            )
+        self.url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServiceProcess pid={self.process.pid} url={self.url}>"
+
+    @property
+    def stdout(self) -> str:
+        """Everything written to stdout so far."""
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        """Everything written to stderr so far."""
+        return self.stderr_path.read_text()
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The JSON log lines on stderr (with ``--log-format json``)."""
+        entries = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                entries.append(json.loads(line))
+        return entries
+
+    def _exited_early(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"exited with {self.process.returncode}\nstdout:\n{self.stdout}\n"
+                f"stderr:\n{self.stderr[-4000:]}"
+            )
+
+    def wait_url(self) -> str:
+        """The health server's URL, read from the JSON log line announcing it."""
+
+        def announced() -> str | None:
+            self._exited_early()
+            for entry in self.log_entries():
+                if "url" in entry and entry["message"].startswith("serving health"):
+                    return str(entry["url"])
+            return None
+
+        self.url = wait_for(announced, START_TIMEOUT, "the HTTP server")
+        return self.url
+
+    def wait_ready(self) -> float:
+        """Poll ``/readyz`` until 200; returns seconds from now until ready."""
+        start = time.monotonic()
+        url = self.url or self.wait_url()
+
+        def ready() -> bool:
+            self._exited_early()
+            return http_get(f"{url}/readyz")[0] == 200
+
+        wait_for(ready, START_TIMEOUT, "/readyz to answer 200")
+        return time.monotonic() - start
+
+    def get_json(self, path: str) -> tuple[int, Any]:
+        """GET a path of the service and decode its JSON body."""
+        assert self.url is not None
+        status, body = http_get(f"{self.url}{path}")
+        return status, json.loads(body)
+
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
+        """Send a signal, as ``kill`` or ``docker stop`` would."""
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the exit code; fail if it takes longer than ``timeout``."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running {timeout} s later\nstderr:\n{self.stderr[-4000:]}"
+            ) from None
+
+    def kill(self) -> None:
+        """Make sure the process is gone."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start service subprocesses in ``tmp_path``; any still running at teardown is killed."""
+    started: list[ServiceProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServiceProcess:
+        directory = tmp_path / f"run{len(started)}"
+        directory.mkdir()
+        process = ServiceProcess(args, directory, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
