@@ -409,3 +409,24 @@ async def test_uptime_grows_while_running() -> None:
         assert supervisor.get_metrics()["t"]["uptime"] >= 0.01
         await supervisor.stop_task("t")
         assert supervisor.get_metrics()["t"]["uptime"] == 0.0
+
+
+def test_keyboard_interrupt_in_a_supervised_task_propagates_and_is_not_retried() -> None:
+    """KeyboardInterrupt raised by supervised work stops the loop at once; no restart, no
+    error counted."""
+    attempts = 0
+    supervisor = TaskSupervisor(policy=instant_policy())
+
+    async def work() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        await supervisor.start_task("t", work)
+        await asyncio.sleep(3600)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert attempts == 1
+    assert supervisor.get_metrics()["t"]["errors"] == 0
