@@ -20,7 +20,13 @@
 """
 
 from ._book import BookSet, DepthFill, MarketBooks, OrderBook, SyncState
-from ._client import DEFAULT_MARKET_URL, FeedStats, MarketFeed, default_feed_policy
+from ._client import (
+    DEFAULT_MARKET_URL,
+    MAX_ASSETS_PER_CONNECTION,
+    FeedStats,
+    MarketFeed,
+    default_feed_policy,
+)
 from ._errors import (
     DataSilence,
     FeedError,
@@ -66,6 +72,7 @@ __all__ = [
     "DEFAULT_MARKET_URL",
     "DEFAULT_MAX_FRAME_BYTES",
     "EVENT_TYPES",
+    "MAX_ASSETS_PER_CONNECTION",
     "PING",
     "BestBidAsk",
     "Book",

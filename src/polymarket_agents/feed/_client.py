@@ -53,10 +53,19 @@ from ._protocol import (
     encode_subscribe,
 )
 
-__all__ = ["DEFAULT_MARKET_URL", "FeedStats", "MarketFeed", "default_feed_policy"]
+__all__ = [
+    "DEFAULT_MARKET_URL",
+    "MAX_ASSETS_PER_CONNECTION",
+    "FeedStats",
+    "MarketFeed",
+    "default_feed_policy",
+]
 
 DEFAULT_MARKET_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 """Polymarket's market channel."""
+
+MAX_ASSETS_PER_CONNECTION = 500
+"""Polymarket's documented limit of assets per market-channel connection."""
 
 _logger = logging.getLogger("polymarket_agents.feed")
 
@@ -321,6 +330,13 @@ class MarketFeed:
         self._last_pong = self._last_data = loop.time()
         # Fail closed: nothing from before this connection is trusted.
         self.books.invalidate_all()
+        if len(self._assets) > MAX_ASSETS_PER_CONNECTION:
+            _logger.warning(
+                "%s: %d assets on one connection; Polymarket allows %d",
+                self.name,
+                len(self._assets),
+                MAX_ASSETS_PER_CONNECTION,
+            )
         await ws.send(encode_subscribe(self._assets, custom_feature_enabled=self._custom))
         self._ws = ws
         self._check_ready()

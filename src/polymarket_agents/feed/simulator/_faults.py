@@ -16,7 +16,8 @@ class FaultPlan:
     """Which faults the simulator injects; every switch is off by default.
 
     Times count from the moment each connection opens, so a client that reconnects meets
-    the same fault again: ``drop_every=2.0`` drops every connection after two seconds.
+    the same fault again: ``drop_every=2.0`` drops every connection after two seconds. With
+    both ``drop_every`` and ``abort_every`` set, the earlier one ends each connection.
 
     Attributes:
         drop_every: Close each connection with a close frame (code ``drop_code``) after
