@@ -1,11 +1,44 @@
-"""Agents: the long-running tasks of the service.
+"""Agents: the long-running tasks of the service, and the trading logic they run.
 
+::
+
+    from polymarket_agents.agents import AgentsRuntime, run_market_agents
+
+    await run_market_agents(sim.markets(), feed_url=sim.ws_url, store_path="agents.sqlite")
+
+* :func:`monitor_market` / :class:`MarketMonitor` watch one market: its own
+  :class:`~polymarket_agents.feed.MarketFeed`, every event turned into storage rows on the
+  ingestion queue, the :class:`Strategy` run on the books after each event, and the orders
+  of an edge above the threshold (the seed's 0.05) submitted to a :class:`Broker`.
+* :class:`ComplementArbitrage` is the default strategy: YES ask + NO ask below 1, net of
+  fees, sized by the depth; :class:`Analysis` is what a strategy returns.
+* :class:`PaperBroker` is py-clob-client's order API (:class:`OrderArgs`,
+  :class:`MarketOrderArgs`, :class:`OrderType`, ``create_order``, ``post_order`` ...)
+  filled against the local books, with positions, cash and P&L, idempotent per signal.
 * :func:`data_ingestion_worker` / :class:`IngestionWorker` move rows from a bounded queue
   (:func:`ingestion_queue`) into a :class:`~polymarket_agents.storage.Store` in batched,
   idempotent transactions: an item is marked done only once stored, a failed batch is
   retried rather than dropped, and cancellation drains the queue before the worker stops.
+* :class:`AgentsRuntime` / :func:`run_market_agents` run all of it under one
+  :class:`~polymarket_agents.core.async_utils.TaskSupervisor` with a health loop.
+
+What each event becomes in the database (one queue item per event):
+
+* ``book`` -> one ``book_snapshots`` row;
+* ``price_change`` -> one ``price_changes`` row per entry (both tokens);
+* ``last_trade_price`` -> one ``trades`` row; ``tick_size_change`` -> one
+  ``tick_size_changes`` row;
+* ``best_bid_ask`` and ``new_market`` -> nothing (the first repeats what price changes
+  carry; a monitor watches its own market only); ``market_resolved`` of the monitored
+  market -> its ``markets`` row again, inactive;
+* each monitor run stores its market's ``markets`` row; the broker stores every order state
+  (``paper_orders``) and fill (``fills``).
 """
 
+from ._account import Portfolio, PositionState
+from ._analysis import DEFAULT_EDGE_THRESHOLD, Analysis, ComplementArbitrage, Strategy
+from ._broker import Broker
+from ._convert import event_rows, market_row
 from ._ingestion import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DRAIN_TIMEOUT,
@@ -17,15 +50,69 @@ from ._ingestion import (
     data_ingestion_worker,
     ingestion_queue,
 )
+from ._monitor import MarketMonitor, MonitorStats, monitor_market
+from ._orders import (
+    BUY,
+    SELL,
+    ZERO_ADDRESS,
+    InvalidOrder,
+    MarketOrderArgs,
+    OrderArgs,
+    OrderResponse,
+    OrderSide,
+    OrderType,
+)
+from ._paper import PaperBroker, PaperOrder
+from ._runtime import (
+    HEALTH_TASK,
+    INGESTION_TASK,
+    AgentsConfig,
+    AgentsRuntime,
+    RuntimeStats,
+    monitor_task_name,
+    resolve_markets,
+    run_market_agents,
+)
 
 __all__ = [
+    "BUY",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_EDGE_THRESHOLD",
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_INGESTION_POLICY",
     "DEFAULT_QUEUE_SIZE",
+    "HEALTH_TASK",
+    "INGESTION_TASK",
+    "SELL",
+    "ZERO_ADDRESS",
+    "AgentsConfig",
+    "AgentsRuntime",
+    "Analysis",
+    "Broker",
+    "ComplementArbitrage",
     "IngestionStats",
     "IngestionWorker",
+    "InvalidOrder",
+    "MarketMonitor",
+    "MarketOrderArgs",
+    "MonitorStats",
+    "OrderArgs",
+    "OrderResponse",
+    "OrderSide",
+    "OrderType",
+    "PaperBroker",
+    "PaperOrder",
+    "Portfolio",
+    "PositionState",
+    "RuntimeStats",
+    "Strategy",
     "data_ingestion_worker",
+    "event_rows",
     "ingestion_queue",
+    "market_row",
+    "monitor_market",
+    "monitor_task_name",
+    "resolve_markets",
+    "run_market_agents",
 ]

@@ -1,0 +1,155 @@
+"""From market-channel events to storage rows: what each kind of event becomes.
+
+======================  ==========================================================
+event                   rows (one queue item per event)
+======================  ==========================================================
+``book``                one :class:`~polymarket_agents.storage.BookSnapshotRow`
+``price_change``        one :class:`~polymarket_agents.storage.PriceChangeRow` per
+                        entry of ``price_changes`` (both tokens of the market)
+``last_trade_price``    one :class:`~polymarket_agents.storage.TradeRow`
+``tick_size_change``    one :class:`~polymarket_agents.storage.TickSizeChangeRow`
+``best_bid_ask``        none: it repeats the ``best_bid``/``best_ask`` that every
+                        stored price change already carries
+``new_market``          none: a monitor watches its own market only
+``market_resolved``     the monitor stores its market again as inactive
+                        (:class:`~polymarket_agents.storage.MarketRow`)
+======================  ==========================================================
+
+Every row carries the event's own identity (timestamp, asset, the feed's hash or
+transaction hash), which the store's unique keys are built on: an event stored twice
+(replayed, or re-sent after a restart) is a duplicate, never a second row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from polymarket_agents.feed import (
+    Book,
+    LastTradePrice,
+    MarketEvent,
+    MarketInfo,
+    PriceChange,
+    TickSizeChange,
+)
+from polymarket_agents.storage import (
+    BookSnapshotRow,
+    MarketRow,
+    PriceChangeRow,
+    Table,
+    TickSizeChangeRow,
+    TradeRow,
+)
+
+__all__ = ["CONVERTERS", "EventRows", "event_rows", "market_row"]
+
+EventRows = BookSnapshotRow | TradeRow | TickSizeChangeRow | tuple[PriceChangeRow, ...]
+"""What one event becomes: a row, or a tuple of rows stored together."""
+
+
+def _book(event: Book, received_ms: int) -> BookSnapshotRow:
+    return BookSnapshotRow(
+        asset_id=event.asset_id,
+        market=event.market,
+        timestamp_ms=int(event.timestamp),
+        hash=event.hash,
+        bids=tuple([(level.price, level.size) for level in event.bids]),
+        asks=tuple([(level.price, level.size) for level in event.asks]),
+        received_at_ms=received_ms,
+    )
+
+
+def _price_change(event: PriceChange, received_ms: int) -> tuple[PriceChangeRow, ...]:
+    market = event.market
+    timestamp = int(event.timestamp)
+    return tuple(
+        [
+            PriceChangeRow(
+                market=market,
+                asset_id=change.asset_id,
+                timestamp_ms=timestamp,
+                side=change.side,
+                price=change.price,
+                size=change.size,
+                hash=change.hash,
+                best_bid=change.best_bid,
+                best_ask=change.best_ask,
+                received_at_ms=received_ms,
+            )
+            for change in event.price_changes
+        ]
+    )
+
+
+def _trade(event: LastTradePrice, received_ms: int) -> TradeRow:
+    return TradeRow(
+        asset_id=event.asset_id,
+        market=event.market,
+        timestamp_ms=int(event.timestamp),
+        side=event.side,
+        price=event.price,
+        size=event.size,
+        fee_rate_bps=event.fee_rate_bps,
+        transaction_hash=event.transaction_hash,
+        received_at_ms=received_ms,
+    )
+
+
+def _tick_size_change(event: TickSizeChange, received_ms: int) -> TickSizeChangeRow:
+    return TickSizeChangeRow(
+        asset_id=event.asset_id,
+        market=event.market,
+        timestamp_ms=int(event.timestamp),
+        old_tick_size=event.old_tick_size,
+        new_tick_size=event.new_tick_size,
+        received_at_ms=received_ms,
+    )
+
+
+CONVERTERS: dict[type, tuple[Table, Callable[[Any, int], Any]]] = {
+    PriceChange: (Table.PRICE_CHANGES, _price_change),
+    Book: (Table.BOOK_SNAPSHOTS, _book),
+    LastTradePrice: (Table.TRADES, _trade),
+    TickSizeChange: (Table.TICK_SIZE_CHANGES, _tick_size_change),
+}
+"""Event type -> (the table its rows go to, the converter ``(event, received_ms)``)."""
+
+
+def event_rows(event: MarketEvent, received_ms: int) -> EventRows | None:
+    """The rows an event is stored as (see the module's table), or None.
+
+    Args:
+        event: A decoded market-channel event.
+        received_ms: When the client received it, epoch milliseconds.
+
+    Returns:
+        One row, a tuple of rows (a ``price_change``), or None for kinds not stored.
+    """
+    entry = CONVERTERS.get(type(event))
+    if entry is None:
+        return None
+    result: EventRows = entry[1](event, received_ms)
+    return result
+
+
+def market_row(market: MarketInfo, updated_at_ms: int, *, active: bool | None = None) -> MarketRow:
+    """The :class:`~polymarket_agents.storage.MarketRow` of a market.
+
+    Args:
+        market: The market.
+        updated_at_ms: When its metadata was read.
+        active: Overrides ``market.tradable`` (False once it is resolved).
+    """
+    return MarketRow(
+        condition_id=market.condition_id,
+        yes_token=market.yes_token,
+        no_token=market.no_token,
+        question=market.question,
+        slug=market.slug,
+        tick_size=market.tick_size,
+        min_size=market.min_size,
+        neg_risk=market.neg_risk,
+        active=market.tradable if active is None else active,
+        updated_at_ms=updated_at_ms,
+    )

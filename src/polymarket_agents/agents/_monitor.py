@@ -1,0 +1,445 @@
+"""``monitor_market``: one market's feed, stored, analysed and traded, until cancelled.
+
+The seed's monitor on real pieces: its own :class:`~polymarket_agents.feed.MarketFeed`
+(one websocket, closed on every way out, cancellation included, and re-raised, never
+swallowed), each event turned into storage rows and handed to the bounded ingestion queue
+(waiting when it is full: backpressure, never loss), the strategy run on the updated books
+after each event, and the orders of an edge above the threshold submitted to the broker.
+
+Invalid frames are counted and skipped by the feed; network errors are recovered by the
+feed's reconnect (the core's ``robust_task`` backoff) without leaving the monitor; anything
+else ends the monitor with an error, for its supervisor to restart it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, NoReturn, cast
+
+from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.feed import (
+    BestBidAsk,
+    Book,
+    FeedStats,
+    FeedStopped,
+    LastTradePrice,
+    MarketBooks,
+    MarketEvent,
+    MarketFeed,
+    MarketInfo,
+    MarketResolved,
+    NewMarket,
+    PriceChange,
+    TickSizeChange,
+)
+from polymarket_agents.storage import Table
+
+from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
+from ._broker import Broker
+from ._convert import CONVERTERS, market_row
+from ._handoff import DEFAULT_HANDOFF_TIMEOUT, handoff
+
+__all__ = ["MarketMonitor", "MonitorStats", "monitor_market"]
+
+_logger = logging.getLogger("polymarket_agents.agents")
+
+_EVENT_NAMES: dict[type, str] = {
+    Book: "book",
+    PriceChange: "price_change",
+    LastTradePrice: "last_trade_price",
+    TickSizeChange: "tick_size_change",
+    BestBidAsk: "best_bid_ask",
+    NewMarket: "new_market",
+    MarketResolved: "market_resolved",
+}
+
+# Feed counters that add up over the feeds of successive runs.
+_FEED_TOTALS = (
+    "frames",
+    "events",
+    "invalid_frames",
+    "invalid_operations",
+    "connections",
+    "reconnects",
+    "resyncs",
+    "dropped_updates",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorStats:
+    """A snapshot of a monitor's counters, summed over all its runs (restarts).
+
+    Accounting: every event the monitor takes from its feed is counted in ``events`` (by
+    type in ``events_by_type``); the rows it makes of them (see
+    :mod:`polymarket_agents.agents` for which kinds become which rows) are counted in
+    ``rows`` (by table in ``rows_by_table``) once handed to the queue, or in
+    ``lost_rows`` if a stop had to abandon them. Frames the feed had decoded but the
+    monitor had not taken when it stopped are counted by the feed (``feed_events``), never
+    by the monitor.
+
+    Attributes:
+        market: The condition id.
+        running: Whether a run is in progress.
+        connected: Whether its feed is connected now.
+        synced: Whether both books are synced now.
+        starts: Runs started (1 + restarts).
+        events: Events taken from the feed.
+        events_by_type: ``events`` per ``event_type``.
+        rows: Rows handed to the ingestion queue (market rows included).
+        rows_by_table: ``rows`` per table name.
+        lost_rows: Rows abandoned at a stop because the queue stayed full.
+        signals: Analyses with an edge above the threshold.
+        submitted: Signals with orders handed to the broker.
+        orders: Orders the broker placed for them.
+        analysis_errors: Exceptions raised by the strategy, counted and skipped.
+        frames: Frames received by the feeds.
+        feed_events: Events decoded by the feeds.
+        invalid_frames: Frames that failed to decode, counted and skipped by the feeds.
+        invalid_operations: ``INVALID OPERATION`` replies.
+        connections: Connections opened.
+        reconnects: Connection attempts after each feed's first.
+        resyncs: Snapshots requested again for stale books.
+        dropped_updates: Price changes dropped while a book was unsynced.
+        last_error: The error that ended the last run or connection, if any.
+    """
+
+    market: str
+    running: bool
+    connected: bool
+    synced: bool
+    starts: int
+    events: int
+    events_by_type: Mapping[str, int]
+    rows: int
+    rows_by_table: Mapping[str, int]
+    lost_rows: int
+    signals: int
+    submitted: int
+    orders: int
+    analysis_errors: int
+    frames: int
+    feed_events: int
+    invalid_frames: int
+    invalid_operations: int
+    connections: int
+    reconnects: int
+    resyncs: int
+    dropped_updates: int
+    last_error: str | None
+
+
+class MarketMonitor:
+    """Watches one binary market: feed -> rows on the queue -> strategy -> broker.
+
+    ::
+
+        monitor = MarketMonitor(market, feed_url=sim.ws_url, queue=queue, broker=broker)
+        await supervisor.start_task(f"monitor_{market.condition_id}", monitor.run)
+        monitor.stats.events
+
+    One monitor object can be run again after a run ends (that is how a supervisor
+    restarts it, from the factory ``monitor.run``); its counters, its strategy's memory
+    and its broker carry over, and each run opens a new feed.
+
+    Args:
+        market: The market (both tokens are subscribed).
+        feed_url: The market channel URL (the simulator's ``ws_url``, or Polymarket's).
+        queue: The bounded ingestion queue rows are put on; None: nothing is stored.
+        broker: Where orders go; None: signals are counted, not traded.
+        strategy: The analysis; :class:`ComplementArbitrage` with ``min_edge`` equal to
+            the threshold if None.
+        edge_threshold: Orders are submitted only for an edge above this (the seed's 0.05).
+        feed_options: Keyword arguments for :class:`~polymarket_agents.feed.MarketFeed`
+            (``policy``, ``ping_interval``, ``silence_timeout`` ...).
+        handoff_timeout: Seconds a cancelled monitor still waits to queue the rows in
+            hand before it abandons them.
+        clock: Wall clock (seconds since the epoch) for the rows' ``received_at_ms``.
+        logger: Where to log.
+
+    Raises:
+        ConfigurationError: On a negative threshold or invalid feed options.
+    """
+
+    def __init__(
+        self,
+        market: MarketInfo,
+        *,
+        feed_url: str,
+        queue: asyncio.Queue[Any] | None = None,
+        broker: Broker | None = None,
+        strategy: Strategy | None = None,
+        edge_threshold: Decimal = DEFAULT_EDGE_THRESHOLD,
+        feed_options: Mapping[str, Any] | None = None,
+        handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not edge_threshold >= 0:
+            raise ConfigurationError(f"edge_threshold must be >= 0, not {edge_threshold!r}")
+        self.market = market
+        self.feed_url = feed_url
+        self.queue = queue
+        self.broker = broker
+        self._own_strategy = strategy is None
+        self.strategy: Strategy = (
+            strategy if strategy is not None else ComplementArbitrage(min_edge=edge_threshold)
+        )
+        self.edge_threshold = edge_threshold
+        self._feed_options = dict(feed_options or {})
+        self._feed_options.setdefault("name", f"feed-{market.condition_id[:10]}")
+        # Check the options now rather than at the first run.
+        MarketFeed(feed_url, markets=(), **self._feed_options)
+        self._handoff_timeout = handoff_timeout
+        self._clock = clock
+        self._logger = logger or _logger
+        self._feed: MarketFeed | None = None
+        self._books: MarketBooks | None = None
+        self._running = False
+        self._starts = 0
+        self._counts: dict[type, int] = {}
+        self._table_rows: dict[str, int] = {}
+        self._lost_rows = 0
+        self._signals = 0
+        self._submitted = 0
+        self._orders = 0
+        self._analysis_errors = 0
+        self._past = dict.fromkeys(_FEED_TOTALS, 0)
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "idle"
+        return f"<MarketMonitor {self.market.condition_id[:10]}... {state} starts={self._starts}>"
+
+    @property
+    def feed(self) -> MarketFeed | None:
+        """The feed of the run in progress, or None."""
+        return self._feed
+
+    @property
+    def books(self) -> MarketBooks | None:
+        """The market's books in the run in progress, or None."""
+        return self._books if self._running else None
+
+    @property
+    def stats(self) -> MonitorStats:
+        """A snapshot of the counters (see :class:`MonitorStats`)."""
+        feed = self._feed
+        live: FeedStats | None = feed.stats if feed is not None else None
+        totals = dict(self._past)
+        if live is not None:
+            for name in _FEED_TOTALS:
+                totals[name] += getattr(live, name)
+        books = self._books
+        events_by_type = {_EVENT_NAMES.get(k, k.__name__): n for k, n in self._counts.items()}
+        return MonitorStats(
+            market=self.market.condition_id,
+            running=self._running,
+            connected=live is not None and live.connected,
+            synced=self._running and books is not None and books.synced,
+            starts=self._starts,
+            events=sum(self._counts.values()),
+            events_by_type=events_by_type,
+            rows=sum(self._table_rows.values()),
+            rows_by_table=dict(self._table_rows),
+            lost_rows=self._lost_rows,
+            signals=self._signals,
+            submitted=self._submitted,
+            orders=self._orders,
+            analysis_errors=self._analysis_errors,
+            frames=totals["frames"],
+            feed_events=totals["events"],
+            invalid_frames=totals["invalid_frames"],
+            invalid_operations=totals["invalid_operations"],
+            connections=totals["connections"],
+            reconnects=totals["reconnects"],
+            resyncs=totals["resyncs"],
+            dropped_updates=totals["dropped_updates"],
+            last_error=(live.last_error if live is not None else None) or self._last_error,
+        )
+
+    async def run(self) -> NoReturn:
+        """Monitor the market until cancelled.
+
+        Raises:
+            asyncio.CancelledError: When cancelled, after the feed's socket was closed.
+            FeedStopped: If the feed's connection failed for good (a fatal error such as a
+                refused subscription URL); a supervisor restarts the monitor.
+            RuntimeError: If this monitor is already running.
+        """
+        if self._running:
+            raise RuntimeError("this MarketMonitor is already running; create another")
+        self._running = True
+        self._starts += 1
+        market = self.market
+        feed = MarketFeed(self.feed_url, markets=(market,), **self._feed_options)
+        self._feed = feed
+        books = feed.books.pair(market.condition_id)
+        self._books = books
+        try:
+            async with feed:
+                if self.broker is not None:
+                    self.broker.track(books, market)
+                    resume = getattr(self.strategy, "resume", None)
+                    if self._own_strategy and resume is not None:
+                        resume(self.broker.signal_ids)
+                if self.queue is not None:
+                    await self._put(market_row(market, self._now_ms()), Table.MARKETS, 1)
+                self._logger.info(
+                    "monitoring %s (%s) on %s", market.condition_id, market.slug, self.feed_url
+                )
+                await self._consume(feed, books)
+            raise FeedStopped(f"{feed.name}: the feed ended")
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._running = False
+            self._retire(feed, books)
+
+    def _retire(self, feed: MarketFeed, books: MarketBooks) -> None:
+        """Fold a finished feed's counters into the totals; its books are no longer kept."""
+        stats = feed.stats
+        for name in _FEED_TOTALS:
+            self._past[name] += getattr(stats, name)
+        if stats.last_error is not None:
+            self._last_error = stats.last_error
+        self._feed = None
+        # Nobody updates these books any more: make sure nobody trades on them.
+        books.yes.invalidate()
+        books.no.invalidate()
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _put(self, item: object, table: str, count: int) -> None:
+        """Hand ``item`` (``count`` rows of ``table``) to the queue, waiting for room."""
+        rows = self._table_rows
+        rows[table] = rows.get(table, 0) + count
+
+        def lost(_: object) -> None:
+            rows[table] -= count
+            self._lost_rows += count
+
+        assert self.queue is not None
+        await handoff(
+            self.queue, item, timeout=self._handoff_timeout, logger=self._logger, on_lost=lost
+        )
+
+    async def _consume(self, feed: MarketFeed, books: MarketBooks) -> None:
+        """The hot loop: every event to rows, analysis and trades."""
+        queue = self.queue
+        strategy = self.strategy
+        broker = self.broker
+        threshold = self.edge_threshold
+        clock = self._clock
+        converters = CONVERTERS
+        counts = self._counts
+        table_rows = self._table_rows
+        condition_id = books.condition_id
+        events = cast(AsyncGenerator[MarketEvent, None], feed.events())
+        async with contextlib.aclosing(events):
+            async for event in events:
+                kind = type(event)
+                counts[kind] = counts.get(kind, 0) + 1
+                if queue is not None:
+                    entry = converters.get(kind)
+                    if entry is not None:
+                        table, convert = entry
+                        rows = convert(event, int(clock() * 1000))
+                        count = len(rows) if type(rows) is tuple else 1
+                        try:
+                            queue.put_nowait(rows)
+                        except asyncio.QueueFull:
+                            await self._put(rows, table, count)
+                        else:
+                            table_rows[table] = table_rows.get(table, 0) + count
+                    elif kind is MarketResolved and event.market == condition_id:
+                        row = market_row(self.market, self._now_ms(), active=False)
+                        await self._put(row, Table.MARKETS, 1)
+                try:
+                    analysis = strategy.analyze(books, event)
+                except Exception as exc:
+                    self._analysis_failed(exc)
+                    analysis = None
+                if analysis is not None and analysis.edge > threshold:
+                    self._signals += 1
+                    if analysis.orders and broker is not None:
+                        self._submitted += 1
+                        self._orders += len(await broker.submit_trade(analysis))
+                if broker is not None and broker.resting(condition_id):
+                    await broker.on_book_update(books)
+
+    def _analysis_failed(self, exc: Exception) -> None:
+        self._analysis_errors += 1
+        # The first failure with its traceback; a strategy failing on every event must not
+        # flood the log.
+        level = logging.WARNING if self._analysis_errors == 1 else logging.DEBUG
+        self._logger.log(
+            level,
+            "%s: the strategy raised; event skipped (%d so far)",
+            self.market.condition_id,
+            self._analysis_errors,
+            exc_info=exc,
+        )
+
+
+async def monitor_market(
+    market: MarketInfo,
+    *,
+    feed_url: str,
+    queue: asyncio.Queue[Any] | None = None,
+    broker: Broker | None = None,
+    strategy: Strategy | None = None,
+    edge_threshold: Decimal = DEFAULT_EDGE_THRESHOLD,
+    feed_options: Mapping[str, Any] | None = None,
+    handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT,
+    logger: logging.Logger | None = None,
+) -> NoReturn:
+    """Monitor one market until cancelled: the seed's ``monitor_market``, on real pieces.
+
+    ``await monitor_market(market, ...)`` is ``await MarketMonitor(market, ...).run()``;
+    see :class:`MarketMonitor`. Give a supervisor a factory so that restarts keep state::
+
+        await supervisor.start_task(
+            "monitor_btc",
+            lambda: monitor_market(market, feed_url=url, queue=queue, broker=broker),
+        )
+
+    (A restart of this function builds a new default strategy; it then restores its
+    episode counters from the broker's signal ids, so a signal is still traded once.)
+
+    Args:
+        market: The market.
+        feed_url: The market channel URL.
+        queue: The bounded ingestion queue; None: nothing is stored.
+        broker: Where orders go; None: nothing is traded.
+        strategy: The analysis; :class:`ComplementArbitrage` if None.
+        edge_threshold: Submit orders only for an edge above this.
+        feed_options: Keyword arguments for :class:`~polymarket_agents.feed.MarketFeed`.
+        handoff_timeout: Seconds a cancelled monitor still waits to queue rows in hand.
+        logger: Where to log.
+
+    Raises:
+        asyncio.CancelledError: When cancelled, after the socket was closed.
+        FeedStopped: If the feed failed for good.
+        ConfigurationError: On invalid arguments.
+    """
+    monitor = MarketMonitor(
+        market,
+        feed_url=feed_url,
+        queue=queue,
+        broker=broker,
+        strategy=strategy,
+        edge_threshold=edge_threshold,
+        feed_options=feed_options,
+        handoff_timeout=handoff_timeout,
+        logger=logger,
+    )
+    await monitor.run()

@@ -1,0 +1,635 @@
+"""``AgentsRuntime`` and ``run_market_agents``: the seed's supervisor pattern, wired up.
+
+One supervisor runs a monitor per market, the ingestion worker and a health loop. The
+health loop (every ``health_interval`` seconds) logs tasks with too many errors or restarts,
+alerts once about each task that stopped with an error, and restarts such a task from its
+factory after ``auto_restart_after`` seconds. Shutdown stops the monitors first (their
+sockets close), then lets the ingestion worker drain the queue into the database, then
+closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NoReturn
+
+from polymarket_agents.core.async_utils import (
+    ConfigurationError,
+    RestartPolicy,
+    TaskMetrics,
+    TaskSupervisor,
+)
+from polymarket_agents.feed import (
+    DEFAULT_GAMMA_URL,
+    DEFAULT_MARKET_URL,
+    MarketInfo,
+    fetch_markets,
+)
+from polymarket_agents.storage import DEFAULT_PATH, SQLiteStore
+
+from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
+from ._handoff import DEFAULT_HANDOFF_TIMEOUT
+from ._ingestion import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_FLUSH_INTERVAL,
+    IngestionWorker,
+    ingestion_queue,
+)
+from ._monitor import MarketMonitor
+from ._paper import PaperBroker
+
+__all__ = [
+    "HEALTH_TASK",
+    "INGESTION_TASK",
+    "AgentsConfig",
+    "AgentsRuntime",
+    "RuntimeStats",
+    "monitor_task_name",
+    "resolve_markets",
+    "run_market_agents",
+]
+
+_logger = logging.getLogger("polymarket_agents.agents")
+
+INGESTION_TASK = "ingestion"
+"""The supervisor's name of the ingestion worker's task."""
+HEALTH_TASK = "health"
+"""The supervisor's name of the health loop's task."""
+
+
+def monitor_task_name(condition_id: str) -> str:
+    """The supervisor's name of a market's monitor: ``monitor_<condition id>``."""
+    return f"monitor_{condition_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentsConfig:
+    """Everything the agents can be tuned by; the defaults are the seed's.
+
+    Attributes:
+        edge_threshold: Trade when the edge is above this (the seed's 5 %).
+        health_interval: Seconds between health checks.
+        error_threshold: Log a task (ERROR) with more errors than this.
+        restart_threshold: Log a task (WARNING) restarted more often than this.
+        auto_restart_after: Restart a task stopped with an error after this many seconds.
+        queue_size: Items the ingestion queue holds before producers wait.
+        batch_size: Rows per database transaction at most.
+        flush_interval: Seconds a partial batch waits for more rows.
+        drain_timeout: Seconds the ingestion drain at shutdown may take; None: no limit.
+        write_policy: Retry backoff of failed database writes; the ingestion default if
+            None.
+        busy_timeout: Seconds a write waits for another writer's lock.
+        starting_cash: USDC the paper account starts with.
+        fee_rate_bps: Taker fee in basis points, for the edge and for paper fills.
+        max_notional: Most USDC one signal may spend; None: no cap.
+        task_policy: Restart policy of the monitors and the worker under the supervisor
+            (the core's default, 5 s doubling to 300 s, if None).
+        feed_policy: Reconnect backoff of the feeds (1 s doubling to 60 s if None).
+        ping_interval: Seconds between the feed's PINGs.
+        pong_timeout: Seconds without PONG before a connection is dead.
+        silence_timeout: Seconds without market data before a connection is taken to be
+            frozen; None: never.
+        resync_timeout: Seconds a stale book may wait for its snapshot.
+        open_timeout: Seconds allowed for a websocket handshake.
+        close_timeout: Seconds allowed for a websocket closing handshake.
+        handoff_timeout: Seconds a stopping monitor still waits to queue rows in hand.
+
+    Raises:
+        ConfigurationError: On a negative or zero interval, size or threshold.
+    """
+
+    edge_threshold: Decimal = DEFAULT_EDGE_THRESHOLD
+    health_interval: float = 60.0
+    error_threshold: int = 10
+    restart_threshold: int = 5
+    auto_restart_after: float = 300.0
+    queue_size: int = 10_000
+    batch_size: int = DEFAULT_BATCH_SIZE
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT
+    write_policy: RestartPolicy | None = None
+    busy_timeout: float = 5.0
+    starting_cash: Decimal = Decimal(1000)
+    fee_rate_bps: Decimal = Decimal(0)
+    max_notional: Decimal | None = Decimal(100)
+    task_policy: RestartPolicy | None = None
+    feed_policy: RestartPolicy | None = None
+    ping_interval: float = 10.0
+    pong_timeout: float = 30.0
+    silence_timeout: float | None = 60.0
+    resync_timeout: float = 10.0
+    open_timeout: float = 10.0
+    close_timeout: float = 2.0
+    handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT
+
+    def __post_init__(self) -> None:
+        positive: tuple[str, ...] = ("health_interval", "queue_size", "batch_size", "ping_interval")
+        positive += ("pong_timeout", "resync_timeout", "open_timeout", "close_timeout")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be > 0, not {getattr(self, name)!r}")
+        not_negative: tuple[str, ...] = ("edge_threshold", "error_threshold", "restart_threshold")
+        not_negative += ("auto_restart_after", "flush_interval", "busy_timeout")
+        not_negative += ("starting_cash", "fee_rate_bps", "handoff_timeout")
+        for name in not_negative:
+            if not getattr(self, name) >= 0:
+                raise ConfigurationError(f"{name} must be >= 0, not {getattr(self, name)!r}")
+        for name in ("silence_timeout", "drain_timeout", "max_notional"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigurationError(f"{name} must be > 0 or None, not {value!r}")
+
+    def feed_options(self) -> dict[str, Any]:
+        """The keyword arguments of each monitor's :class:`~polymarket_agents.feed.MarketFeed`."""
+        return {
+            "policy": self.feed_policy,
+            "ping_interval": self.ping_interval,
+            "pong_timeout": self.pong_timeout,
+            "silence_timeout": self.silence_timeout,
+            "resync_timeout": self.resync_timeout,
+            "open_timeout": self.open_timeout,
+            "close_timeout": self.close_timeout,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeStats:
+    """A snapshot of the whole runtime, for logs, metrics and a status page.
+
+    Attributes:
+        markets: Markets monitored.
+        monitors_running: Monitors whose task is running now.
+        monitors_ready: Monitors connected with both books synced.
+        events: Events the monitors took from their feeds.
+        invalid_frames: Frames the feeds counted as invalid and skipped.
+        reconnects: Reconnection attempts of the feeds.
+        resyncs: Snapshots requested again for stale books.
+        monitor_restarts: Restarts of monitor tasks.
+        signals: Analyses with an edge above the threshold.
+        orders: Paper orders posted (or refused), loaded ones included.
+        trades: Paper fills, loaded ones included.
+        duplicate_signals: Signals refused by the broker as already handled.
+        cash: Paper cash, USDC.
+        pnl: Total paper profit: equity minus starting cash.
+        realized_pnl: Profit taken by selling.
+        unrealized_pnl: Mark-to-market profit of the positions.
+        queue_depth: Items waiting in the ingestion queue.
+        queue_size: Its capacity.
+        rows_queued: Rows the monitors handed to the queue.
+        stored_rows: Rows written to the database.
+        duplicate_rows: Rows the database already had.
+        lost_rows: Rows abandoned (by stopping monitors or a drain that timed out).
+        ingest_latency: Seconds the last batch took to write.
+        ingestion_retries: Failed writes, each retried.
+        stored_by_table: ``stored_rows`` per table.
+    """
+
+    markets: int
+    monitors_running: int
+    monitors_ready: int
+    events: int
+    invalid_frames: int
+    reconnects: int
+    resyncs: int
+    monitor_restarts: int
+    signals: int
+    orders: int
+    trades: int
+    duplicate_signals: int
+    cash: Decimal
+    pnl: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    queue_depth: int
+    queue_size: int
+    rows_queued: int
+    stored_rows: int
+    duplicate_rows: int
+    lost_rows: int
+    ingest_latency: float
+    ingestion_retries: int
+    stored_by_table: dict[str, int] = field(default_factory=dict)
+
+
+def _status(metrics: Mapping[str, TaskMetrics], name: str) -> str | None:
+    data = metrics.get(name)
+    return None if data is None else data["status"]
+
+
+def _log_alert(message: str) -> None:
+    _logger.error("ALERT: %s", message)
+
+
+class AgentsRuntime:
+    """Market agents under one supervisor: monitors, paper broker, ingestion, health loop.
+
+    ::
+
+        runtime = AgentsRuntime(feed_url=sim.ws_url, markets=sim.markets(),
+                                store_path="data/agents.sqlite")
+        await runtime.start()
+        ...
+        runtime.stats(), runtime.readiness()
+        await runtime.stop()
+
+    Args:
+        feed_url: The market channel URL.
+        markets: The markets to monitor, one monitor each.
+        store_path: The SQLite file market data and paper trades go to.
+        config: The settings.
+        strategy: The analysis every monitor runs (one shared instance);
+            :class:`ComplementArbitrage` configured from ``config`` if None.
+        alert: Called with a message when a task stops with an error; logs at ERROR if
+            None. It must not block; its own errors are logged.
+        supervisor: The supervisor to run the tasks under; a new one if None. Only this
+            runtime's tasks are stopped by :meth:`stop`.
+        now: Wall clock compared with the supervisor's ``last_error_time``.
+
+    Raises:
+        ConfigurationError: On an empty or duplicated market list, or invalid settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        feed_url: str,
+        markets: Sequence[MarketInfo],
+        store_path: str | os.PathLike[str],
+        config: AgentsConfig | None = None,
+        strategy: Strategy | None = None,
+        alert: Callable[[str], None] | None = None,
+        supervisor: TaskSupervisor | None = None,
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        config = config or AgentsConfig()
+        if not markets:
+            raise ConfigurationError("give the runtime at least one market")
+        ids = [market.condition_id for market in markets]
+        if len(set(ids)) != len(ids):
+            raise ConfigurationError("a market is listed twice")
+        self.config = config
+        self.markets = tuple(markets)
+        self.supervisor = supervisor or TaskSupervisor(policy=config.task_policy)
+        self.queue = ingestion_queue(config.queue_size)
+        self.store = SQLiteStore(store_path, busy_timeout=config.busy_timeout)
+        self.broker = PaperBroker(
+            queue=self.queue,
+            starting_cash=config.starting_cash,
+            fee_rate_bps=config.fee_rate_bps,
+            handoff_timeout=config.handoff_timeout,
+        )
+        self.strategy: Strategy = strategy or ComplementArbitrage(
+            min_edge=config.edge_threshold,
+            fee_rate_bps=config.fee_rate_bps,
+            max_notional=config.max_notional,
+        )
+        self.worker = IngestionWorker(
+            self.queue,
+            self.store,
+            batch_size=config.batch_size,
+            flush_interval=config.flush_interval,
+            policy=config.write_policy,
+            drain_timeout=config.drain_timeout,
+        )
+        feed_options = config.feed_options()
+        self.monitors: dict[str, MarketMonitor] = {
+            monitor_task_name(market.condition_id): MarketMonitor(
+                market,
+                feed_url=feed_url,
+                queue=self.queue,
+                broker=self.broker,
+                strategy=self.strategy,
+                edge_threshold=config.edge_threshold,
+                feed_options=feed_options,
+                handoff_timeout=config.handoff_timeout,
+            )
+            for market in markets
+        }
+        self._alert = alert or _log_alert
+        self._now = now
+        self._started = False
+        self._stopped = False
+        self._stopped_since: dict[str, float] = {}
+        self._alerted: set[str] = set()
+        self.health_checks = 0
+        """Health checks run so far."""
+        self.auto_restarts = 0
+        """Tasks the health loop restarted."""
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running" if self._started else "new"
+        return f"<AgentsRuntime {state} markets={len(self.markets)}>"
+
+    @property
+    def task_names(self) -> list[str]:
+        """This runtime's tasks in the supervisor: ingestion, the monitors, health."""
+        return [INGESTION_TASK, *self.monitors, HEALTH_TASK]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, load the paper account, start the worker, monitors and health loop.
+
+        Raises:
+            RuntimeError: If started before.
+            StoreUnavailableError: If the database cannot be opened now.
+            SchemaVersionError: If it was written by a newer schema.
+            TaskAlreadyRunningError: If the supervisor already runs a task of one of the
+                names (see :attr:`task_names`).
+        """
+        if self._started:
+            raise RuntimeError("an AgentsRuntime can be started only once")
+        self._started = True
+        await self.store.open()
+        await self.broker.load(self.store)
+        resume = getattr(self.strategy, "resume", None)
+        if resume is not None:
+            resume(self.broker.signal_ids)
+        supervisor = self.supervisor
+        await supervisor.start_task(INGESTION_TASK, self.worker.run)
+        for name, monitor in self.monitors.items():
+            await supervisor.start_task(name, monitor.run)
+        await supervisor.start_task(HEALTH_TASK, self._health_loop)
+        _logger.info("agents started: %d markets, database %s", len(self.monitors), self.store.path)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully: monitors (sockets closed), health loop, then drain and close.
+
+        The monitors are stopped together; the ingestion worker then stores everything
+        still queued and the database is closed. Bounded by ``timeout`` overall (the
+        drain by ``config.drain_timeout`` too); idempotent.
+
+        Args:
+            timeout: Seconds for the whole shutdown.
+        """
+        if self._stopped or not self._started:
+            self._stopped = True
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        supervisor = self.supervisor
+
+        def left() -> float:
+            return max(deadline - loop.time(), 0.0)
+
+        first = [name for name in [*self.monitors, HEALTH_TASK] if name in supervisor]
+        results = await asyncio.gather(
+            *(supervisor.stop_task(name, timeout=left()) for name in first)
+        )
+        stuck = [name for name, stopped in zip(first, results, strict=True) if not stopped]
+        # The drain has its own bound (config.drain_timeout); give it at least a moment
+        # even when the monitors took all the time.
+        if INGESTION_TASK in supervisor and not await supervisor.stop_task(
+            INGESTION_TASK, timeout=max(left(), 1.0)
+        ):
+            stuck.append(INGESTION_TASK)
+        await self.store.close()
+        stats = self.worker.stats
+        _logger.info(
+            "agents stopped: %d rows stored, %d duplicates, %d left in the queue%s",
+            stats.written,
+            stats.duplicates,
+            self.queue.qsize(),
+            f"; did not stop in time: {', '.join(stuck)}" if stuck else "",
+        )
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def _health_loop(self) -> NoReturn:
+        interval = self.config.health_interval
+        while True:
+            await asyncio.sleep(interval)
+            await self.check_health()
+
+    async def check_health(self) -> list[str]:
+        """One health check (the health loop runs it every ``health_interval``).
+
+        Logs tasks with more than ``error_threshold`` errors (ERROR) or more than
+        ``restart_threshold`` restarts (WARNING); calls the alert hook once for each task
+        that stopped with an error; restarts such a task from its factory once it has
+        been stopped for ``auto_restart_after`` seconds.
+
+        Returns:
+            The problems found, in words (empty when all is well).
+        """
+        config = self.config
+        supervisor = self.supervisor
+        metrics = supervisor.get_metrics()
+        loop_time = asyncio.get_running_loop().time()
+        problems: list[str] = []
+        self.health_checks += 1
+        for name in self.task_names:
+            data = metrics.get(name)
+            if data is None:
+                continue
+            if data["errors"] > config.error_threshold:
+                problems.append(f"task {name} has {data['errors']} errors")
+                _logger.error("task %s has %d errors", name, data["errors"])
+            if data["restarts"] > config.restart_threshold:
+                problems.append(f"task {name} restarted {data['restarts']} times")
+                _logger.warning("task %s restarted %d times", name, data["restarts"])
+            if data["status"] != "stopped" or data["outcome"] != "failed":
+                self._stopped_since.pop(name, None)
+                self._alerted.discard(name)
+                continue
+            since = self._stopped_since.setdefault(name, loop_time)
+            problems.append(f"task {name} stopped with an error: {data['last_error']}")
+            if name not in self._alerted:
+                self._alerted.add(name)
+                self._call_alert(f"task {name} stopped with an error: {data['last_error']}")
+            stopped_for = loop_time - since
+            error_time = data["last_error_time"]
+            if error_time is not None:
+                stopped_for = max(stopped_for, (self._now() - error_time).total_seconds())
+            if stopped_for >= config.auto_restart_after and not self._stopped:
+                await self._restart(name)
+        return problems
+
+    def _call_alert(self, message: str) -> None:
+        try:
+            self._alert(message)
+        except Exception:
+            _logger.exception("the alert hook raised")
+
+    async def _restart(self, name: str) -> None:
+        _logger.warning("restarting task %s, stopped with an error", name)
+        try:
+            await self.supervisor.restart_task(name)
+        except Exception:
+            _logger.exception("could not restart task %s", name)
+            return
+        self.auto_restarts += 1
+        self._stopped_since.pop(name, None)
+        self._alerted.discard(name)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def stats(self) -> RuntimeStats:
+        """A snapshot of the counters of every part (see :class:`RuntimeStats`)."""
+        monitor_stats = [monitor.stats for monitor in self.monitors.values()]
+        metrics = self.supervisor.get_metrics()
+        worker = self.worker.stats
+        portfolio = self.broker.portfolio()
+        restarts = sum(metrics[name]["restarts"] for name in self.monitors if name in metrics)
+        return RuntimeStats(
+            markets=len(self.monitors),
+            monitors_running=sum(
+                1 for name in self.monitors if _status(metrics, name) == "running"
+            ),
+            monitors_ready=sum(1 for s in monitor_stats if s.connected and s.synced),
+            events=sum(s.events for s in monitor_stats),
+            invalid_frames=sum(s.invalid_frames for s in monitor_stats),
+            reconnects=sum(s.reconnects for s in monitor_stats),
+            resyncs=sum(s.resyncs for s in monitor_stats),
+            monitor_restarts=restarts,
+            signals=sum(s.signals for s in monitor_stats),
+            orders=self.broker.orders,
+            trades=self.broker.fills,
+            duplicate_signals=self.broker.duplicate_signals,
+            cash=portfolio.cash,
+            pnl=portfolio.total_pnl,
+            realized_pnl=portfolio.realized_pnl,
+            unrealized_pnl=portfolio.unrealized_pnl,
+            queue_depth=self.queue.qsize(),
+            queue_size=self.queue.maxsize,
+            rows_queued=sum(s.rows for s in monitor_stats),
+            stored_rows=worker.written,
+            duplicate_rows=worker.duplicates,
+            lost_rows=sum(s.lost_rows for s in monitor_stats)
+            + worker.lost_rows
+            + self.broker.lost_rows,
+            ingest_latency=worker.last_batch_seconds,
+            ingestion_retries=worker.retries,
+            stored_by_table=dict(worker.written_by_table),
+        )
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the agents do their job now, and if not, why.
+
+        Ready means: started and not stopped; every monitor's task running, its feed
+        connected and both its books synced; the ingestion task running with an open
+        database connection; the queue not nearly full.
+
+        Returns:
+            ``(True, [])``, or ``(False, reasons)``.
+        """
+        if not self._started or self._stopped:
+            return False, ["the agents are not running"]
+        reasons: list[str] = []
+        metrics = self.supervisor.get_metrics()
+        for name, monitor in self.monitors.items():
+            status = _status(metrics, name)
+            if status != "running":
+                reasons.append(f"{name}: task {status}")
+                continue
+            feed = monitor.feed
+            if feed is None or not feed.connected:
+                reasons.append(f"{name}: feed not connected")
+            elif monitor.books is None or not monitor.books.synced:
+                reasons.append(f"{name}: books not synced")
+        status = _status(metrics, INGESTION_TASK)
+        if status != "running":
+            reasons.append(f"{INGESTION_TASK}: task {status}")
+        elif self.store.connection is None:
+            reasons.append(f"{INGESTION_TASK}: database disconnected")
+        if self.queue.qsize() >= 0.9 * self.queue.maxsize:
+            reasons.append(
+                f"{INGESTION_TASK}: queue nearly full ({self.queue.qsize()}/{self.queue.maxsize})"
+            )
+        return not reasons, reasons
+
+
+async def resolve_markets(
+    markets_or_ids: Iterable[MarketInfo | str], *, gamma_url: str = DEFAULT_GAMMA_URL
+) -> list[MarketInfo]:
+    """Markets from :class:`~polymarket_agents.feed.MarketInfo` values or ids.
+
+    An id is a condition id (``0x...``), a token id (digits) or a slug; each is looked up
+    at the Gamma-style ``/markets`` of ``gamma_url`` (Polymarket's, or a simulator's
+    ``http_url``).
+
+    Raises:
+        ConfigurationError: If an id matches no binary market.
+        aiohttp.ClientError: If Gamma cannot be reached.
+    """
+    resolved: list[MarketInfo] = []
+    for item in markets_or_ids:
+        if isinstance(item, MarketInfo):
+            resolved.append(item)
+            continue
+        if item.startswith("0x"):
+            params = {"condition_ids": item}
+        elif item.isdigit():
+            params = {"clob_token_ids": item}
+        else:
+            params = {"slug": item}
+        found = [
+            m
+            for m in await fetch_markets(gamma_url, params=params, max_markets=100)
+            if item in (m.condition_id, m.yes_token, m.no_token, m.slug)
+        ]
+        if not found:
+            raise ConfigurationError(f"no binary market {item!r} at {gamma_url}")
+        resolved.append(found[0])
+    return resolved
+
+
+async def run_market_agents(
+    markets_or_ids: Iterable[MarketInfo | str],
+    *,
+    feed_url: str = DEFAULT_MARKET_URL,
+    gamma_url: str = DEFAULT_GAMMA_URL,
+    store_path: str | os.PathLike[str] = DEFAULT_PATH,
+    config: AgentsConfig | None = None,
+    strategy: Strategy | None = None,
+    alert: Callable[[str], None] | None = None,
+    supervisor: TaskSupervisor | None = None,
+    stop_timeout: float = 10.0,
+) -> None:
+    """Run market agents until the supervisor is asked to shut down: the seed's pattern.
+
+    Starts an :class:`AgentsRuntime` (one monitor per market, the ingestion worker, the
+    health loop), waits for ``supervisor.signal_shutdown()`` (wire it to SIGINT/SIGTERM
+    with ``supervisor.add_signal_handlers()``), then stops gracefully. Cancelling it stops
+    gracefully too.
+
+    Args:
+        markets_or_ids: Markets, or ids resolved through ``gamma_url``
+            (:func:`resolve_markets`).
+        feed_url: The market channel URL.
+        gamma_url: Where ids are looked up.
+        store_path: The SQLite file.
+        config: The settings.
+        strategy: The analysis; complement arbitrage if None.
+        alert: The alert hook; logging if None.
+        supervisor: The supervisor to run under (and to signal); a new one if None.
+        stop_timeout: Seconds the graceful stop may take.
+
+    Raises:
+        ConfigurationError: On unknown market ids or invalid settings.
+        StoreUnavailableError: If the database cannot be opened.
+    """
+    markets = await resolve_markets(markets_or_ids, gamma_url=gamma_url)
+    supervisor = supervisor or TaskSupervisor(policy=(config or AgentsConfig()).task_policy)
+    runtime = AgentsRuntime(
+        feed_url=feed_url,
+        markets=markets,
+        store_path=store_path,
+        config=config,
+        strategy=strategy,
+        alert=alert,
+        supervisor=supervisor,
+    )
+    try:
+        await runtime.start()
+        await supervisor.wait_for_shutdown()
+    finally:
+        await runtime.stop(stop_timeout)
