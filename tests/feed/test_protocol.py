@@ -30,6 +30,7 @@ from polymarket_agents.feed import (
     encode_operation,
     encode_subscribe,
 )
+from polymarket_agents.feed import _messages as messages
 
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 NO = "52114319501245915516055106046884209969926127482827954674443846427813813222426"
@@ -281,6 +282,16 @@ def test_invalid_frames_raise_one_clear_error(decoder: FrameDecoder, raw: bytes)
     assert caught.value.raw == raw
     assert caught.value.reason
     assert "invalid market message" in str(caught.value)
+
+
+def test_number_caches_stay_bounded(decoder: FrameDecoder) -> None:
+    """However many distinct sizes arrive, the cache of parsed numbers stays bounded."""
+    limit = messages._CACHE_LIMIT
+    for start in range(0, limit + 100, 500):
+        trades = [_with(DOC_TRADE, size=f"{n}.5") for n in range(start, start + 500)]
+        decoder.decode(json.dumps(trades))
+    assert 0 < len(messages._SIZES) <= limit
+    assert decoder.decode(frame(_with(DOC_TRADE, size="1.5")))[0].size == Decimal("1.5")
 
 
 def test_oversized_frames_are_rejected_unparsed() -> None:

@@ -256,9 +256,9 @@ class MarketFeed:
         """Start the connection task (``async with`` does this).
 
         Raises:
-            RuntimeError: If the feed was started before.
+            RuntimeError: If the feed was started or closed before.
         """
-        if self._task is not None:
+        if self._task is not None or self._closing:
             raise RuntimeError("a MarketFeed can be started only once")
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-connection")
 

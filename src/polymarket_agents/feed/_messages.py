@@ -56,7 +56,7 @@ _ZERO = Decimal(0)
 _ONE = Decimal(1)
 # Sizes are share counts; anything near this is garbage, and the bound also rejects Infinity.
 _MAX_SIZE = Decimal("1e15")
-_CACHE_LIMIT = 1 << 16
+_CACHE_LIMIT = 1 << 14  # about 3 MB per cache when full
 
 
 def _exact(value: object, name: str) -> Decimal:
