@@ -20,8 +20,8 @@ def fast_options(**changes: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "policy": instant_policy(),
         "ping_interval": 0.05,
-        "pong_timeout": 1.0,
-        "silence_timeout": 2.0,
+        "pong_timeout": 5.0,
+        "silence_timeout": 5.0,
         "resync_timeout": 2.0,
         "open_timeout": 2.0,
         "close_timeout": 0.5,
