@@ -145,7 +145,9 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
 # -- logging -------------------------------------------------------------------------------------
 
 
-def _configure_logging(level: str, fmt: str, console: Any = None) -> None:
+def _configure_logging(
+    level: str, fmt: str, console: Any = None, *, quiet_simulator: bool = False
+) -> None:
     """Send every record to stderr (or through the live view's console) in ``fmt``."""
     from polymarket_agents.service import JsonFormatter, TextFormatter
 
@@ -164,6 +166,10 @@ def _configure_logging(level: str, fmt: str, console: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if quiet_simulator and logging.getLevelName(level) != logging.DEBUG:
+        # The embedded simulator is a stand-in for the exchange: its per-connection INFO
+        # lines would drown the agents' own.
+        logging.getLogger("polymarket_agents.feed.simulator").setLevel(logging.WARNING)
     logging.captureWarnings(True)
 
 
@@ -187,7 +193,9 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from rich.console import Console
 
         console = Console()
-    _configure_logging(config.log_level, config.log_format, console)
+    _configure_logging(
+        config.log_level, config.log_format, console, quiet_simulator=config.embedded_simulator
+    )
     summary = asyncio.run(run_service(config, console=console, on_repeat=exit_now))
     if config.log_format == "json":
         print(json.dumps({"summary": summary.as_dict()}, default=str), flush=True)

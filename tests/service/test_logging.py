@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import datetime
+from decimal import Decimal
 
 from polymarket_agents.service import JsonFormatter, TextFormatter
 
@@ -39,14 +40,15 @@ def test_json_lines_have_the_fields_and_extras() -> None:
 
 
 def test_json_lines_carry_tracebacks_and_odd_values() -> None:
-    """A traceback becomes the exc_info text; values JSON cannot hold become text."""
+    """A traceback becomes exc_info text; dates and decimals become text; objects are left out."""
     line = JsonFormatter().format(
-        _record("failed", exc=True, when=datetime(2025, 1, 2), obj=object())
+        _record("failed", exc=True, when=datetime(2025, 1, 2), pnl=Decimal("1.5"), obj=object())
     )
     entry = json.loads(line)
     assert "ConnectionError: feed dropped" in entry["exc_info"]
     assert entry["when"] == "2025-01-02T00:00:00"
-    assert entry["obj"].startswith("<object object")
+    assert entry["pnl"] == "1.5"
+    assert "obj" not in entry
 
 
 def test_text_lines_append_extras_as_pairs() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from rich.console import Console
 
+from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
 from polymarket_agents.feed import DEFAULT_GAMMA_URL, MarketInfo, fetch_markets
 from polymarket_agents.feed.simulator import MarketSimulator
@@ -37,7 +38,7 @@ from polymarket_agents.feed.simulator import MarketSimulator
 from ._config import ServiceConfig
 from ._http import HttpServer, create_app
 from ._metrics import service_registry
-from ._state import AgentsRuntimeLike, Phase, ServiceState
+from ._state import AgentsRuntimeLike, Phase, ServiceState, plain
 from ._view import LiveView
 
 __all__ = [
@@ -66,7 +67,7 @@ class ServiceSummary:
     Attributes:
         reason: Why it stopped: ``"SIGTERM"``, ``"duration"``, ``"start-up failed"`` ...
         exit_code: 0 after a clean shutdown; 1 if start-up failed or shutdown was not clean
-            (grace period exceeded, rows not stored); 2 for a configuration problem found at
+            (grace period exceeded, rows lost); 2 for a configuration problem found at
             start-up (a market that is not listed).
         uptime: Seconds from start to the end of shutdown.
         shutdown_seconds: Seconds the shutdown took.
@@ -78,7 +79,10 @@ class ServiceSummary:
         pnl: Paper profit and loss.
         restarts: Task restarts, summed over every task.
         errors: Task errors, summed over every task.
+        rows_queued: Rows the monitors handed to the ingestion queue.
         stored_rows: Rows written to the database.
+        duplicate_rows: Rows the database already had (replays after a reconnect).
+        lost_rows: Rows that could not be stored (0 after a clean shutdown).
         failure: What went wrong, if anything.
         runtime: The runtime's final stats, as plain values.
     """
@@ -95,7 +99,10 @@ class ServiceSummary:
     pnl: Decimal
     restarts: int
     errors: int
+    rows_queued: int
     stored_rows: int
+    duplicate_rows: int
+    lost_rows: int
     failure: str | None = None
     runtime: dict[str, Any] | None = None
 
@@ -106,7 +113,9 @@ class ServiceSummary:
             f"shutdown took {self.shutdown_seconds:.2f} s",
             f"markets: {self.markets}  events: {self.events}  "
             f"invalid frames skipped: {self.invalid_frames}  reconnects: {self.reconnects}",
-            f"trades: {self.trades}  P&L: {self.pnl}  stored rows: {self.stored_rows}",
+            f"trades: {self.trades}  P&L: {self.pnl}",
+            f"rows queued: {self.rows_queued}  stored: {self.stored_rows}  "
+            f"duplicates: {self.duplicate_rows}  lost: {self.lost_rows}",
             f"task restarts: {self.restarts}  task errors: {self.errors}",
         ]
         if self.failure:
@@ -129,7 +138,10 @@ class ServiceSummary:
             "pnl": str(self.pnl),
             "restarts": self.restarts,
             "errors": self.errors,
+            "rows_queued": self.rows_queued,
             "stored_rows": self.stored_rows,
+            "duplicate_rows": self.duplicate_rows,
+            "lost_rows": self.lost_rows,
             "failure": self.failure,
             "runtime": self.runtime,
         }
@@ -190,16 +202,6 @@ def exit_now(signum: int) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(128 + signum)
-
-
-def _int(counters: dict[str, Any], *names: str) -> int:
-    for name in names:
-        value = counters.get(name)
-        if isinstance(value, dict):
-            return sum(v for v in value.values() if isinstance(v, int))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-    return 0
 
 
 class Service:
@@ -434,25 +436,30 @@ class Service:
 
     def _summary(self, exit_code: int, shutdown_seconds: float) -> ServiceSummary:
         state = self.state
-        counters = state.runtime_counters()
         metrics = self.supervisor.get_metrics()
-        pnl = counters.get("pnl", "0")
+        stats = state.runtime.stats() if state.runtime is not None else None
+        if stats is not None and stats.lost_rows and exit_code == 0:
+            exit_code = 1
+            state.failure = f"{stats.lost_rows} row(s) could not be stored"
         return ServiceSummary(
             reason=self._reason,
             exit_code=exit_code,
             uptime=state.uptime,
             shutdown_seconds=shutdown_seconds,
             markets=len(state.markets),
-            events=_int(counters, "events"),
-            invalid_frames=_int(counters, "invalid_frames"),
-            reconnects=_int(counters, "reconnects"),
-            trades=_int(counters, "trades", "fills"),
-            pnl=Decimal(str(pnl)) if pnl is not None else Decimal(0),
+            events=stats.events if stats else 0,
+            invalid_frames=stats.invalid_frames if stats else 0,
+            reconnects=stats.reconnects if stats else 0,
+            trades=stats.trades if stats else 0,
+            pnl=stats.pnl if stats else Decimal(0),
             restarts=sum(m["restarts"] for m in metrics.values()),
             errors=sum(m["errors"] for m in metrics.values()),
-            stored_rows=_int(counters, "stored_rows", "written"),
+            rows_queued=stats.rows_queued if stats else 0,
+            stored_rows=stats.stored_rows if stats else 0,
+            duplicate_rows=stats.duplicate_rows if stats else 0,
+            lost_rows=stats.lost_rows if stats else 0,
             failure=state.failure,
-            runtime=counters or None,
+            runtime=plain(stats) if stats else None,
         )
 
 
@@ -476,18 +483,18 @@ def default_runtime(
     Returns:
         The runtime, not started.
     """
-    from polymarket_agents.agents import AgentsConfig, AgentsRuntime  # type: ignore[attr-defined]
-
-    runtime: AgentsRuntimeLike = AgentsRuntime(
+    return AgentsRuntime(
         feed_url=feed_url,
         markets=markets,
         store_path=store_path,
         config=AgentsConfig(
-            edge_threshold=config.edge_threshold, health_interval=config.health_interval
+            edge_threshold=config.edge_threshold,
+            health_interval=config.health_interval,
+            # The drain may use the whole grace period, never more.
+            drain_timeout=config.grace_period,
         ),
         supervisor=supervisor,
     )
-    return runtime
 
 
 async def run_service(config: ServiceConfig, **options: Any) -> ServiceSummary:

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["JsonFormatter", "TextFormatter"]
@@ -22,9 +23,27 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 }
 
 
+_PLAIN = (
+    type(None),
+    bool,
+    int,
+    float,
+    str,
+    Decimal,
+    dt.datetime,
+    list,
+    tuple,
+    dict,
+    set,
+    frozenset,
+)
+
+
 def _extras(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
+    """The record's ``extra`` fields that are data; objects (a library's connection passed
+    for its own handlers, say) are left out rather than logged as their repr."""
     for key, value in record.__dict__.items():
-        if key not in _STANDARD and not key.startswith("_"):
+        if key not in _STANDARD and not key.startswith("_") and isinstance(value, _PLAIN):
             yield key, value
 
 
@@ -34,6 +53,8 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(item) for item in value]
     if isinstance(value, dict):

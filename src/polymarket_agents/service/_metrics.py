@@ -25,23 +25,35 @@ NAMESPACE = "polymarket_agents"
 
 _TASK_STATUSES = ("running", "restarting", "stopped")
 
-# Runtime counters with a known meaning: (kind, help). Others that are numbers are exported
-# as gauges named after their field, so a new counter in the runtime shows up without a change
-# here.
-_KNOWN: dict[str, tuple[str, str]] = {
-    "events": ("counter", "Market events received from the feed."),
-    "invalid_frames": ("counter", "Feed frames that failed validation and were skipped."),
-    "reconnects": ("counter", "Feed reconnections."),
-    "resyncs": ("counter", "Order books re-synchronised from a fresh snapshot."),
-    "orders": ("counter", "Paper orders placed."),
-    "trades": ("counter", "Paper fills."),
-    "fills": ("counter", "Paper fills."),
-    "pnl": ("gauge", "Paper profit and loss, in USDC."),
-    "cash": ("gauge", "Paper cash, in USDC."),
-    "queue_depth": ("gauge", "Items waiting in the ingestion queue."),
-    "ingest_latency": ("gauge", "Seconds the last ingestion batch took to commit."),
-    "stored_rows": ("counter", "Rows written to the database."),
-    "ingestion_retries": ("counter", "Failed database writes, each retried."),
+# Runtime counters with a known meaning: (kind, help, label of a breakdown). Other numeric
+# fields are exported as gauges named after the field, so a counter added to the runtime
+# shows up without a change here.
+_KNOWN: dict[str, tuple[str, str, str]] = {
+    "markets": ("gauge", "Markets monitored.", ""),
+    "monitors_running": ("gauge", "Monitors whose task is running.", ""),
+    "monitors_ready": ("gauge", "Monitors connected with both books synced.", ""),
+    "events": ("counter", "Market events the monitors took from their feeds.", ""),
+    "invalid_frames": ("counter", "Feed frames that failed validation and were skipped.", ""),
+    "reconnects": ("counter", "Feed reconnection attempts.", ""),
+    "resyncs": ("counter", "Order book snapshots requested again for stale books.", ""),
+    "monitor_restarts": ("counter", "Restarts of monitor tasks.", ""),
+    "signals": ("counter", "Analyses with an edge above the threshold.", ""),
+    "orders": ("counter", "Paper orders posted or refused.", ""),
+    "trades": ("counter", "Paper fills.", ""),
+    "duplicate_signals": ("counter", "Signals refused as already handled.", ""),
+    "cash": ("gauge", "Paper cash, USDC.", ""),
+    "pnl": ("gauge", "Paper profit and loss, USDC.", ""),
+    "realized_pnl": ("gauge", "Paper profit taken, USDC.", ""),
+    "unrealized_pnl": ("gauge", "Mark-to-market paper profit of open positions, USDC.", ""),
+    "queue_depth": ("gauge", "Items waiting in the ingestion queue.", ""),
+    "queue_size": ("gauge", "Capacity of the ingestion queue.", ""),
+    "rows_queued": ("counter", "Rows handed to the ingestion queue.", ""),
+    "stored_rows": ("counter", "Rows written to the database.", ""),
+    "duplicate_rows": ("counter", "Rows the database already had.", ""),
+    "lost_rows": ("counter", "Rows that could not be stored.", ""),
+    "ingest_latency": ("gauge", "Seconds the last ingestion batch took to write.", ""),
+    "ingestion_retries": ("counter", "Failed database writes, each retried.", ""),
+    "stored_by_table": ("counter", "Rows written to the database, per table.", "table"),
 }
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -132,15 +144,16 @@ class ServiceCollector(Collector):
 
     def _runtime(self, counters: Mapping[str, Any]) -> Iterator[Any]:
         for field, value in counters.items():
-            kind, doc = _KNOWN.get(field, ("gauge", f"The agents runtime's {field}."))
+            kind, doc, label = _KNOWN.get(field, ("gauge", f"The agents runtime's {field}.", ""))
             name = f"{NAMESPACE}_{_NAME.sub('_', field)}"
             if isinstance(value, Mapping):
                 # A breakdown such as rows per table: one labelled family.
                 samples = [(str(k), _number(v)) for k, v in value.items()]
+                labels = [label or "key"]
                 family: Any = (
-                    CounterMetricFamily(name, doc, labels=["key"])
+                    CounterMetricFamily(name, doc, labels=labels)
                     if kind == "counter"
-                    else GaugeMetricFamily(name, doc, labels=["key"])
+                    else GaugeMetricFamily(name, doc, labels=labels)
                 )
                 for key, number in samples:
                     if number is not None:

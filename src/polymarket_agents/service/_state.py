@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from polymarket_agents.agents import RuntimeStats
 from polymarket_agents.core.async_utils import TaskSupervisor
 
 from ._config import ServiceConfig
@@ -69,7 +70,7 @@ class AgentsRuntimeLike(Protocol):
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the monitors, drain the ingestion queue into the database, close it."""
 
-    def stats(self) -> Any:
+    def stats(self) -> RuntimeStats:
         """A frozen snapshot of the runtime's counters."""
 
     def readiness(self) -> tuple[bool, list[str]]:

@@ -24,17 +24,22 @@ _logger = logging.getLogger("polymarket_agents.service")
 
 # Counters shown first, in this order, when the runtime has them; the rest follow.
 _COUNTER_ORDER = (
+    "markets",
+    "monitors_ready",
     "events",
     "invalid_frames",
     "reconnects",
     "resyncs",
+    "signals",
     "orders",
     "trades",
-    "fills",
     "pnl",
     "cash",
     "queue_depth",
+    "rows_queued",
     "stored_rows",
+    "duplicate_rows",
+    "lost_rows",
     "ingest_latency",
 )
 
