@@ -101,6 +101,7 @@ class MonitorStats:
         analysis_errors: Exceptions raised by the strategy, counted and skipped.
         frames: Frames received by the feeds.
         feed_events: Events decoded by the feeds.
+        backlog: Events the current feed decoded that the monitor has not taken yet.
         invalid_frames: Frames that failed to decode, counted and skipped by the feeds.
         invalid_operations: ``INVALID OPERATION`` replies.
         connections: Connections opened.
@@ -126,6 +127,7 @@ class MonitorStats:
     analysis_errors: int
     frames: int
     feed_events: int
+    backlog: int
     invalid_frames: int
     invalid_operations: int
     connections: int
@@ -204,6 +206,7 @@ class MarketMonitor:
         self._running = False
         self._starts = 0
         self._counts: dict[type, int] = {}
+        self._events_at_start = 0
         self._table_rows: dict[str, int] = {}
         self._lost_rows = 0
         self._signals = 0
@@ -237,6 +240,7 @@ class MarketMonitor:
             for name in _FEED_TOTALS:
                 totals[name] += getattr(live, name)
         books = self._books
+        events = sum(self._counts.values())
         events_by_type = {_EVENT_NAMES.get(k, k.__name__): n for k, n in self._counts.items()}
         return MonitorStats(
             market=self.market.condition_id,
@@ -244,7 +248,7 @@ class MarketMonitor:
             connected=live is not None and live.connected,
             synced=self._running and books is not None and books.synced,
             starts=self._starts,
-            events=sum(self._counts.values()),
+            events=events,
             events_by_type=events_by_type,
             rows=sum(self._table_rows.values()),
             rows_by_table=dict(self._table_rows),
@@ -255,6 +259,7 @@ class MarketMonitor:
             analysis_errors=self._analysis_errors,
             frames=totals["frames"],
             feed_events=totals["events"],
+            backlog=live.events - (events - self._events_at_start) if live is not None else 0,
             invalid_frames=totals["invalid_frames"],
             invalid_operations=totals["invalid_operations"],
             connections=totals["connections"],
@@ -277,6 +282,7 @@ class MarketMonitor:
             raise RuntimeError("this MarketMonitor is already running; create another")
         self._running = True
         self._starts += 1
+        self._events_at_start = sum(self._counts.values())
         market = self.market
         feed = MarketFeed(self.feed_url, markets=(market,), **self._feed_options)
         self._feed = feed
