@@ -177,7 +177,13 @@ def _configure_logging(
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from polymarket_agents.service import OPTIONS, exit_now, load_config, run_service
+    from polymarket_agents.service import (
+        OPTIONS,
+        exit_now,
+        flush_and_exit,
+        load_config,
+        run_service,
+    )
 
     flags = {option.name: getattr(args, option.name, None) for option in OPTIONS}
     try:
@@ -196,13 +202,23 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     _configure_logging(
         config.log_level, config.log_format, console, quiet_simulator=config.embedded_simulator
     )
-    summary = asyncio.run(run_service(config, console=console, on_repeat=exit_now))
+    runner = asyncio.Runner()
+    try:
+        summary = runner.run(run_service(config, console=console, on_repeat=exit_now))
+    except BaseException:
+        runner.close()
+        raise
     if config.log_format == "json":
         print(json.dumps({"summary": summary.as_dict()}, default=str), flush=True)
     else:
         for line in summary.lines():
             print(line, flush=True)
-    return summary.exit_code
+    if summary.exit_code != 0:
+        # Something did not stop (a write stuck on a database lock, say): closing the loop
+        # would wait for its task, and the interpreter for its thread, past the grace period.
+        flush_and_exit(summary.exit_code)
+    runner.close()
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

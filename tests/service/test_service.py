@@ -232,3 +232,30 @@ def test_a_second_signal_exits_at_once(
     finally:
         blocker.rollback()
         blocker.close()
+
+
+def test_a_shutdown_stuck_on_the_database_still_ends_within_the_grace_period(
+    start_service: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    """If the drain cannot finish (database locked), exit 1 at the grace period, saying why."""
+    db = tmp_path / "stuck.sqlite"
+    service = start_service("run", *FAST, "--db", str(db), "--grace-period", "1.5")
+    service.wait_ready()
+    blocker = sqlite3.connect(db, timeout=10)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+
+        def queued() -> bool:
+            return bool(service.get_json("/status")[1]["runtime"]["queue_depth"] > 0)
+
+        wait_for(queued, START_TIMEOUT, "rows waiting on the lock")
+        service.terminate(signal.SIGTERM)
+        sent = time.monotonic()
+        assert service.wait(6.0) == 1
+        assert time.monotonic() - sent < 1.5 + 1.0
+    finally:
+        blocker.rollback()
+        blocker.close()
+    summary = _summary(service)
+    assert summary["exit_code"] == 1
+    assert "left in the ingestion queue" in summary["failure"]

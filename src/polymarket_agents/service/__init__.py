@@ -25,6 +25,7 @@ from ._app import (
     ServiceSummary,
     default_runtime,
     exit_now,
+    flush_and_exit,
     run_service,
     select_markets,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "create_app",
     "default_runtime",
     "exit_now",
+    "flush_and_exit",
     "load_config",
     "parse_faults",
     "run_service",

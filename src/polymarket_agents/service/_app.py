@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -46,6 +46,7 @@ __all__ = [
     "Service",
     "ServiceSummary",
     "exit_now",
+    "flush_and_exit",
     "run_service",
     "select_markets",
 ]
@@ -186,8 +187,24 @@ def select_markets(
     return list(chosen.values())
 
 
-def exit_now(signum: int) -> None:
-    """End the process at once after a repeated signal: flush the logs, exit 128 + signal.
+def flush_and_exit(code: int) -> NoReturn:
+    """Flush the log handlers and standard streams, then end the process with ``code`` at
+    once, without waiting for tasks or threads that did not stop.
+
+    For the command line: a database write stuck on a lock, for instance, leaves a worker
+    thread that would keep the interpreter from exiting after the grace period.
+    """
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def exit_now(signum: int) -> NoReturn:
+    """End the process at once after a repeated signal, with exit code 128 + the signal.
 
     For the command line's ``on_repeat``: the user asked twice, so the graceful shutdown in
     progress is abandoned (rows still queued are not stored).
@@ -195,13 +212,7 @@ def exit_now(signum: int) -> None:
     _logger.critical(
         "second %s: exiting now, without finishing the shutdown", signal.Signals(signum).name
     )
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(128 + signum)
+    flush_and_exit(128 + signum)
 
 
 class Service:
@@ -438,9 +449,13 @@ class Service:
         state = self.state
         metrics = self.supervisor.get_metrics()
         stats = state.runtime.stats() if state.runtime is not None else None
-        if stats is not None and stats.lost_rows and exit_code == 0:
-            exit_code = 1
-            state.failure = f"{stats.lost_rows} row(s) could not be stored"
+        if stats is not None and (stats.lost_rows or stats.queue_depth):
+            # Accepted but not stored: the one outcome a graceful shutdown must not have.
+            exit_code = exit_code or 1
+            state.failure = state.failure or (
+                f"not stored: {stats.lost_rows} row(s) lost, "
+                f"{stats.queue_depth} item(s) left in the ingestion queue"
+            )
         return ServiceSummary(
             reason=self._reason,
             exit_code=exit_code,
