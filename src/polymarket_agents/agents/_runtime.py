@@ -276,7 +276,10 @@ class AgentsRuntime:
             raise ConfigurationError("a market is listed twice")
         self.config = config
         self.markets = tuple(markets)
-        self.supervisor = supervisor or TaskSupervisor(policy=config.task_policy)
+        # `is None`, not `or`: a supervisor with no tasks yet is falsy (it has a length).
+        self.supervisor = (
+            supervisor if supervisor is not None else TaskSupervisor(policy=config.task_policy)
+        )
         self.queue = ingestion_queue(config.queue_size)
         self.store = SQLiteStore(store_path, busy_timeout=config.busy_timeout)
         self.broker = PaperBroker(
@@ -285,10 +288,14 @@ class AgentsRuntime:
             fee_rate_bps=config.fee_rate_bps,
             handoff_timeout=config.handoff_timeout,
         )
-        self.strategy: Strategy = strategy or ComplementArbitrage(
-            min_edge=config.edge_threshold,
-            fee_rate_bps=config.fee_rate_bps,
-            max_notional=config.max_notional,
+        self.strategy: Strategy = (
+            strategy
+            if strategy is not None
+            else ComplementArbitrage(
+                min_edge=config.edge_threshold,
+                fee_rate_bps=config.fee_rate_bps,
+                max_notional=config.max_notional,
+            )
         )
         self.worker = IngestionWorker(
             self.queue,
@@ -618,7 +625,8 @@ async def run_market_agents(
         StoreUnavailableError: If the database cannot be opened.
     """
     markets = await resolve_markets(markets_or_ids, gamma_url=gamma_url)
-    supervisor = supervisor or TaskSupervisor(policy=(config or AgentsConfig()).task_policy)
+    if supervisor is None:
+        supervisor = TaskSupervisor(policy=(config or AgentsConfig()).task_policy)
     runtime = AgentsRuntime(
         feed_url=feed_url,
         markets=markets,

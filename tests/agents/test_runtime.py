@@ -1,0 +1,288 @@
+"""AgentsRuntime and run_market_agents: the health loop, readiness, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from polymarket_agents.agents import (
+    HEALTH_TASK,
+    INGESTION_TASK,
+    AgentsConfig,
+    AgentsRuntime,
+    monitor_task_name,
+    resolve_markets,
+    run_market_agents,
+)
+from polymarket_agents.core.async_utils import (
+    ConfigurationError,
+    TaskAlreadyRunningError,
+    TaskSupervisor,
+    instant_policy,
+)
+from polymarket_agents.feed import MarketInfo
+from polymarket_agents.storage import Table
+
+from ._fixtures import (
+    MakeRuntime,
+    MakeSimulator,
+    eventually,
+    fast_config,
+    make_runtime,
+    make_simulator,
+    stored,
+    wait_ready,
+)
+
+__all__ = ["make_runtime", "make_simulator"]  # fixtures, used by name
+
+
+async def test_the_health_loop_alerts_once_and_restarts_a_failed_monitor(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A monitor whose feed fails for good stops with an error: the health loop logs its
+    error and restart counts past the thresholds, calls the alert hook once, and restarts
+    it from its factory after auto_restart_after."""
+    sim = await make_simulator(markets=2, event_rate=100.0)
+    alerts: list[str] = []
+    config = fast_config(
+        health_interval=0.02,
+        error_threshold=0,
+        restart_threshold=0,
+        auto_restart_after=0.2,
+        feed_policy=instant_policy(max_restarts=0),
+        task_policy=instant_policy(max_restarts=0),
+    )
+    runtime = await make_runtime(sim, config=config, alert=alerts.append)
+    await wait_ready(runtime)
+    name = monitor_task_name(sim.markets()[0].condition_id)
+    with caplog.at_level(logging.WARNING, "polymarket_agents.agents"):
+        sim.drop_connections()
+        await eventually(lambda: len(alerts) == 2)
+        assert runtime.supervisor.status(name) == "stopped"
+        assert not runtime.readiness()[0]
+        await eventually(lambda: runtime.auto_restarts == 2)
+        await wait_ready(runtime)
+        checks = runtime.health_checks
+        await eventually(lambda: runtime.health_checks >= checks + 2)
+    assert len(alerts) == 2
+    assert alerts[0].startswith("task monitor_")
+    assert "stopped with an error: FeedStopped" in alerts[0]
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"task {name} has 1 errors" in messages
+    assert f"task {name} restarted 1 times" in messages
+    assert f"restarting task {name}, stopped with an error" in messages
+    metrics = runtime.supervisor.get_metrics()[name]
+    assert (metrics["status"], metrics["restarts"]) == ("running", 1)
+
+
+async def test_a_failing_alert_hook_is_logged_and_the_check_goes_on(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alert hook's own error is logged; the check still restarts the task."""
+    sim = await make_simulator(markets=1, event_rate=100.0)
+
+    def alert(message: str) -> None:
+        raise RuntimeError("pager down")
+
+    config = fast_config(
+        auto_restart_after=0.0,
+        feed_policy=instant_policy(max_restarts=0),
+        task_policy=instant_policy(max_restarts=0),
+    )
+    runtime = await make_runtime(sim, config=config, alert=alert)
+    await wait_ready(runtime)
+    name = monitor_task_name(sim.markets()[0].condition_id)
+    sim.drop_connections()
+    await eventually(lambda: runtime.supervisor.status(name) == "stopped")
+    with caplog.at_level(logging.ERROR, "polymarket_agents.agents"):
+        problems = await runtime.check_health()
+    assert len(problems) == 1
+    assert problems[0].startswith(f"task {name} stopped with an error: FeedStopped")
+    assert any(r.getMessage() == "the alert hook raised" for r in caplog.records)
+    assert runtime.auto_restarts == 1
+    await wait_ready(runtime)
+
+
+async def test_a_healthy_runtime_reports_no_problems(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """With every task running, a health check finds nothing and is ready."""
+    sim = await make_simulator(markets=2, event_rate=100.0)
+    runtime = await make_runtime(sim)
+    await wait_ready(runtime)
+    assert await runtime.check_health() == []
+    assert runtime.readiness() == (True, [])
+    assert set(runtime.supervisor) == {INGESTION_TASK, HEALTH_TASK, *runtime.monitors}
+
+
+async def test_readiness_says_why_not(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """Not started, a feed reconnecting, stopped: each is reported in words."""
+    sim = await make_simulator(markets=1, event_rate=100.0)
+    config = fast_config(feed_policy=instant_policy(backoff_seconds=0.3))
+    runtime = await make_runtime(sim, config=config, start=False)
+    assert runtime.readiness() == (False, ["the agents are not running"])
+    await runtime.start()
+    await wait_ready(runtime)
+    sim.drop_connections(abort=True)
+    name = next(iter(runtime.monitors))
+    await eventually(lambda: f"{name}: feed not connected" in runtime.readiness()[1])
+    await wait_ready(runtime)
+    await runtime.stop()
+    assert runtime.readiness() == (False, ["the agents are not running"])
+
+
+async def test_stop_closes_sockets_drains_the_queue_and_is_idempotent(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
+) -> None:
+    """stop() stops the monitors (their sockets close), drains the queue into the
+    database and closes it; a second stop does nothing."""
+    sim = await make_simulator(markets=3, event_rate=500.0)
+    runtime = await make_runtime(sim)
+    await wait_ready(runtime)
+    await eventually(lambda: runtime.stats().rows_queued >= 300)
+    await runtime.stop(timeout=5.0)
+    await runtime.stop()
+    assert all(runtime.supervisor.status(name) == "stopped" for name in runtime.task_names)
+    await eventually(lambda: not any(c.open for c in sim.connections()))
+    stats = runtime.stats()
+    assert stats.queue_depth == 0
+    assert runtime.store.connection is None
+    counts = await stored(tmp_path / "agents.sqlite")
+    assert counts[Table.PRICE_CHANGES] == stats.stored_by_table[Table.PRICE_CHANGES]
+    assert stats.rows_queued == stats.stored_rows
+    with pytest.raises(RuntimeError):
+        await runtime.start()
+
+
+async def test_a_shared_supervisor_keeps_its_other_tasks(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """Under a supervisor the caller owns, stop() stops this runtime's tasks only, and a
+    name clash is refused."""
+    sim = await make_simulator(markets=1, event_rate=100.0)
+    async with TaskSupervisor(policy=instant_policy()) as supervisor:
+        await supervisor.start_task("other", lambda: asyncio.sleep(3600))
+        runtime = await make_runtime(sim, supervisor=supervisor)
+        await wait_ready(runtime)
+        clash = await make_runtime(sim, supervisor=supervisor, start=False)
+        with pytest.raises(TaskAlreadyRunningError):
+            await clash.start()
+        await runtime.stop()
+        assert supervisor.status("other") == "running"
+
+
+async def test_run_market_agents_runs_until_shutdown_is_signalled(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """The seed's entry point: markets given by condition id and slug are looked up at
+    the simulator's Gamma listing; a shutdown signalled from another thread stops
+    everything gracefully and the data is in the database."""
+    sim = await make_simulator(markets=3, event_rate=300.0)
+    first, second, _ = sim.markets()
+    path = tmp_path / "seed.sqlite"
+    supervisor = TaskSupervisor()
+    task = asyncio.create_task(
+        run_market_agents(
+            [first.condition_id, second.slug],
+            feed_url=sim.ws_url,
+            gamma_url=sim.http_url,
+            store_path=path,
+            config=fast_config(),
+            supervisor=supervisor,
+        )
+    )
+    names = [monitor_task_name(m.condition_id) for m in (first, second)]
+    await eventually(
+        lambda: all(n in supervisor and supervisor.status(n) == "running" for n in names)
+    )
+    await eventually(lambda: len(sim.connections()) == 2)
+    await asyncio.sleep(0.2)
+    threading.Thread(target=supervisor.signal_shutdown).start()
+    await asyncio.wait_for(task, 5.0)
+    assert all(supervisor.status(name) == "stopped" for name in names)
+    counts = await stored(path)
+    assert counts[Table.MARKETS] == 2
+    assert counts[Table.PRICE_CHANGES] > 0
+
+
+async def test_cancelling_run_market_agents_stops_gracefully(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    """Cancelling the seed's entry point stops the agents and still drains into SQLite."""
+    sim = await make_simulator(markets=1, event_rate=300.0)
+    path = tmp_path / "cancel.sqlite"
+    task = asyncio.create_task(
+        run_market_agents(sim.markets(), feed_url=sim.ws_url, store_path=path, config=fast_config())
+    )
+    await eventually(lambda: bool(sim.connections()) and sim.connections()[0].events > 50)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await eventually(lambda: not sim.connections()[0].open)
+    assert (await stored(path))[Table.PRICE_CHANGES] > 0
+
+
+async def test_unknown_market_ids_are_refused(make_simulator: MakeSimulator) -> None:
+    """An id matching no binary market is a configuration error, in words."""
+    sim = await make_simulator(markets=1, event_rate=None)
+    market = sim.markets()[0]
+    found = await resolve_markets([market.yes_token, market], gamma_url=sim.http_url)
+    assert [m.condition_id for m in found] == [market.condition_id] * 2
+    with pytest.raises(ConfigurationError, match="no binary market '0xdead'"):
+        await resolve_markets(["0xdead"], gamma_url=sim.http_url)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"health_interval": 0},
+        {"queue_size": 0},
+        {"edge_threshold": Decimal(-1)},
+        {"silence_timeout": 0},
+        {"max_notional": Decimal(0)},
+    ],
+)
+def test_invalid_settings_are_refused(changes: dict[str, object]) -> None:
+    """Zero intervals and sizes, negative thresholds are configuration errors."""
+    with pytest.raises(ConfigurationError):
+        AgentsConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_a_runtime_needs_distinct_markets(tmp_path: Path) -> None:
+    """No markets, or one listed twice, is refused before anything starts."""
+    market = MarketInfo(
+        condition_id="0x01",
+        question="?",
+        slug="s",
+        yes_token="1",
+        no_token="2",
+        tick_size=Decimal("0.01"),
+        min_size=Decimal(5),
+    )
+    url = "ws://127.0.0.1:1/ws/market"
+    for markets in ([], [market, market]):
+        with pytest.raises(ConfigurationError):
+            AgentsRuntime(feed_url=url, markets=markets, store_path=tmp_path / "x.sqlite")
+
+
+def test_agents_import_no_higher_layer() -> None:
+    """Importing the agents pulls in no service or CLI module."""
+    code = (
+        "import sys, polymarket_agents.agents\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('polymarket_agents.service', "
+        "'polymarket_agents.cli'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
