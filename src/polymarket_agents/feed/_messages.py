@@ -56,7 +56,7 @@ _ZERO = Decimal(0)
 _ONE = Decimal(1)
 # Sizes are share counts; anything near this is garbage, and the bound also rejects Infinity.
 _MAX_SIZE = Decimal("1e15")
-_CACHE_LIMIT = 1 << 14  # about 3 MB per cache when full
+_CACHE_LIMIT = 1 << 15  # about 6 MB per cache when full
 
 
 def _exact(value: object, name: str) -> Decimal:
@@ -84,20 +84,28 @@ class _Numbers(dict[object, Decimal]):
     Args:
         kind: ``"price"`` or ``"size"``, for error messages.
         low: Smallest valid value.
-        high: Bound of valid values.
-        high_inclusive: Whether ``high`` itself is valid.
+        high: Largest valid value.
     """
 
-    __slots__ = ("high", "high_inclusive", "kind", "low")
+    __slots__ = ("high", "kind", "low")
 
-    def __init__(self, kind: str, low: Decimal, high: Decimal, *, high_inclusive: bool) -> None:
+    def __init__(self, kind: str, low: Decimal, high: Decimal) -> None:
         super().__init__()
-        self.kind, self.low, self.high, self.high_inclusive = kind, low, high, high_inclusive
+        self.kind, self.low, self.high = kind, low, high
 
     def __missing__(self, value: object) -> Decimal:
-        number = _exact(value, self.kind)
-        below_high = number <= self.high if self.high_inclusive else number < self.high
-        if not (self.low <= number and below_high):
+        if type(value) is str:
+            try:
+                number = Decimal(value)
+            except decimal.InvalidOperation:
+                raise ValueError(f"{self.kind} {value!r} is not a decimal number") from None
+        elif isinstance(value, Decimal):
+            number = value
+        else:
+            raise ValueError(f"{self.kind} must be a decimal string, not {type(value).__name__}")
+        # Infinity fails the range; a NaN makes the comparison raise InvalidOperation (an
+        # ArithmeticError), which the decoder reports as an invalid frame too.
+        if not self.low <= number <= self.high:
             raise ValueError(f"{self.kind} {value!r} is out of range")
         if len(self) >= _CACHE_LIMIT:
             self.clear()
@@ -105,10 +113,10 @@ class _Numbers(dict[object, Decimal]):
         return number
 
 
-_PRICES = _Numbers("price", _ZERO, _ONE, high_inclusive=True)
+_PRICES = _Numbers("price", _ZERO, _ONE)
 """Prices, best bids and asks, spreads: in [0, 1]."""
-_SIZES = _Numbers("size", _ZERO, _MAX_SIZE, high_inclusive=False)
-"""Sizes and fee rates: >= 0 and finite."""
+_SIZES = _Numbers("size", _ZERO, _MAX_SIZE)
+"""Sizes and fee rates: in [0, 1e15]."""
 
 
 def _tick(value: object, name: str) -> Decimal:

@@ -18,7 +18,7 @@ import json
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -510,8 +510,8 @@ class MarketSimulator:
             connection.close_reason = f"dropped ({code})"
             self._spawn(connection.ws.close(code, "simulated drop"))
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -630,7 +630,7 @@ class MarketSimulator:
         ]
         connection.subscribed.update(dict.fromkeys(added))
         if dump and added and not connection.frozen():
-            snapshots: list[Any] = [self.universe.snapshot(asset_id) for asset_id in added]
+            snapshots = [self.universe.snapshot(asset_id) for asset_id in added]
             connection.post(msgspec.json.encode(snapshots), "data", ("book",) * len(snapshots))
 
     # -- the engine ----------------------------------------------------------------------
