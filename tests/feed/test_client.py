@@ -269,3 +269,18 @@ async def test_iterating_an_unstarted_feed_is_an_error() -> None:
         await anext(quiet_events)
     await quiet.aclose()
     await feed.aclose()
+
+
+async def test_a_feed_without_assets_is_not_silent(make_simulator: MakeSimulator) -> None:
+    """With nothing subscribed, no data is expected: the silence watchdog stays quiet, and
+    subscribing later works on the same connection."""
+    sim = await make_simulator(markets=1, event_rate=200.0)
+    options = fast_options(silence_timeout=0.2)
+    async with MarketFeed(sim.ws_url, deliver_events=False, **options) as feed:
+        await feed.wait_ready()
+        pongs = feed.stats.pongs
+        await eventually(lambda: feed.stats.pongs >= pongs + 10)  # well past 0.2 s
+        assert feed.stats.connections == 1
+        await feed.subscribe(markets=sim.markets())
+        await feed.wait_ready()
+        assert feed.stats.connections == 1

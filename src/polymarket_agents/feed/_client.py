@@ -443,7 +443,8 @@ class MarketFeed:
         if now - self._last_pong > self._pong_timeout:
             return PongTimeout(f"no PONG for {now - self._last_pong:.1f} s")
         silence = self._silence_timeout
-        if silence is not None and now - self._last_data > silence:
+        # With nothing subscribed, silence is what the server owes us.
+        if silence is not None and self._assets and now - self._last_data > silence:
             return DataSilence(f"PONGs but no market data for {now - self._last_data:.1f} s")
         stale_since = self._stale_since
         if stale_since:
@@ -547,6 +548,9 @@ class MarketFeed:
 
     async def wait_ready(self) -> None:
         """Wait until connected and every subscribed book is synced.
+
+        The live service ignores asset ids it does not know, and sends them no snapshot:
+        bound the wait with ``asyncio.timeout()`` when the ids are not known to be good.
 
         Raises:
             FeedStopped: If the connection fails for good meanwhile.
