@@ -259,3 +259,17 @@ def test_a_shutdown_stuck_on_the_database_still_ends_within_the_grace_period(
     summary = _summary(service)
     assert summary["exit_code"] == 1
     assert "left in the ingestion queue" in summary["failure"]
+
+
+def test_live_view_draws_the_tasks_and_counters(tmp_path: Path) -> None:
+    """--live-view on draws the task table and counters, logs above it, and exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "polymarket_agents", "--duration", "1", "--http-port", "0",
+         "--live-view", "on", "--db", str(tmp_path / "view.sqlite")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.index("serving health and") < out.index("feed and trading")
+    for fragment in ("ingestion", "service.heartbeat", "restarts", "stored rows", "exit code: 0"):
+        assert fragment in out, fragment

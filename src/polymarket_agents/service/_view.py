@@ -22,7 +22,7 @@ __all__ = ["LiveView"]
 
 _logger = logging.getLogger("polymarket_agents.service")
 
-# Counters shown first, in this order, when the runtime has them; the rest follow.
+# The counters shown, in this order, when the runtime has them (/status has them all).
 _COUNTER_ORDER = (
     "markets",
     "monitors_ready",
@@ -113,15 +113,14 @@ class LiveView:
     def _tasks_table(self) -> Table:
         metrics = self._state.supervisor.get_metrics()
         table = Table(expand=True, title="tasks", title_justify="left")
-        for column, justify in (
-            ("task", "left"),
-            ("status", "left"),
-            ("restarts", "right"),
-            ("errors", "right"),
-            ("last error", "left"),
-            ("uptime", "right"),
-        ):
-            table.add_column(column, justify=justify, no_wrap=column != "last error")  # type: ignore[arg-type]
+        # Monitor names carry a 66-character condition id: cut them, and the last error,
+        # rather than squeeze the counts out of a narrow terminal.
+        table.add_column("task", no_wrap=True, max_width=28, overflow="ellipsis")
+        table.add_column("status", no_wrap=True, min_width=10)
+        table.add_column("restarts", justify="right", no_wrap=True)
+        table.add_column("errors", justify="right", no_wrap=True)
+        table.add_column("last error", ratio=1, no_wrap=True, overflow="ellipsis")
+        table.add_column("uptime", justify="right", no_wrap=True, min_width=7)
         # Troubled tasks first: not running, then most errors, then by name.
         rows = sorted(
             metrics.items(),
@@ -145,7 +144,6 @@ class LiveView:
     def _counters_table(self) -> Table:
         counters = self._state.runtime_counters()
         keys = [k for k in _COUNTER_ORDER if k in counters]
-        keys += [k for k in counters if k not in _COUNTER_ORDER]
         table = Table(title="feed and trading", title_justify="left", show_header=False)
         table.add_column("counter")
         table.add_column("value", justify="right")
@@ -153,7 +151,12 @@ class LiveView:
             value = counters[key]
             if value is None or isinstance(value, list | tuple):
                 continue
-            table.add_row(key.replace("_", " "), _value(value))
+            text = (
+                f"{value * 1e3:.1f} ms"
+                if key == "ingest_latency" and isinstance(value, float)
+                else _value(value)
+            )
+            table.add_row(key.replace("_", " "), text)
         return table
 
     def _draw(self, renderable: RenderableType) -> None:
@@ -182,3 +185,6 @@ class LiveView:
             # A last, final frame: stop() is quick and must happen even when cancelled.
             live.update(self.render(), refresh=False)
             live.stop()
+            if not self._console.is_terminal:
+                # Not a terminal: the frame was printed once, without a final newline.
+                self._console.line()
