@@ -41,10 +41,10 @@ from ._config import (
     load_config,
     parse_faults,
 )
-from ._http import LOGGER_NAME, HttpServer, create_app
+from ._http import HttpServer, create_app
 from ._logging import JsonFormatter, TextFormatter
 from ._metrics import NAMESPACE, ServiceCollector, service_registry
-from ._state import AgentsRuntimeLike, Phase, ServiceState
+from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState
 from ._view import LiveView
 
 __all__ = [

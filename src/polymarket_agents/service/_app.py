@@ -38,7 +38,7 @@ from polymarket_agents.feed.simulator import MarketSimulator
 from ._config import ServiceConfig
 from ._http import HttpServer, create_app
 from ._metrics import service_registry
-from ._state import AgentsRuntimeLike, Phase, ServiceState, plain
+from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState, plain
 from ._view import LiveView
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
     "select_markets",
 ]
 
-_logger = logging.getLogger("polymarket_agents.service")
+_logger = logging.getLogger(LOGGER_NAME)
 
 RuntimeFactory = Callable[..., AgentsRuntimeLike]
 """Builds the agents runtime: called with ``feed_url``, ``markets``, ``store_path``,
@@ -278,7 +278,7 @@ class Service:
         return self._summary(exit_code, shutdown_seconds)
 
     def _repeated(self, signum: int) -> None:
-        self.state.signals += 1
+        self.state.repeated_signals += 1
         if self._on_repeat is not None:
             self._on_repeat(signum)
 

@@ -21,11 +21,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from ._state import ServiceState
+from ._state import LOGGER_NAME, ServiceState
 
-__all__ = ["LOGGER_NAME", "HttpServer", "create_app"]
+__all__ = ["HttpServer", "create_app"]
 
-LOGGER_NAME = "polymarket_agents.service"
 _logger = logging.getLogger(LOGGER_NAME)
 
 _STATE: web.AppKey[ServiceState] = web.AppKey("state", ServiceState)

@@ -26,6 +26,7 @@ from ._config import ServiceConfig
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
+    "LOGGER_NAME",
     "STALL_SECONDS",
     "AgentsRuntimeLike",
     "Phase",
@@ -33,7 +34,9 @@ __all__ = [
     "plain",
 ]
 
-_logger = logging.getLogger("polymarket_agents.service")
+LOGGER_NAME = "polymarket_agents.service"
+"""The logger of the service layer."""
+_logger = logging.getLogger(LOGGER_NAME)
 
 STALL_SECONDS = 5.0
 """A heartbeat older than this means the event loop is stuck: the service is not live."""
@@ -123,8 +126,8 @@ class ServiceState:
         self.http_url: str | None = None
         self.markets: list[str] = []
         """Slugs of the monitored markets."""
-        self.signals = 0
-        """SIGINT/SIGTERM received."""
+        self.repeated_signals = 0
+        """SIGINT/SIGTERM received after shutdown had begun."""
         self.http_requests = 0
         self.scrapes = 0
         self.view_refreshes = 0
@@ -195,7 +198,7 @@ class ServiceState:
             "http_url": self.http_url,
             "db_path": str(self.config.db_path),
             "markets": list(self.markets),
-            "signals": self.signals,
+            "repeated_signals": self.repeated_signals,
             "http_requests": self.http_requests,
             "scrapes": self.scrapes,
             "view_refreshes": self.view_refreshes,

@@ -7,7 +7,6 @@ terminal is written from a worker thread, so a slow terminal never stalls the ag
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,8 +18,6 @@ from rich.text import Text
 from ._state import ServiceState
 
 __all__ = ["LiveView"]
-
-_logger = logging.getLogger("polymarket_agents.service")
 
 # The counters shown, in this order, when the runtime has them (/status has them all).
 _COUNTER_ORDER = (

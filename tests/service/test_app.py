@@ -1,0 +1,95 @@
+"""The service in process, as a library user runs it: run_service, start-up, market choice."""
+
+from __future__ import annotations
+
+import socket
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.feed import MarketInfo
+from polymarket_agents.service import Phase, Service, ServiceConfig, run_service, select_markets
+
+
+def _market(n: int) -> MarketInfo:
+    return MarketInfo(
+        condition_id=f"0x{n:064x}",
+        question=f"question {n}?",
+        slug=f"market-{n}",
+        yes_token=f"{n}1",
+        no_token=f"{n}2",
+        tick_size=Decimal("0.01"),
+        min_size=Decimal(5),
+        id=str(n),
+    )
+
+
+LISTED = [_market(n) for n in range(1, 8)]
+
+
+def test_select_takes_the_first_listed_by_default() -> None:
+    """Without names, the first `count` listed markets are monitored."""
+    assert select_markets(LISTED, (), 3) == LISTED[:3]
+
+
+def test_select_finds_markets_by_any_id_once() -> None:
+    """A slug, condition id, Gamma id or token id picks a market; repeats collapse."""
+    wanted = ("market-5", f"0x{2:064x}", "7", "52", "51")
+    assert select_markets(LISTED, wanted, 1) == [LISTED[4], LISTED[1], LISTED[6]]
+
+
+def test_select_names_what_is_missing() -> None:
+    """Unknown names, or an empty listing, are configuration errors that say which."""
+    with pytest.raises(ConfigurationError, match="not listed: nope, 0xdead"):
+        select_markets(LISTED, ("market-1", "nope", "0xdead"), 5)
+    with pytest.raises(ConfigurationError, match="listing is empty"):
+        select_markets([], (), 5)
+
+
+@pytest.mark.slow
+async def test_run_service_for_a_duration(tmp_path: Path) -> None:
+    """run_service() on the embedded defaults stops itself after `duration` and stores rows."""
+    config = ServiceConfig(
+        duration=1.0, http_port=0, sim_rate=50, db_path=tmp_path / "lib.sqlite", market_count=2
+    )
+    summary = await run_service(config, install_signal_handlers=False)
+    assert summary.exit_code == 0, summary.failure
+    assert summary.reason == "duration"
+    assert summary.markets == 2
+    assert summary.events > 0
+    assert summary.stored_rows > 0
+    assert summary.lost_rows == 0
+    assert (tmp_path / "lib.sqlite").exists()
+    assert "exit code: 0" in summary.lines()
+    assert summary.as_dict()["runtime"]["markets"] == 2
+
+
+async def test_a_signal_during_start_up_stops_cleanly(tmp_path: Path) -> None:
+    """Shutdown asked before start-up finishes cancels it and closes what had started."""
+    service = Service(
+        ServiceConfig(http_port=0, db_path=tmp_path / "early.sqlite"),
+        install_signal_handlers=False,
+    )
+    service.supervisor.signal_shutdown()
+    summary = await service.run()
+    assert summary.exit_code == 0
+    assert summary.reason == "signal during start-up"
+    assert service.state.phase is Phase.STOPPED
+    assert all(m["status"] == "stopped" for m in service.supervisor.get_metrics().values())
+
+
+async def test_a_busy_http_port_fails_start_up_with_a_hint(tmp_path: Path) -> None:
+    """A port in use ends start-up with exit 1 and a message naming the port and the fix."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = ServiceConfig(http_port=port, db_path=tmp_path / "busy.sqlite")
+        summary = await run_service(config, install_signal_handlers=False)
+    assert summary.exit_code == 1
+    assert summary.reason == "start-up failed"
+    assert summary.failure is not None
+    assert f"cannot serve HTTP on 127.0.0.1:{port}" in summary.failure
+    assert "--http-port" in summary.failure
