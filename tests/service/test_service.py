@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -141,17 +142,35 @@ def test_survives_simulator_faults_and_still_loses_nothing(
 
 
 def test_duration_exits_0_with_a_summary_from_the_seed_command(tmp_path: Path) -> None:
-    """python -m polymarket_agents.core.async_utils runs the service; --duration ends it."""
+    """python -m polymarket_agents.core.async_utils runs the service; --duration ends it;
+    with stdout not a terminal, logs are plain text lines and no live table is drawn."""
     result = subprocess.run(
         [sys.executable, "-m", "polymarket_agents.core.async_utils", "--duration", "1.5",
-         "--http-port", "0", "--live-view", "off"],
+         "--http-port", "0"],
         cwd=tmp_path, capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stopped (duration)" in result.stdout
     assert "exit code: 0" in result.stdout
     assert "invalid frames skipped: 0" in result.stdout
+    assert "feed and trading" not in result.stdout
+    assert re.search(
+        r"^\S+ \S+ INFO +polymarket_agents\.service: running: 5 market", result.stderr, re.M
+    )
     assert (tmp_path / "data" / "agents.sqlite").exists()
+
+
+def test_sigint_stops_as_gracefully_as_sigterm(
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """Ctrl-C (SIGINT) once: the same graceful shutdown, exit 0, nothing lost."""
+    service = start_service("run", *FAST)
+    service.wait_ready()
+    service.terminate(signal.SIGINT)
+    assert service.wait(GRACE + 1.0) == 0
+    summary = _summary(service)
+    assert summary["reason"] == "signal"
+    _assert_nothing_lost(summary, service.directory / "data" / "agents.sqlite")
 
 
 def test_health_and_status_commands_against_a_running_service(
