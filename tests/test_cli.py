@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -95,3 +96,16 @@ def test_simulate_refuses_bad_faults(capsys: pytest.CaptureFixture[str]) -> None
     """simulate checks its fault options before binding anything."""
     assert main(["simulate", "--malformed-rate", "3"]) == 2
     assert "malformed_rate must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_simulate_takes_the_simulator_launchers_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """`simulate` offers every option of python -m polymarket_agents.feed.simulator."""
+    from polymarket_agents.feed.simulator.__main__ import main as launcher
+
+    with pytest.raises(SystemExit):
+        launcher(["--help"])
+    theirs = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
+    assert main(["simulate", "--help"]) == 0
+    ours = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
+    assert theirs
+    assert theirs <= ours
