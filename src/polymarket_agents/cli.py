@@ -344,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code: 0 success; 1 a failure at run time (start-up failed, shutdown not
         clean, service unhealthy or unreachable); 2 invalid arguments or settings; 128 + N
-        after a second signal N.
+        after a second signal N. A ``run`` that ends with a non-zero code, and a second
+        signal, end the process at once (``os._exit``) instead of returning: a task or
+        thread that did not stop must not hold the process past its grace period.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in _COMMANDS and args_list[0] not in ("-h", "--help")):
