@@ -312,6 +312,7 @@ def main() -> None:
             asyncio.run(_child(child_options))
         return
     print(f"service benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, medians")
+    print()
     parts = set(options.parts.split(","))
     if "startup" in parts:
         up = startup(options.runs)
