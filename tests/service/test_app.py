@@ -93,3 +93,21 @@ async def test_a_busy_http_port_fails_start_up_with_a_hint(tmp_path: Path) -> No
     assert summary.failure is not None
     assert f"cannot serve HTTP on 127.0.0.1:{port}" in summary.failure
     assert "--http-port" in summary.failure
+
+
+async def test_an_unreachable_listing_fails_start_up_with_a_hint(tmp_path: Path) -> None:
+    """A market listing that does not answer ends start-up with exit 1, naming the URL."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = ServiceConfig(
+        feed_url=f"ws://127.0.0.1:{port}/ws/market",
+        gamma_url=f"http://127.0.0.1:{port}",
+        http_enabled=False,
+        db_path=tmp_path / "none.sqlite",
+    )
+    summary = await run_service(config, install_signal_handlers=False)
+    assert summary.exit_code == 1
+    assert summary.failure is not None
+    assert summary.failure.startswith(f"cannot list markets at http://127.0.0.1:{port}/markets")
+    assert not (tmp_path / "none.sqlite").exists()

@@ -28,11 +28,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
+import aiohttp
 from rich.console import Console
 
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
-from polymarket_agents.feed import DEFAULT_GAMMA_URL, MarketInfo, fetch_markets
+from polymarket_agents.feed import DEFAULT_GAMMA_URL, InvalidMessage, MarketInfo, fetch_markets
 from polymarket_agents.feed.simulator import MarketSimulator
 
 from ._config import ServiceConfig
@@ -360,9 +361,15 @@ class Service:
         else:
             state.feed_url = config.feed_url
             state.gamma_url = config.gamma_url or DEFAULT_GAMMA_URL
-        listed = await fetch_markets(
-            state.gamma_url, max_markets=None if config.markets else config.market_count
-        )
+        try:
+            listed = await fetch_markets(
+                state.gamma_url, max_markets=None if config.markets else config.market_count
+            )
+        except (aiohttp.ClientError, TimeoutError, InvalidMessage) as exc:
+            raise _StartupError(
+                f"cannot list markets at {state.gamma_url}/markets: "
+                f"{type(exc).__name__}: {exc} (check --gamma-url)"
+            ) from exc
         markets = select_markets(listed, config.markets, config.market_count)
         state.markets = [market.slug or market.condition_id for market in markets]
         db_path = Path(config.db_path)
