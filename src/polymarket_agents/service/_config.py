@@ -71,7 +71,9 @@ class ServiceConfig:
         duration: Stop by itself after this many seconds; None runs until a signal.
         log_level: A :mod:`logging` level name.
         log_format: ``"text"`` (plain, one record a line) or ``"json"`` (one object a line).
-        live_view: ``"on"``, ``"off"``, or ``"auto"``: a live table when stdout is a terminal.
+        live_view: ``"on"``, ``"off"``, or ``"auto"``: a live table when stdout is a terminal
+            and ``log_format`` is text. While it is drawn, log records go through its
+            console (above the table), whatever ``log_format`` says.
         sim_port: Port of the embedded simulator; 0 picks a free one.
         sim_markets: Markets in the simulator's universe; None means
             ``max(5, market_count)``.
