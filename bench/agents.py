@@ -1,0 +1,460 @@
+"""Benchmark of the agents: simulator -> monitors -> analysis -> SQLite, against a plain loop.
+
+Run ``python bench/agents.py``. Each configuration runs in a fresh subprocess, several
+times (the table shows medians), with 100 markets and one websocket per market:
+
+* **agents**: an :class:`~polymarket_agents.agents.AgentsRuntime`: one monitor (one
+  ``MarketFeed``) per market, the default complement-arbitrage analysis after every event,
+  the paper broker, and the ingestion worker writing batched, idempotent rows to SQLite;
+* **floor**: the plain loop on the same connections: ``websockets`` ``recv`` +
+  ``json.loads`` + rows of the same tables (same schema and unique keys), written by
+  ``executemany`` in one transaction per batch through aiosqlite; no validation, no books,
+  no analysis, no supervision. Beside it, the same loop writing with the blocking
+  ``sqlite3`` module on the event loop's thread.
+
+The source is the simulator in another process (seed 1), at a fixed high rate (the same
+stream for every client) and flat out (``--rate 0``: as fast as its slowest subscriber
+reads). With one connection per market its broadcast loop is per connection, so on a small
+machine the simulator, not the client, limits the rate: both clients keep up, and the
+figure that compares them is events per CPU-second of the client process (its capacity on
+one core; the aiosqlite writer thread is included).
+
+Each run measures for a fixed time after a warm-up: events per second taken from the
+sockets, the client process's CPU (its writer thread included) and events per CPU-second.
+Memory per monitored market is measured with tracemalloc as the slope between a runtime
+of 1 market and one of 101, after their books filled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from websockets.asyncio.client import connect
+
+from polymarket_agents.agents import AgentsConfig, AgentsRuntime
+from polymarket_agents.core.async_utils import instant_policy
+from polymarket_agents.feed import MarketInfo, encode_subscribe, fetch_markets
+from polymarket_agents.storage import SQLiteStore
+
+MARKETS = 100
+SEED = 1
+BATCH = 500
+RATE = 500.0  # ticks per second: the paced simulator falls behind (and stalls) near 1,500
+
+# --------------------------------------------------------------------------- the simulator
+
+
+class Simulator:
+    """``python -m polymarket_agents.feed.simulator`` in a subprocess."""
+
+    def __init__(self, markets: int, rate: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "polymarket_agents.feed.simulator",
+                "--port",
+                "0",
+                "--rate",
+                str(rate),
+                "--markets",
+                str(markets),
+                "--seed",
+                str(SEED),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.ws_url = self.process.stdout.readline().split()[-1]
+        self.http_url = self.process.stdout.readline().split()[-1].removesuffix("/markets")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+async def _markets(sim: Simulator, n: int) -> list[MarketInfo]:
+    return (await fetch_markets(sim.http_url, page_size=500))[:n]
+
+
+async def _open(source: str) -> tuple[str, list[MarketInfo], Any]:
+    """The feed URL and markets of a simulator at ``source`` ticks per second (0: flat
+    out), and its closer."""
+    sim = Simulator(MARKETS, float(source))
+    return sim.ws_url, await _markets(sim, MARKETS), sim.close
+
+
+async def _window(count: Any, warmup: float, seconds: float) -> dict[str, float]:
+    """Events per second and per CPU-second over ``seconds`` after ``warmup``."""
+    await asyncio.sleep(warmup)
+    events0, wall0, cpu0 = count(), time.perf_counter(), time.process_time()
+    await asyncio.sleep(seconds)
+    events1, wall1, cpu1 = count(), time.perf_counter(), time.process_time()
+    events, wall, cpu = events1 - events0, wall1 - wall0, cpu1 - cpu0
+    return {
+        "events_per_s": events / wall,
+        "cpu": cpu / wall,
+        "events_per_cpu_s": events / cpu if cpu else 0.0,
+    }
+
+
+# --------------------------------------------------------------------------- agents
+
+
+async def _agents(source: str, path: Path, warmup: float, seconds: float) -> dict[str, float]:
+    url, markets, close = await _open(source)
+    try:
+        config = AgentsConfig(feed_policy=instant_policy(), silence_timeout=None)
+        runtime = AgentsRuntime(feed_url=url, markets=markets, store_path=path, config=config)
+        await runtime.start()
+        monitors = list(runtime.monitors.values())
+
+        def count() -> int:
+            return sum(sum(m._counts.values()) for m in monitors)  # cheaper than .stats
+
+        result = await _window(count, warmup, seconds)
+        await runtime.stop(timeout=30.0)
+        stats = runtime.stats()
+        result["stored_rows"] = float(stats.stored_rows)
+        result["lost_rows"] = float(stats.lost_rows)
+        result["orders"] = float(stats.orders)
+        return result
+    finally:
+        close()
+
+
+# --------------------------------------------------------------------------- the floor
+
+_INSERTS = {
+    "price_change": (
+        "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
+        "best_bid, best_ask, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING"
+    ),
+    "book": (
+        "INSERT INTO book_snapshots (asset_id, market, timestamp_ms, hash, bids, asks, "
+        "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+    "last_trade_price": (
+        "INSERT INTO trades (asset_id, market, timestamp_ms, side, price, size, fee_rate_bps, "
+        "transaction_hash, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING"
+    ),
+    "tick_size_change": (
+        "INSERT INTO tick_size_changes (asset_id, market, timestamp_ms, old_tick_size, "
+        "new_tick_size, received_at_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+}
+
+
+def _rows(event: dict[str, Any], now: int, out: dict[str, list[tuple[Any, ...]]]) -> int:
+    kind = event.get("event_type")
+    if kind == "price_change":
+        market, ts = event["market"], int(event["timestamp"])
+        rows = out["price_change"]
+        for c in event["price_changes"]:
+            rows.append(
+                (
+                    market,
+                    c["asset_id"],
+                    ts,
+                    c["side"],
+                    c["price"],
+                    c["size"],
+                    c.get("hash", ""),
+                    c.get("best_bid"),
+                    c.get("best_ask"),
+                    now,
+                )
+            )
+        return len(event["price_changes"])
+    if kind == "book":
+        out["book"].append(
+            (
+                event["asset_id"],
+                event["market"],
+                int(event["timestamp"]),
+                event.get("hash", ""),
+                json.dumps([[lv["price"], lv["size"]] for lv in event.get("bids", [])]),
+                json.dumps([[lv["price"], lv["size"]] for lv in event.get("asks", [])]),
+                now,
+            )
+        )
+        return 1
+    if kind == "last_trade_price":
+        out["last_trade_price"].append(
+            (
+                event["asset_id"],
+                event["market"],
+                int(event["timestamp"]),
+                event["side"],
+                event["price"],
+                event["size"],
+                event.get("fee_rate_bps", "0"),
+                event.get("transaction_hash", ""),
+                now,
+            )
+        )
+        return 1
+    if kind == "tick_size_change":
+        out["tick_size_change"].append(
+            (
+                event["asset_id"],
+                event["market"],
+                int(event["timestamp"]),
+                event["old_tick_size"],
+                event["new_tick_size"],
+                now,
+            )
+        )
+        return 1
+    return 0
+
+
+async def _floor(
+    source: str, path: Path, warmup: float, seconds: float, driver: str
+) -> dict[str, float]:
+    async with SQLiteStore(path):  # the same schema, unique keys and indexes
+        pass
+    url, markets, close = await _open(source)
+    events = 0
+    pending: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in _INSERTS}
+    pending_rows = 0
+    have_rows = asyncio.Event()
+    stored = 0
+
+    async def reader(assets: list[str]) -> None:
+        nonlocal events, pending_rows
+        loads = json.loads
+        async with connect(url, max_size=None, compression=None, ping_interval=None) as ws:
+            await ws.send(encode_subscribe(assets))
+            while True:
+                frame = await ws.recv(decode=False)
+                try:
+                    data = loads(frame)
+                except ValueError:
+                    continue
+                now = int(time.time() * 1000)
+                for event in data if isinstance(data, list) else (data,):
+                    events += 1
+                    pending_rows += _rows(event, now, pending)
+                if pending_rows >= BATCH:
+                    have_rows.set()
+                    await asyncio.sleep(0)  # let the writer run, as a bounded queue would
+
+    def take() -> list[tuple[str, list[tuple[Any, ...]]]]:
+        nonlocal pending_rows
+        batch = [(kind, rows) for kind, rows in pending.items() if rows]
+        for kind in pending:
+            pending[kind] = []
+        pending_rows = 0
+        return batch
+
+    async def writer_async() -> None:
+        nonlocal stored
+        async with aiosqlite.connect(path, isolation_level=None) as db:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            while True:
+                try:
+                    await asyncio.wait_for(have_rows.wait(), 0.05)
+                except TimeoutError:
+                    pass
+                have_rows.clear()
+                batch = take()
+                if not batch:
+                    continue
+                await db.execute("BEGIN IMMEDIATE")
+                for kind, rows in batch:
+                    await db.executemany(_INSERTS[kind], rows)
+                    stored += len(rows)
+                await db.execute("COMMIT")
+
+    async def writer_blocking() -> None:
+        nonlocal stored
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(have_rows.wait(), 0.05)
+                except TimeoutError:
+                    pass
+                have_rows.clear()
+                batch = take()
+                if not batch:
+                    continue
+                db.execute("BEGIN IMMEDIATE")
+                for kind, rows in batch:
+                    db.executemany(_INSERTS[kind], rows)
+                    stored += len(rows)
+                db.execute("COMMIT")
+        finally:
+            db.close()
+
+    try:
+        writer = asyncio.create_task(writer_async() if driver == "aiosqlite" else writer_blocking())
+        readers = [asyncio.create_task(reader(list(m.token_ids))) for m in markets]
+        result = await _window(lambda: events, warmup, seconds)
+        for task in [*readers, writer]:
+            task.cancel()
+        await asyncio.gather(*readers, writer, return_exceptions=True)
+        result["stored_rows"] = float(stored)
+        return result
+    finally:
+        close()
+
+
+# --------------------------------------------------------------------------- memory
+
+
+async def _memory(markets: int) -> dict[str, float]:
+    sim = Simulator(markets, 20)
+    try:
+        infos = await _markets(sim, markets)
+        with tempfile.TemporaryDirectory() as tmp:
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            runtime = AgentsRuntime(
+                feed_url=sim.ws_url,
+                markets=infos,
+                store_path=Path(tmp) / "memory.sqlite",
+                config=AgentsConfig(feed_policy=instant_policy()),
+            )
+            await runtime.start()
+            async with asyncio.timeout(30):
+                while not runtime.readiness()[0]:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # books filled, some events stored
+            gc.collect()
+            used = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+            levels = sum(
+                len(b.bids) + len(b.asks)
+                for m in runtime.monitors.values()
+                if m.books is not None
+                for b in (m.books.yes, m.books.no)
+            )
+            await runtime.stop()
+        return {"bytes": float(used), "levels_per_book": levels / (2 * markets)}
+    finally:
+        sim.close()
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def child(argv: list[str]) -> None:
+    what, *args = argv
+    if what == "memory":
+        result = asyncio.run(_memory(int(args[0])))
+    else:
+        source, warmup, seconds = args[0], float(args[1]), float(args[2])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "bench.sqlite"
+            if what == "agents":
+                result = asyncio.run(_agents(source, path, warmup, seconds))
+            else:
+                driver = what.split("-")[1]
+                result = asyncio.run(_floor(source, path, warmup, seconds, driver))
+    print(json.dumps(result))
+
+
+def measure(args: list[str], runs: int) -> dict[str, float]:
+    """Median of each figure over ``runs`` fresh subprocesses."""
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+_CONFIGS = (
+    ("floor: recv+json.loads+executemany", "floor-aiosqlite"),
+    ("floor, blocking sqlite3 on the loop", "floor-sqlite3"),
+    ("agents: monitors+analysis+broker+ingest", "agents"),
+)
+
+
+def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
+    floor = rows["floor-aiosqlite"]
+    print(f"\n{title}")
+    print(
+        f"{'':<42} {'events/s':>9} {'x floor':>8} {'client CPU':>11} "
+        f"{'events/CPU-s':>13} {'x floor':>8}"
+    )
+    for label, key in _CONFIGS:
+        row = rows[key]
+        print(
+            f"{label:<42} {row['events_per_s']:>9,.0f} "
+            f"{row['events_per_s'] / floor['events_per_s']:>7.2f}x "
+            f"{row['cpu'] * 100:>10.0f}% {row['events_per_cpu_s']:>13,.0f} "
+            f"{row['events_per_cpu_s'] / floor['events_per_cpu_s']:>7.2f}x"
+        )
+    agents = rows["agents"]
+    print(
+        f"  agents: {agents['stored_rows']:,.0f} rows stored per run, {agents['lost_rows']:.0f} "
+        f"lost, {agents['orders']:.0f} paper orders (medians)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="subprocesses per figure")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds measured")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(options.child)
+        return
+    runs, window = options.runs, [str(options.warmup), str(options.seconds)]
+    print(
+        f"agents benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"{MARKETS} markets (one websocket each), simulator (seed {SEED}) in another "
+        f"process, {runs} runs each, medians"
+    )
+    paced = {key: measure([key, str(RATE), *window], runs) for _, key in _CONFIGS}
+    _table(f"Simulator at {RATE:,.0f} ticks/s (the same stream for every client):", paced)
+    flat = {key: measure([key, "0", *window], runs) for _, key in _CONFIGS}
+    _table("Simulator flat out (as fast as its slowest subscriber reads):", flat)
+    print(
+        "  The simulator, not the client, limits the rate (its broadcast is per connection);"
+        "\n  events per client CPU-second is the client's capacity on one core."
+        "\n  goal: agents >= 0.50x the floor"
+    )
+
+    small = measure(["memory", "1"], runs)
+    large = measure(["memory", "101"], runs)
+    per_market = (large["bytes"] - small["bytes"]) / 100
+    print(
+        f"\nMemory (tracemalloc): runtime with 1 market {small['bytes'] / 2**20:.2f} MB, with "
+        f"101 markets {large['bytes'] / 2**20:.2f} MB ({large['levels_per_book']:.1f} levels "
+        f"per book) -> {per_market / 1024:,.0f} KB per monitored market (goal < 200 KB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
