@@ -430,3 +430,10 @@ def test_keyboard_interrupt_in_a_supervised_task_propagates_and_is_not_retried()
         asyncio.run(main())
     assert attempts == 1
     assert supervisor.get_metrics()["t"]["errors"] == 0
+
+
+def test_an_empty_supervisor_is_truthy() -> None:
+    """`supervisor or TaskSupervisor()` keeps the given supervisor even when it has no tasks."""
+    supervisor = TaskSupervisor()
+    assert len(supervisor) == 0
+    assert (supervisor or TaskSupervisor()) is supervisor

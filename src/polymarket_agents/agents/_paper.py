@@ -261,6 +261,8 @@ class PaperBroker:
         """Signals (or legs) refused because they were handled before."""
         self.lost_rows = 0
         """Rows a stop made the broker abandon because the queue stayed full."""
+        self.rows_queued = 0
+        """Order and fill rows handed to the ingestion queue."""
 
     def __repr__(self) -> str:
         return (
@@ -589,6 +591,9 @@ class PaperBroker:
 
     async def _emit(self, rows: list[object]) -> None:
         if self._queue is not None and rows:
+            # Counted before the hand-off, taken back if it is abandoned: a cancellation
+            # during the hand-off would otherwise skip the count of rows that did go in.
+            self.rows_queued += len(rows)
             await handoff(
                 self._queue,
                 tuple(rows),
@@ -599,6 +604,7 @@ class PaperBroker:
 
     def _lost(self, item: object) -> None:
         self.lost_rows += len(item)  # type: ignore[arg-type]
+        self.rows_queued -= len(item)  # type: ignore[arg-type]
 
     # -- resting orders --------------------------------------------------------------------
 

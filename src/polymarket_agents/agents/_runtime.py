@@ -182,7 +182,7 @@ class RuntimeStats:
         unrealized_pnl: Mark-to-market profit of the positions.
         queue_depth: Items waiting in the ingestion queue.
         queue_size: Its capacity.
-        rows_queued: Rows the monitors handed to the queue.
+        rows_queued: Rows the monitors and the broker handed to the queue.
         stored_rows: Rows written to the database.
         duplicate_rows: Rows the database already had.
         lost_rows: Rows abandoned (by stopping monitors or a drain that timed out).
@@ -507,7 +507,7 @@ class AgentsRuntime:
             unrealized_pnl=portfolio.unrealized_pnl,
             queue_depth=self.queue.qsize(),
             queue_size=self.queue.maxsize,
-            rows_queued=sum(s.rows for s in monitor_stats),
+            rows_queued=sum(s.rows for s in monitor_stats) + self.broker.rows_queued,
             stored_rows=worker.written,
             duplicate_rows=worker.duplicates,
             lost_rows=sum(s.lost_rows for s in monitor_stats)

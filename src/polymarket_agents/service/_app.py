@@ -115,7 +115,7 @@ class ServiceSummary:
             f"shutdown took {self.shutdown_seconds:.2f} s",
             f"markets: {self.markets}  events: {self.events}  "
             f"invalid frames skipped: {self.invalid_frames}  reconnects: {self.reconnects}",
-            f"trades: {self.trades}  P&L: {self.pnl}",
+            f"trades: {self.trades}  P&L: {self.pnl:.2f}",
             f"rows queued: {self.rows_queued}  stored: {self.stored_rows}  "
             f"duplicates: {self.duplicate_rows}  lost: {self.lost_rows}",
             f"task restarts: {self.restarts}  task errors: {self.errors}",
@@ -346,6 +346,7 @@ class Service:
                 seed=config.sim_seed,
                 markets=config.universe_size,
                 event_rate=config.sim_rate or None,
+                dislocation_rate=config.sim_dislocation_rate,
                 faults=config.sim_faults,
             )
             await simulator.start()

@@ -79,6 +79,8 @@ class ServiceConfig:
             ``max(5, market_count)``.
         sim_rate: Simulator ticks per second; 0 as fast as the agents read.
         sim_seed: Seed of the simulator's universe and price walk.
+        sim_dislocation_rate: Probability per simulator tick that a market's YES and NO asks
+            briefly sum below 1 (an edge for the default strategy to trade); 0 turns it off.
         sim_faults: Faults the embedded simulator injects (none by default).
 
     Raises:
@@ -104,6 +106,7 @@ class ServiceConfig:
     sim_markets: int | None = None
     sim_rate: float = 5.0
     sim_seed: int = 0
+    sim_dislocation_rate: float = 0.02
     sim_faults: FaultPlan = field(default_factory=FaultPlan)
 
     def __post_init__(self) -> None:
@@ -215,6 +218,11 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
         else f"must be a number of ticks per second >= 0, not {v!r}"
     ),
     "sim_seed": lambda v: None if isinstance(v, int) else f"must be an integer, not {v!r}",
+    "sim_dislocation_rate": lambda v: (
+        None
+        if isinstance(v, int | float) and 0 <= v <= 1
+        else f"must be a probability in [0, 1], not {v!r}"
+    ),
     "sim_faults": lambda v: None if isinstance(v, FaultPlan) else f"must be a FaultPlan: {v!r}",
 }
 
@@ -490,6 +498,14 @@ OPTIONS: tuple[ConfigOption, ...] = (
         _to_int,
         "embedded simulator random seed (0)",
         metavar="SEED",
+    ),
+    _opt(
+        "sim_dislocation_rate",
+        "--sim-dislocation-rate",
+        _P + "SIM_DISLOCATION_RATE",
+        _to_float,
+        "probability per embedded simulator tick of a tradable YES/NO dislocation (0.02)",
+        metavar="P",
     ),
     _opt(
         "sim_faults",

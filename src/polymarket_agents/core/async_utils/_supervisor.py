@@ -587,6 +587,11 @@ class TaskSupervisor:
     def __len__(self) -> int:
         return len(self._records)
 
+    def __bool__(self) -> bool:
+        # With __len__ alone an empty supervisor would be falsy, and `given or
+        # TaskSupervisor()` would quietly build a second one.
+        return True
+
     def _record(self, name: str) -> _Supervised:
         try:
             return self._records[name]
