@@ -228,3 +228,21 @@ def test_command_line_help() -> None:
     )
     assert "--drop-every" in result.stdout
     assert "/ws/market" in result.stdout
+
+
+async def test_a_rate_faster_than_the_simulator_still_yields_to_its_clients(
+    make_simulator: MakeSimulator,
+) -> None:
+    """A paced simulator that cannot keep up with its rate keeps serving frames instead of
+    generating ticks forever without letting its connections write."""
+    sim = await make_simulator(markets=5, event_rate=1e6)
+    market = sim.markets()[0]
+    received = 0
+    # A short close timeout: the server's outbox is deep, its close reply comes late.
+    async with connect(sim.ws_url, close_timeout=0.1) as ws:
+        await ws.send(encode_subscribe(list(market.token_ids)))
+        async with asyncio.timeout(10):
+            while received < 200:
+                await ws.recv()
+                received += 1
+    assert received == 200

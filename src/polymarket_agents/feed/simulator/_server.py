@@ -662,12 +662,18 @@ class MarketSimulator:
                     continue  # paused while asleep: generate nothing more
                 now = loop.time()
             frames = []
-            while next_at <= now:
+            due = 0
+            while next_at <= now and due < _UNPACED_CHUNK:
                 self._collect(frames, self.universe.step(now))
                 next_at += arrivals.expovariate(rate)
+                due += 1
             for events in frames:
                 self._broadcast(events)
             self._shed_slow_connections()
+            if next_at <= loop.time():
+                # Behind schedule: let the connections write before catching up, or a
+                # simulator slower than its rate would never yield to them again.
+                await asyncio.sleep(0)
 
     def _collect(self, frames: list[list[MarketEvent]], events: list[MarketEvent]) -> None:
         self.ticks += 1
