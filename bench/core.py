@@ -241,22 +241,27 @@ async def _succeed() -> int:
     return 1
 
 
-def run_success(kind: str, n: int) -> dict[str, float]:
+def run_success(n: int, rounds: int = 15) -> dict[str, float]:
+    """Per-call µs of each kind, interleaved in rounds so that they share the machine's noise."""
+
     async def main() -> dict[str, float]:
         create = asyncio.create_task
-        if kind == "bare":
+        timings: dict[str, list[float]] = {"bare": [], "coroutine": [], "factory": []}
+        for _ in range(rounds):
             t0 = time.perf_counter()
             for _ in range(n):
                 await create(_succeed())
-        elif kind == "robust_coroutine":
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             for _ in range(n):
                 await create(robust_task("s", _succeed()))
-        else:
-            t0 = time.perf_counter()
+            t2 = time.perf_counter()
             for _ in range(n):
                 await create(robust_task("s", _succeed))
-        return {"per_call_us": (time.perf_counter() - t0) / n * 1e6}
+            t3 = time.perf_counter()
+            timings["bare"].append((t1 - t0) / n * 1e6)
+            timings["coroutine"].append((t2 - t1) / n * 1e6)
+            timings["factory"].append((t3 - t2) / n * 1e6)
+        return {kind: statistics.median(values) for kind, values in timings.items()}
 
     return asyncio.run(main())
 
@@ -273,7 +278,7 @@ def child(argv: list[str]) -> None:
     elif what == "restarts":
         result = run_restarts(args[0], int(args[1]))
     else:
-        result = run_success(args[0], int(args[1]))
+        result = run_success(int(args[0]))
     print(json.dumps(result))
 
 
@@ -351,13 +356,14 @@ def main() -> None:
         print(f"  {kind:<12} {rate:>10,.0f}/s  {rate / floor:>5.2f}x floor")
     print()
     print("Success path: await create_task(robust_task(...)) vs await create_task(work())")
-    bare_us = measure(["success", "bare", "100000"], runs)["per_call_us"]
+    success = measure(["success", "10000"], runs)
+    bare_us = success["bare"]
     print(f"  {'bare':<28} {bare_us:>6.2f} µs")
     for kind, label in (
-        ("robust_coroutine", "robust_task(coroutine)"),
-        ("robust_factory", "robust_task(factory)"),
+        ("coroutine", "robust_task(coroutine)"),
+        ("factory", "robust_task(factory)"),
     ):
-        us = measure(["success", kind, "100000"], runs)["per_call_us"]
+        us = success[kind]
         print(f"  {label:<28} {us:>6.2f} µs  {us - bare_us:>+5.2f} µs  {us / bare_us:.2f}x")
 
 

@@ -360,3 +360,12 @@ def test_work_of_the_wrong_type_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match="work must be a coroutine object"):
         asyncio.run(main())
+
+
+async def test_negative_backoff_is_rejected_before_the_work_runs() -> None:
+    """A bad backoff_seconds raises ConfigurationError at once, not at the first failure."""
+    from polymarket_agents.core.async_utils import ConfigurationError
+
+    work = failing(0)
+    with pytest.raises(ConfigurationError, match="backoff_seconds must be >= 0"):
+        await robust_task("w", work, backoff_seconds=-1)

@@ -761,7 +761,14 @@ class PaperBroker:
             error = self._all_or_none(orders, order_type)
         if error:
             status = REJECTED if invalid else UNMATCHED
-            self._logger.warning("signal %s not placed: %s", analysis.signal_id, error)
+            # An invalid order is a strategy bug; a book or a balance that cannot fill it
+            # is business as usual, and frequent once the cash is tied up in positions.
+            self._logger.log(
+                logging.WARNING if invalid else logging.INFO,
+                "signal %s not placed: %s",
+                analysis.signal_id,
+                error,
+            )
             now_ms = _ms(self._now)
             responses: list[OrderResponse] = []
             rows: list[object] = []

@@ -72,6 +72,17 @@ class Attempts(WorkSource):
     ) -> None:
         # Not super().__init__(): one call less per supervised task start.
         self.set_work(work, restartable)
+        self.configure(name, policy, restart_on_failure, logger, now)
+
+    def configure(
+        self,
+        name: str,
+        policy: RestartPolicy,
+        restart_on_failure: bool,
+        logger: logging.Logger,
+        now: Callable[[], datetime],
+    ) -> None:
+        """Set everything but the work; ``robust_task`` defers this to the first failure."""
         self.name = name
         self.policy = policy
         self.restart_on_failure = restart_on_failure
@@ -206,15 +217,12 @@ async def robust_task(
         TypeError: If ``work`` is neither a coroutine object nor callable.
         ConfigurationError: If ``backoff_seconds`` is negative.
     """
-    attempts = Attempts(
-        name,
-        work,
-        resolve_policy(policy, backoff_seconds),
-        restart_on_failure,
-        logger or _logger,
-        now,
-        restartable=restart_on_failure,
-    )
+    # Work that succeeds at once needs no bookkeeping: only what re-creating it would need is
+    # taken now (WorkSource.set_work); counters, policy and logger wait for a first failure.
+    attempts = Attempts.__new__(Attempts)
+    attempts.set_work(work, restart_on_failure)
+    configured = False
+    policy = resolve_policy(policy, backoff_seconds)  # raises on a bad backoff_seconds now
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     # Cancellation requests already pending when we start belong to our caller's past.
@@ -223,12 +231,26 @@ async def robust_task(
         while True:
             started = loop.time()
             try:
-                return await attempts.next()  # type: ignore[no-any-return]
+                awaitable = attempts.first
+                if awaitable is not None:
+                    attempts.first = None
+                else:
+                    awaitable = attempts.next()
+                return await awaitable  # type: ignore[no-any-return]
             except Exception as exc:
                 if task is not None and task.cancelling() > base_cancelling:
                     # The work turned our cancellation into another error while cleaning
                     # up; the cancellation still wins, or asyncio.timeout() would hang.
                     raise asyncio.CancelledError() from exc
+                if not configured:
+                    attempts.configure(
+                        name,
+                        policy,
+                        restart_on_failure,
+                        logger or _logger,
+                        now,
+                    )
+                    configured = True
                 clock = loop.time()
                 delay = attempts.on_failure(exc, clock - started, clock)
                 if delay is None:
@@ -237,4 +259,5 @@ async def robust_task(
             await asyncio.sleep(delay)
             attempts.restarts += 1
     finally:
-        attempts.close()
+        if attempts.first is not None:
+            attempts.close()
