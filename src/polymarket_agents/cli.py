@@ -41,8 +41,8 @@ _logger = logging.getLogger("polymarket_agents.service")
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    """The parser; the ``run`` options are only built for ``run`` (``health`` and ``status``
-    stay quick to start, as a container health check wants)."""
+    """The parser; the ``run`` and ``simulate`` options are only built for their command
+    (``health`` and ``status`` stay quick to start, as a container health check wants)."""
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="Market agents on a Polymarket-format feed, with health, metrics and a "
@@ -66,7 +66,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         description="A local Polymarket market channel (ws://HOST:PORT/ws/market) and Gamma "
         "listing (http://HOST:PORT/markets), as python -m polymarket_agents.feed.simulator.",
     )
-    _simulator_options(sim)
+    if command == "simulate":
+        _simulator_options(sim)
 
     health = commands.add_parser(
         "health",
@@ -110,35 +111,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulator_options(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m polymarket_agents.feed.simulator``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0: any (8765)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--markets", type=int, default=5, help="binary markets (5)")
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=5.0,
-        help="ticks per second (5); 0: as fast as the slowest subscriber reads",
-    )
-    parser.add_argument(
-        "--batch-probability",
-        type=float,
-        default=0.1,
-        help="probability that a tick shares the previous tick's array frame (0.1)",
-    )
-    parser.add_argument(
-        "--dislocation-rate", type=float, default=0.0, help="complement dislocations per tick"
-    )
-    faults = parser.add_argument_group("faults (all off by default)")
-    faults.add_argument("--drop-every", type=float, metavar="SECONDS")
-    faults.add_argument("--abort-every", type=float, metavar="SECONDS")
-    faults.add_argument("--freeze-after", type=float, metavar="SECONDS")
-    faults.add_argument("--stop-pong-after", type=float, metavar="SECONDS")
-    faults.add_argument("--malformed-rate", type=float, default=0.0, metavar="P")
-    faults.add_argument("--oversized-rate", type=float, default=0.0, metavar="P")
-    faults.add_argument("--legacy-price-change", action="store_true")
-    faults.add_argument("--send-delay", type=float, default=0.0, metavar="SECONDS")
+    """The options of ``python -m polymarket_agents.feed.simulator``, and a log level."""
+    from polymarket_agents.feed.simulator import add_simulator_arguments
+
+    add_simulator_arguments(parser)
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
 
 
@@ -222,31 +198,14 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from polymarket_agents.feed.simulator import FaultPlan, MarketSimulator, run_simulator
+    from polymarket_agents.feed.simulator import announce, run_simulator, simulator_options
 
     try:
-        faults = FaultPlan(
-            drop_every=args.drop_every,
-            abort_every=args.abort_every,
-            freeze_after=args.freeze_after,
-            stop_pong_after=args.stop_pong_after,
-            malformed_rate=args.malformed_rate,
-            oversized_rate=args.oversized_rate,
-            legacy_price_change=args.legacy_price_change,
-            send_delay=args.send_delay,
-        )
-    except ValueError as exc:
-        print(f"{_PROG} simulate: error: {exc}", file=sys.stderr)
-        return 2
-    try:
+        options = simulator_options(args)
         _configure_logging(args.log_level.upper(), "text")
     except ValueError as exc:
         print(f"{_PROG} simulate: error: {exc}", file=sys.stderr)
         return 2
-
-    def ready(simulator: MarketSimulator) -> None:
-        print(f"market channel: {simulator.ws_url}", flush=True)
-        print(f"gamma listing:  {simulator.http_url}/markets", flush=True)
 
     async def serve() -> None:
         task = asyncio.current_task()
@@ -255,17 +214,7 @@ def _simulate(args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)
         try:
-            await run_simulator(
-                args.host,
-                args.port,
-                ready=ready,
-                seed=args.seed,
-                markets=args.markets,
-                event_rate=args.rate or None,
-                batch_probability=args.batch_probability,
-                dislocation_rate=args.dislocation_rate,
-                faults=faults,
-            )
+            await run_simulator(ready=announce, **options)
         except asyncio.CancelledError:
             _logger.info("simulator stopped")
 

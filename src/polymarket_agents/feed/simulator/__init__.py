@@ -15,6 +15,7 @@ OPERATION``) over a seeded universe of binary markets, serves the same universe 
 From a shell: ``python -m polymarket_agents.feed.simulator --port 8765``.
 """
 
+from ._cli import add_simulator_arguments, announce, simulator_options
 from ._faults import FaultPlan, MalformedKind
 from ._server import ConnectionStats, MarketSimulator, run_simulator, running_simulator
 from ._universe import SimMarket, Universe
@@ -26,6 +27,9 @@ __all__ = [
     "MarketSimulator",
     "SimMarket",
     "Universe",
+    "add_simulator_arguments",
+    "announce",
     "run_simulator",
     "running_simulator",
+    "simulator_options",
 ]

@@ -11,8 +11,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from ._faults import FaultPlan
-from ._server import MarketSimulator, run_simulator
+from ._cli import add_simulator_arguments, announce, simulator_options
+from ._server import run_simulator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,34 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         description="A local Polymarket market channel (ws://HOST:PORT/ws/market) and Gamma "
         "listing (http://HOST:PORT/markets).",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0: any (8765)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--markets", type=int, default=5, help="binary markets (5)")
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=5.0,
-        help="ticks per second (5); 0: as fast as the slowest subscriber reads",
-    )
-    parser.add_argument(
-        "--batch-probability",
-        type=float,
-        default=0.1,
-        help="probability that a tick shares the previous tick's array frame (0.1)",
-    )
-    parser.add_argument(
-        "--dislocation-rate", type=float, default=0.0, help="complement dislocations per tick"
-    )
-    faults = parser.add_argument_group("faults (all off by default)")
-    faults.add_argument("--drop-every", type=float, metavar="SECONDS")
-    faults.add_argument("--abort-every", type=float, metavar="SECONDS")
-    faults.add_argument("--freeze-after", type=float, metavar="SECONDS")
-    faults.add_argument("--stop-pong-after", type=float, metavar="SECONDS")
-    faults.add_argument("--malformed-rate", type=float, default=0.0, metavar="P")
-    faults.add_argument("--oversized-rate", type=float, default=0.0, metavar="P")
-    faults.add_argument("--legacy-price-change", action="store_true")
-    faults.add_argument("--send-delay", type=float, default=0.0, metavar="SECONDS")
+    add_simulator_arguments(parser)
     return parser
 
 
@@ -64,37 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        faults = FaultPlan(
-            drop_every=args.drop_every,
-            abort_every=args.abort_every,
-            freeze_after=args.freeze_after,
-            stop_pong_after=args.stop_pong_after,
-            malformed_rate=args.malformed_rate,
-            oversized_rate=args.oversized_rate,
-            legacy_price_change=args.legacy_price_change,
-            send_delay=args.send_delay,
-        )
+        options = simulator_options(args)
     except ValueError as exc:
         parser.error(str(exc))
-
-    def ready(simulator: MarketSimulator) -> None:
-        print(f"market channel: {simulator.ws_url}", flush=True)
-        print(f"gamma listing:  {simulator.http_url}/markets", flush=True)
-
     try:
-        asyncio.run(
-            run_simulator(
-                args.host,
-                args.port,
-                ready=ready,
-                seed=args.seed,
-                markets=args.markets,
-                event_rate=args.rate or None,
-                batch_probability=args.batch_probability,
-                dislocation_rate=args.dislocation_rate,
-                faults=faults,
-            )
-        )
+        asyncio.run(run_simulator(ready=announce, **options))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
