@@ -33,7 +33,6 @@ import gc
 import json
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from typing import Any
 import aiosqlite
 from websockets.asyncio.client import connect
 
+from _harness import median_of_runs
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import instant_policy
 from polymarket_agents.feed import MarketInfo, encode_subscribe, fetch_markets
@@ -379,16 +379,7 @@ def child(argv: list[str]) -> None:
 
 def measure(args: list[str], runs: int) -> dict[str, float]:
     """Median of each figure over ``runs`` fresh subprocesses."""
-    results = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+    return median_of_runs(__file__, args, runs)
 
 
 _CONFIGS = (

@@ -22,13 +22,13 @@ import gc
 import json
 import logging
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from _harness import median_of_runs
 from polymarket_agents.core.async_utils import (
     LOGGER_NAME,
     TaskSupervisor,
@@ -284,16 +284,7 @@ def child(argv: list[str]) -> None:
 
 def measure(args: list[str], runs: int) -> dict[str, float]:
     """Median of each figure over ``runs`` fresh subprocesses."""
-    results = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+    return median_of_runs(__file__, args, runs)
 
 
 def have(module: str) -> bool:
