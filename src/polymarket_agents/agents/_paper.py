@@ -784,7 +784,7 @@ class PaperBroker:
             responses.append(response)
             rows.extend(order_rows)
         self._logger.info(
-            "signal %s (edge %s): %s",
+            "signal %s (edge %.4f): %s",
             analysis.signal_id,
             analysis.edge,
             ", ".join(f"{r['status']} {r['takingAmount']}" for r in responses),
