@@ -151,6 +151,13 @@ def test_library_transport_errors_are_recoverable() -> None:
     assert classify_error(ConnectionClosedError(None, None)) is ErrorClass.RECOVERABLE
 
 
+def test_a_malformed_websocket_url_is_fatal() -> None:
+    """websockets' InvalidURI cannot be fixed by retrying."""
+    from websockets.exceptions import InvalidURI
+
+    assert classify_error(InvalidURI("htp://x", "scheme isn't ws or wss")) is ErrorClass.FATAL
+
+
 def test_error_classes_are_configurable() -> None:
     """recoverable/fatal tuples and a classify callable replace the defaults."""
     policy = RestartPolicy(recoverable=(_Custom,), fatal=(RuntimeError,))

@@ -57,6 +57,9 @@ _LIBRARY_TRANSIENT: tuple[tuple[str, str], ...] = (
     ("httpx", "TransportError"),
 )
 
+# Errors of those libraries that no retry can fix: a malformed URL stays malformed.
+_LIBRARY_FATAL: tuple[tuple[str, str], ...] = (("websockets.exceptions", "InvalidURI"),)
+
 # sqlite3.OperationalError messages that go away by themselves (another writer holds a lock).
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 
@@ -76,7 +79,12 @@ def _is_transient(exc: BaseException) -> bool:
     # socket.gaierror: a failed DNS lookup is a network blip for a long-running service.
     if type(exc).__name__ == "gaierror" and isinstance(exc, OSError):
         return True
-    for module_name, class_name in _LIBRARY_TRANSIENT:
+    return _is_library_error(exc, _LIBRARY_TRANSIENT)
+
+
+def _is_library_error(exc: BaseException, names: tuple[tuple[str, str], ...]) -> bool:
+    """Whether ``exc`` is one of the named classes of libraries that are already imported."""
+    for module_name, class_name in names:
         module = sys.modules.get(module_name)
         if module is None:
             continue
@@ -106,7 +114,7 @@ def classify_error(
     websockets' ``ConnectionClosed`` / ``InvalidHandshake``, aiohttp's
     ``ClientConnectionError``, httpx's ``TransportError``                 RECOVERABLE
     an instance of ``fatal`` (default ``ValueError``, ``KeyError``,
-    hence :class:`ConfigurationError`)                                    FATAL
+    hence :class:`ConfigurationError`); websockets' ``InvalidURI``        FATAL
     any other ``Exception``                                               UNEXPECTED
     ====================================================================  ===============
 
@@ -135,7 +143,7 @@ def classify_error(
         return ErrorClass.UNEXPECTED
     if isinstance(exc, recoverable) or _is_transient(exc):
         return ErrorClass.RECOVERABLE
-    if isinstance(exc, fatal):
+    if isinstance(exc, fatal) or _is_library_error(exc, _LIBRARY_FATAL):
         return ErrorClass.FATAL
     return ErrorClass.UNEXPECTED
 
