@@ -1,16 +1,33 @@
 # The market agents as a service: `docker compose up` (see docker-compose.yml).
+# Two stages: uv installs exactly what uv.lock pins into /app/.venv, and the runtime image takes
+# only that environment (no uv, no build tools).
+FROM python:3.12-slim AS build
+
+ENV UV_VERSION=0.13.9 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN pip install "uv==${UV_VERSION}"
+WORKDIR /app
+# Dependencies first, so that a change to src/ reuses this layer.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-dev --no-install-project
+COPY src ./src
+RUN uv sync --locked --no-dev --no-editable
+
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PATH=/app/.venv/bin:$PATH
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY src ./src
-RUN pip install . \
- && useradd --system --uid 10001 --create-home --home-dir /home/agents agents \
+COPY --from=build /app/.venv /app/.venv
+RUN useradd --system --uid 10001 --create-home --home-dir /home/agents agents \
  && mkdir -p /app/data \
  && chown agents:agents /app/data
 

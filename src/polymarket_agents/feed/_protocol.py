@@ -155,7 +155,9 @@ class FrameDecoder:
             return self._decode_slowly(frame)
         except _DECODE_ERRORS as exc:
             raise InvalidMessage(frame, _reason(exc)) from None
-        if type(result) is list:
+        # isinstance, not `type(...) is list`: mypy narrows the union only through isinstance
+        # (msgspec 0.23 types the decoder as the union; 0.22 as Any).
+        if isinstance(result, list):
             return result
         return [result]
 
