@@ -35,6 +35,7 @@ from websockets.asyncio.client import connect
 from _harness import median_of_runs
 from polymarket_agents.core.async_utils import instant_policy
 from polymarket_agents.feed import (
+    Book,
     BookSet,
     FrameDecoder,
     MarketFeed,
@@ -88,8 +89,10 @@ def run_decode(path: Path, rounds: int = 5) -> dict[str, float]:
     """
     frames = _load(path)
     decoder = FrameDecoder()
-    assets = [event.asset_id for event in decoder.decode(frames[0])]  # type: ignore[union-attr]
-    events = sum(len(decoder.decode(frame)) for frame in frames)  # type: ignore[arg-type]
+    first = decoder.decode(frames[0])
+    assert isinstance(first, list)
+    assets = [event.asset_id for event in first if isinstance(event, Book)]
+    events = sum(len(decoder.decode(frame)) for frame in frames)
 
     def floor() -> None:
         loads = json.loads

@@ -41,7 +41,9 @@ from polymarket_agents.storage import (
 )
 
 if TYPE_CHECKING:
-    from conftest import LogWatch  # the fixture's type; conftest is not importable at run time
+    from tests.agents.conftest import (
+        LogWatch,  # the fixture's type; conftest is not importable at run time
+    )
 
 D = Decimal
 Start = Callable[[IngestionWorker], Awaitable[asyncio.Task[None]]]

@@ -173,11 +173,12 @@ async def test_restarting_monitors_mid_stream_stores_nothing_twice(
     await wait_ready(runtime)
     restarts = 0
     for name, monitor in runtime.monitors.items():
+        # Each wait ends within its iteration, so the lambdas see this iteration's values.
         events = runtime.stats().events
-        await eventually(lambda events=events: runtime.stats().events >= events + 100)
+        await eventually(lambda: runtime.stats().events >= events + 100)  # noqa: B023
         await runtime.supervisor.restart_task(name)
         restarts += 1
-        await eventually(lambda monitor=monitor: monitor.stats.synced)
+        await eventually(lambda: monitor.stats.synced)  # noqa: B023
     await eventually(lambda: runtime.stats().events >= 800)
     await runtime.stop()
     await assert_stored_exactly_once(runtime, tally, tmp_path / "agents.sqlite")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -86,7 +87,7 @@ async def test_status_is_restarting_during_backoff() -> None:
     async with TaskSupervisor(policy=EXACT) as supervisor:
         await supervisor.start_task("t", lambda: _raise(ConnectionError("x")))
         await asyncio.sleep(1)
-        assert supervisor.get_metrics()["t"]["status"] == TaskStatus.RESTARTING
+        assert TaskStatus(supervisor.get_metrics()["t"]["status"]) is TaskStatus.RESTARTING
         assert supervisor.get_metrics()["t"]["status"] == "restarting"
 
 
@@ -110,7 +111,8 @@ async def test_starting_a_running_name_is_a_clear_error() -> None:
         coro = asyncio.sleep(1)
         with pytest.raises(TaskAlreadyRunningError, match="task 't' is already running"):
             await supervisor.start_task("t", coro)
-        assert coro.cr_frame is None  # closed, so it does not warn about never being awaited
+        # Closed, so it does not warn about never being awaited.
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
 
 async def test_unknown_names_raise_unknown_task_error() -> None:
@@ -216,8 +218,8 @@ async def test_stop_all_returns_when_a_task_swallows_cancellation(
     assert stuck == ["stubborn"]
     assert "'stubborn'" in caplog.records[-1].getMessage()
     metrics = supervisor.get_metrics()
-    assert metrics["stubborn"]["outcome"] == TaskOutcome.UNRESPONSIVE
-    assert metrics["polite"]["outcome"] == TaskOutcome.CANCELLED
+    assert TaskOutcome(metrics["stubborn"]["outcome"]) is TaskOutcome.UNRESPONSIVE
+    assert TaskOutcome(metrics["polite"]["outcome"]) is TaskOutcome.CANCELLED
     # A second stop_all cancels it again; this time it gives in.
     assert await supervisor.stop_all(timeout=2) == []
     assert supervisor.get_metrics()["stubborn"]["status"] == "stopped"

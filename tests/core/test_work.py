@@ -120,7 +120,7 @@ async def test_started_coroutine_cannot_restart_and_log_says_pass_a_factory(
     coro.send(None)
     gate.set()
     with caplog.at_level(logging.ERROR, LOGGER_NAME):
-        assert await robust_task("w", coro) is None
+        await robust_task("w", coro)  # returns, and does not restart
     message = caplog.records[-1].getMessage()
     assert "had already started" in message
     assert "pass a zero-argument factory" in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -249,7 +250,7 @@ async def test_without_custom_features_none_arrive(make_simulator: MakeSimulator
         ("ws://127.0.0.1:1/ws/market", {"silence_timeout": -1.0}),
     ],
 )
-def test_invalid_settings_are_configuration_errors(url: str, options: dict[str, float]) -> None:
+def test_invalid_settings_are_configuration_errors(url: str, options: dict[str, Any]) -> None:
     """A bad URL or a non-positive interval is a ConfigurationError at construction."""
     with pytest.raises(ConfigurationError):
         MarketFeed(url, **options)

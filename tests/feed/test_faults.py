@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -164,7 +165,7 @@ async def test_a_corrupted_book_is_resynced_on_the_same_connection(
         book = feed.books[market.yes_token]
         bid = book.best_bid
         assert bid is not None
-        book.set_level("BUY", bid, 0)  # corrupt the local top behind the feed's back
+        book.set_level("BUY", bid, Decimal(0))  # corrupt the local top behind the feed's back
         await run_until(feed, lambda: feed.stats.resyncs >= 1 and feed.stats.ready)
         await settle(sim, feed)
         assert_books_match(sim, feed)

@@ -37,7 +37,7 @@ NO = "52114319501245915516055106046884209969926127482827954674443846427813813222
 MARKET = "0x5f65177b394277fd294cd75650044e32ba009a95022d88a0c1d565897d72f8f1"
 
 # The documented examples (POLYMARKET.md section 4), verbatim.
-DOC_BOOK = {
+DOC_BOOK: dict[str, Any] = {
     "event_type": "book",
     "asset_id": YES,
     "market": MARKET,
@@ -54,7 +54,7 @@ DOC_BOOK = {
     "timestamp": "123456789000",
     "hash": "0x0....",
 }
-DOC_PRICE_CHANGE = {
+DOC_PRICE_CHANGE: dict[str, Any] = {
     "market": MARKET,
     "price_changes": [
         {
@@ -79,7 +79,7 @@ DOC_PRICE_CHANGE = {
     "timestamp": "1757908892351",
     "event_type": "price_change",
 }
-DOC_LEGACY = {
+DOC_LEGACY: dict[str, Any] = {
     "asset_id": YES,
     "changes": [{"price": "0.4", "side": "SELL", "size": "3300"}],
     "event_type": "price_change",
@@ -87,7 +87,7 @@ DOC_LEGACY = {
     "timestamp": "1729084877448",
     "hash": "3cd4d61e042c81560c9037ece0c61f3b1a8fbbdd",
 }
-DOC_TICK = {
+DOC_TICK: dict[str, Any] = {
     "event_type": "tick_size_change",
     "asset_id": YES,
     "market": MARKET,
@@ -95,7 +95,7 @@ DOC_TICK = {
     "new_tick_size": "0.001",
     "timestamp": "100000000",
 }
-DOC_TRADE = {
+DOC_TRADE: dict[str, Any] = {
     "asset_id": YES,
     "event_type": "last_trade_price",
     "fee_rate_bps": "0",
@@ -106,7 +106,7 @@ DOC_TRADE = {
     "timestamp": "1750428146322",
     "transaction_hash": "0x" + "ab" * 32,
 }
-DOC_BBA = {
+DOC_BBA: dict[str, Any] = {
     "event_type": "best_bid_ask",
     "market": MARKET,
     "asset_id": YES,
@@ -115,7 +115,7 @@ DOC_BBA = {
     "spread": "0.04",
     "timestamp": "1766789469958",
 }
-DOC_RESOLVED = {
+DOC_RESOLVED: dict[str, Any] = {
     "id": "1031769",
     "question": "Will NVIDIA (NVDA) close above $240 end of January?",
     "market": MARKET,
@@ -236,7 +236,7 @@ def test_extra_fields_and_legacy_side_names_are_accepted(decoder: FrameDecoder) 
 
 
 def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    copy = json.loads(json.dumps(base))
+    copy: dict[str, Any] = json.loads(json.dumps(base))
     copy.update(changes)
     return copy
 
@@ -291,7 +291,9 @@ def test_number_caches_stay_bounded(decoder: FrameDecoder) -> None:
         trades = [_with(DOC_TRADE, size=f"{n}.5") for n in range(start, start + 500)]
         decoder.decode(json.dumps(trades))
     assert 0 < len(messages._SIZES) <= limit
-    assert decoder.decode(frame(_with(DOC_TRADE, size="1.5")))[0].size == Decimal("1.5")
+    [trade] = decoder.decode(frame(_with(DOC_TRADE, size="1.5")))
+    assert isinstance(trade, LastTradePrice)
+    assert trade.size == Decimal("1.5")
 
 
 def test_oversized_frames_are_rejected_unparsed() -> None:
@@ -306,6 +308,7 @@ def test_oversized_frames_are_rejected_unparsed() -> None:
 def test_encoded_events_decode_to_equal_events(decoder: FrameDecoder) -> None:
     """encode_events and decode are inverses, for one event and for arrays."""
     events = decoder.decode(frame(DOC_BOOK, DOC_PRICE_CHANGE, DOC_TRADE, DOC_TICK, DOC_BBA))
+    assert isinstance(events, list)
     assert decoder.decode(encode_events(events)) == events
     assert decoder.decode(encode_events(events[1])) == [events[1]]
 
