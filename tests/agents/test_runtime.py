@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -114,13 +115,18 @@ async def test_a_failing_alert_hook_is_logged_and_the_check_goes_on(
 async def test_a_healthy_runtime_reports_no_problems(
     make_simulator: MakeSimulator, make_runtime: MakeRuntime
 ) -> None:
-    """With every task running, a health check finds nothing and is ready."""
+    """With every task running, a health check finds nothing and is ready, until another
+    part holds a reason in readiness_checks (and again once it clears it)."""
     sim = await make_simulator(markets=2, event_rate=100.0)
     runtime = await make_runtime(sim)
     await wait_ready(runtime)
     assert await runtime.check_health() == []
     assert runtime.readiness() == (True, [])
     assert set(runtime.supervisor) == {INGESTION_TASK, HEALTH_TASK, *runtime.monitors}
+    runtime.readiness_checks.set_reason("database", "database file x.sqlite vanished")
+    assert runtime.readiness() == (False, ["database file x.sqlite vanished"])
+    runtime.readiness_checks.clear_reason("database")
+    assert runtime.readiness() == (True, [])
 
 
 async def test_readiness_says_why_not(
@@ -139,6 +145,58 @@ async def test_readiness_says_why_not(
     await wait_ready(runtime)
     await runtime.stop()
     assert runtime.readiness() == (False, ["the agents are not running"])
+
+
+async def test_a_silent_feed_is_not_ready_though_pongs_arrive(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """Past ready_silence without market data on any connection, readiness says the feed is
+    silent while the connections stay open and PONGs keep coming; data brings it back."""
+    sim = await make_simulator(markets=2, event_rate=200.0)
+    runtime = await make_runtime(sim, config=fast_config(ready_silence=0.3, silence_timeout=30.0))
+    await wait_ready(runtime)
+    await sim.pause()
+    feeds = [m.feed for m in runtime.monitors.values() if m.feed is not None]
+    pongs = sum(feed.stats.pongs for feed in feeds)
+    await eventually(lambda: any(r.startswith("feed silent") for r in runtime.readiness()[1]))
+    ready, reasons = runtime.readiness()
+    assert not ready
+    assert len(reasons) == 1
+    assert reasons[0].startswith("feed silent: no market data for 0.")
+    assert reasons[0].endswith("on any of 2 open connection(s) (limit 0.3 s)")
+    assert all(feed.connected for feed in feeds)
+    await eventually(lambda: sum(feed.stats.pongs for feed in feeds) > pongs)
+    sim.resume()
+    await wait_ready(runtime)
+
+
+async def test_failing_writes_are_not_ready_within_the_stall_limit(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
+) -> None:
+    """A batch that cannot be stored (another connection holds the write lock) makes the
+    runtime not ready once it has waited ready_write_stall, naming the error, well before
+    the queue fills; ready again once the lock goes and the batch is stored."""
+    sim = await make_simulator(markets=1, event_rate=100.0)
+    path = tmp_path / "locked.sqlite"
+    config = fast_config(ready_write_stall=0.3, busy_timeout=0.02)
+    runtime = await make_runtime(sim, config=config, store_path=path)
+    await wait_ready(runtime)
+    blocker = sqlite3.connect(path, timeout=5)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        locked = asyncio.get_running_loop().time()
+        await eventually(lambda: not runtime.readiness()[0])
+        assert asyncio.get_running_loop().time() - locked < 2.0
+        (reason,) = runtime.readiness()[1]
+        assert reason.startswith("ingestion: a batch has waited 0.")
+        assert "s to be stored (writes failing: " in reason
+        assert "locked" in reason
+        assert runtime.stats().queue_depth < 0.9 * runtime.queue.maxsize
+    finally:
+        blocker.rollback()
+        blocker.close()
+    await wait_ready(runtime)
+    assert runtime.worker.writing_error is None
 
 
 async def test_stop_closes_sockets_drains_the_queue_and_is_idempotent(
@@ -250,6 +308,8 @@ async def test_unknown_market_ids_are_refused(make_simulator: MakeSimulator) -> 
         {"edge_threshold": Decimal(-1)},
         {"silence_timeout": 0},
         {"max_notional": Decimal(0)},
+        {"ready_silence": 0},
+        {"ready_write_stall": 0},
     ],
 )
 def test_invalid_settings_are_refused(changes: dict[str, object]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from polymarket_agents.core.async_utils import ConfigurationError
@@ -111,3 +113,36 @@ async def test_an_unreachable_listing_fails_start_up_with_a_hint(tmp_path: Path)
     assert summary.failure is not None
     assert summary.failure.startswith(f"cannot list markets at http://127.0.0.1:{port}/markets")
     assert not (tmp_path / "none.sqlite").exists()
+
+
+async def test_readyz_and_status_carry_a_reason_any_part_holds(tmp_path: Path) -> None:
+    """A reason held in the service's readiness checks makes /readyz 503 and /status say
+    why, next to the agents' own; clearing it makes the service ready again."""
+    config = ServiceConfig(http_port=0, db_path=tmp_path / "ready.sqlite", market_count=2)
+    service = Service(config, install_signal_handlers=False)
+    task = asyncio.create_task(service.run())
+    state = service.state
+    try:
+        async with asyncio.timeout(20):
+            while not state.readiness()[0]:
+                assert not task.done()
+                await asyncio.sleep(0.02)
+        assert state.http_url is not None
+        state.readiness_checks.set_reason("backup", "a backup holds the database")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{state.http_url}/readyz") as response:
+                assert response.status == 503
+                assert await response.json() == {
+                    "ready": False,
+                    "reasons": ["a backup holds the database"],
+                }
+            async with session.get(f"{state.http_url}/status") as response:
+                status = await response.json()
+            assert (status["ready"], status["reasons"]) == (False, ["a backup holds the database"])
+            state.readiness_checks.clear_reason("backup")
+            async with session.get(f"{state.http_url}/readyz") as response:
+                assert response.status == 200
+    finally:
+        service.supervisor.signal_shutdown()
+        summary = await task
+    assert summary.exit_code == 0, summary.failure

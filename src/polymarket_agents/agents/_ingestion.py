@@ -209,6 +209,8 @@ class IngestionWorker:
         "_running",
         "_store",
         "_wake",
+        "_writing_error",
+        "_writing_since",
         "_written",
         "_written_by_table",
     )
@@ -261,6 +263,8 @@ class IngestionWorker:
         self._last_error: str | None = None
         self._written_by_table: Counter[str] = Counter()
         self._duplicates_by_table: Counter[str] = Counter()
+        self._writing_since: float | None = None
+        self._writing_error: str | None = None
 
     def __repr__(self) -> str:
         state = "running" if self._running else "idle"
@@ -289,6 +293,18 @@ class IngestionWorker:
             written_by_table=dict(self._written_by_table),
             duplicates_by_table=dict(self._duplicates_by_table),
         )
+
+    @property
+    def writing_since(self) -> float | None:
+        """Loop time of the first attempt to write the batch in hand, while it is not stored
+        yet (attempts failing, or one waiting on a lock); None between batches."""
+        return self._writing_since
+
+    @property
+    def writing_error(self) -> str | None:
+        """The last error writing the batch in hand, as ``"Type: message"``; None if its
+        attempts have not failed (or between batches)."""
+        return self._writing_error
 
     async def run(self) -> NoReturn:
         """Store what arrives on the queue until cancelled; then drain, close and re-raise.
@@ -368,7 +384,7 @@ class IngestionWorker:
         """Write the batch in hand, retrying until it is stored; then mark its items done."""
         rows = self._rows
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._writing_since = loop.time()
         failures = 0
         while True:
             try:
@@ -377,10 +393,11 @@ class IngestionWorker:
             except Exception as exc:
                 failures += 1
                 self._retries += 1
-                self._last_error = _describe(exc)
+                self._last_error = self._writing_error = _describe(exc)
                 delay = self._retry_delay(exc, failures, len(rows))
             # Waiting outside the except block lets the error and its traceback go now.
             await self._pause(delay)
+        self._writing_since = self._writing_error = None
         self._account(result, len(rows), loop.time() - started)
         items, self._pending_items, self._rows = self._pending_items, 0, []
         self._items += items

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from polymarket_agents.core.async_utils import (
     ConfigurationError,
+    Readiness,
     RestartPolicy,
     TaskMetrics,
     TaskSupervisor,
@@ -100,6 +101,10 @@ class AgentsConfig:
         open_timeout: Seconds allowed for a websocket handshake.
         close_timeout: Seconds allowed for a websocket closing handshake.
         handoff_timeout: Seconds a stopping monitor still waits to queue rows in hand.
+        ready_silence: Seconds without market data on every open feed connection before
+            readiness says the feed is silent (PONGs do not count); None: never.
+        ready_write_stall: Seconds a batch may wait to be stored (attempts failing, or one
+            waiting on a lock) before readiness says writes are failing.
 
     Raises:
         ConfigurationError: On a negative or zero interval, size or threshold.
@@ -128,10 +133,13 @@ class AgentsConfig:
     open_timeout: float = 10.0
     close_timeout: float = 2.0
     handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT
+    ready_silence: float | None = 30.0
+    ready_write_stall: float = 2.0
 
     def __post_init__(self) -> None:
         positive: tuple[str, ...] = ("health_interval", "queue_size", "batch_size", "ping_interval")
         positive += ("pong_timeout", "resync_timeout", "open_timeout", "close_timeout")
+        positive += ("ready_write_stall",)
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be > 0, not {getattr(self, name)!r}")
@@ -141,7 +149,7 @@ class AgentsConfig:
         for name in not_negative:
             if not getattr(self, name) >= 0:
                 raise ConfigurationError(f"{name} must be >= 0, not {getattr(self, name)!r}")
-        for name in ("silence_timeout", "drain_timeout", "max_notional"):
+        for name in ("silence_timeout", "drain_timeout", "max_notional", "ready_silence"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 or None, not {value!r}")
@@ -237,7 +245,12 @@ class AgentsRuntime:
         await runtime.start()
         ...
         runtime.stats(), runtime.readiness()
+        runtime.readiness_checks.set_reason("backup", "a backup holds the database")
         await runtime.stop()
+
+    Readiness (:meth:`readiness`) is gathered by :attr:`readiness_checks`, where the
+    runtime's own checks (monitors, ingestion, feed silence) sit and where any other part
+    adds its checks or holds its reasons.
 
     Args:
         feed_url: The market channel URL.
@@ -329,6 +342,11 @@ class AgentsRuntime:
         """Health checks run so far."""
         self.auto_restarts = 0
         """Tasks the health loop restarted."""
+        self.readiness_checks = Readiness()
+        """What :meth:`readiness` asks: the runtime's own checks, and any part's."""
+        self.readiness_checks.add_check("monitors", self._monitors_not_ready)
+        self.readiness_checks.add_check(INGESTION_TASK, self._ingestion_not_ready)
+        self.readiness_checks.add_check("feed silence", self._feed_silent)
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running" if self._started else "new"
@@ -522,14 +540,20 @@ class AgentsRuntime:
         """Whether the agents do their job now, and if not, why.
 
         Ready means: started and not stopped; every monitor's task running, its feed
-        connected and both its books synced; the ingestion task running with an open
-        database connection; the queue not nearly full.
+        connected and both its books synced; market data arriving on some connection within
+        ``config.ready_silence``; the ingestion task running with an open database
+        connection, no batch waiting longer than ``config.ready_write_stall`` to be stored,
+        the queue not nearly full; and nothing else in :attr:`readiness_checks` objecting.
 
         Returns:
             ``(True, [])``, or ``(False, reasons)``.
         """
         if not self._started or self._stopped:
             return False, ["the agents are not running"]
+        reasons = self.readiness_checks.reasons()
+        return not reasons, reasons
+
+    def _monitors_not_ready(self) -> list[str]:
         reasons: list[str] = []
         metrics = self.supervisor.get_metrics()
         for name, monitor in self.monitors.items():
@@ -542,16 +566,46 @@ class AgentsRuntime:
                 reasons.append(f"{name}: feed not connected")
             elif monitor.books is None or not monitor.books.synced:
                 reasons.append(f"{name}: books not synced")
-        status = _status(metrics, INGESTION_TASK)
+        return reasons
+
+    def _ingestion_not_ready(self) -> list[str]:
+        reasons: list[str] = []
+        status = _status(self.supervisor.get_metrics(), INGESTION_TASK)
         if status != "running":
             reasons.append(f"{INGESTION_TASK}: task {status}")
         elif self.store.connection is None:
             reasons.append(f"{INGESTION_TASK}: database disconnected")
+        since = self.worker.writing_since
+        if since is not None:
+            waiting = asyncio.get_running_loop().time() - since
+            if waiting > self.config.ready_write_stall:
+                error = self.worker.writing_error
+                reasons.append(
+                    f"{INGESTION_TASK}: a batch has waited {waiting:.1f} s to be stored"
+                    + (f" (writes failing: {error})" if error else " (no write has finished)")
+                )
         if self.queue.qsize() >= 0.9 * self.queue.maxsize:
             reasons.append(
                 f"{INGESTION_TASK}: queue nearly full ({self.queue.qsize()}/{self.queue.maxsize})"
             )
-        return not reasons, reasons
+        return reasons
+
+    def _feed_silent(self) -> str | None:
+        """Silence of the whole feed: PONGs prove a socket, only market data proves a feed."""
+        limit = self.config.ready_silence
+        if limit is None:
+            return None
+        silences = [
+            silent
+            for monitor in self.monitors.values()
+            if monitor.feed is not None and (silent := monitor.feed.silent_for) is not None
+        ]
+        if not silences or min(silences) <= limit:
+            return None
+        return (
+            f"feed silent: no market data for {min(silences):.1f} s on any of "
+            f"{len(silences)} open connection(s) (limit {limit:g} s)"
+        )
 
 
 async def resolve_markets(

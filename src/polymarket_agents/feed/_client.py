@@ -590,6 +590,14 @@ class MarketFeed:
         return self._ws is not None
 
     @property
+    def silent_for(self) -> float | None:
+        """Seconds since the open connection last brought market data (or opened); None
+        when no connection is open. Read it on the feed's event loop."""
+        if self._ws is None:
+            return None
+        return asyncio.get_running_loop().time() - self._last_data
+
+    @property
     def stats(self) -> FeedStats:
         """A snapshot of the counters and of each book's sync state."""
         return FeedStats(

@@ -513,6 +513,7 @@ def default_runtime(
         config=AgentsConfig(
             edge_threshold=config.edge_threshold,
             health_interval=config.health_interval,
+            ready_silence=config.ready_silence,
             # The drain may use the whole grace period, never more.
             drain_timeout=config.grace_period,
         ),

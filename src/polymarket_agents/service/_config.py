@@ -68,6 +68,8 @@ class ServiceConfig:
         edge_threshold: Minimum edge, as a fraction of price, before the agents paper-trade.
         grace_period: Seconds a graceful shutdown may take before the process gives up.
         health_interval: Seconds between the agents' health checks.
+        ready_silence: Seconds without market data on every feed connection (PONGs do not
+            count) before ``/readyz`` answers 503; None: never.
         duration: Stop by itself after this many seconds; None runs until a signal.
         log_level: A :mod:`logging` level name.
         log_format: ``"text"`` (plain, one record a line) or ``"json"`` (one object a line).
@@ -98,6 +100,7 @@ class ServiceConfig:
     edge_threshold: Decimal = Decimal("0.05")
     grace_period: float = 10.0
     health_interval: float = 60.0
+    ready_silence: float | None = 30.0
     duration: float | None = None
     log_level: str = "INFO"
     log_format: LogFormat = "text"
@@ -198,6 +201,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "edge_threshold": _edge,
     "grace_period": _positive,
     "health_interval": _positive,
+    "ready_silence": lambda v: None if v is None else _positive(v),
     "duration": lambda v: None if v is None else _positive(v),
     "log_level": lambda v: (
         None if v in _LEVELS else f"must be one of {', '.join(_LEVELS)}, not {v!r}"
@@ -433,6 +437,14 @@ OPTIONS: tuple[ConfigOption, ...] = (
         _P + "HEALTH_INTERVAL",
         _to_float,
         "seconds between the agents' health checks (60)",
+        metavar="S",
+    ),
+    _opt(
+        "ready_silence",
+        "--ready-silence",
+        _P + "READY_SILENCE",
+        _to_optional_float,
+        "seconds without market data (PONGs do not count) before /readyz says 503; off: never (30)",
         metavar="S",
     ),
     _opt(

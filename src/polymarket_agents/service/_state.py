@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from polymarket_agents.agents import RuntimeStats
-from polymarket_agents.core.async_utils import TaskSupervisor
+from polymarket_agents.core.async_utils import Readiness, TaskSupervisor
 
 from ._config import ServiceConfig
 
@@ -134,6 +134,10 @@ class ServiceState:
         self.loop_lag = 0.0
         """How late the last heartbeat woke, in seconds."""
         self.last_beat = time.monotonic()
+        self.readiness_checks = Readiness()
+        """What :meth:`readiness` asks once the service runs: the agents runtime's readiness,
+        and the checks or held reasons of any other part."""
+        self.readiness_checks.add_check("agents", self._runtime_not_ready)
 
     def __repr__(self) -> str:
         return f"<ServiceState {self.phase} markets={len(self.markets)}>"
@@ -158,21 +162,23 @@ class ServiceState:
         return not reasons, reasons
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """Whether the service is ready: running, feeds synced, database writable.
+        """Whether the service is ready: running, and nothing in :attr:`readiness_checks`
+        (the agents runtime's readiness first) objecting.
 
         Returns:
             ``(True, [])``, or False and the reasons.
         """
         if self.phase is not Phase.RUNNING or self.runtime is None:
             return False, [f"service is {self.phase}"]
-        try:
-            ready, reasons = self.runtime.readiness()
-        except Exception as exc:  # a probe must answer, whatever the runtime does
-            _logger.warning("readiness check failed: %s", exc, exc_info=exc)
-            return False, [f"readiness check failed: {type(exc).__name__}: {exc}"]
-        if ready and self.ready_after is None:
+        reasons = self.readiness_checks.reasons()
+        if not reasons and self.ready_after is None:
             self.ready_after = self.uptime
-        return ready, list(reasons)
+        return not reasons, reasons
+
+    def _runtime_not_ready(self) -> list[str]:
+        if self.runtime is None:
+            return []
+        return list(self.runtime.readiness()[1])
 
     def runtime_counters(self) -> dict[str, Any]:
         """The runtime's latest stats as a plain dict; empty before it starts."""

@@ -11,7 +11,8 @@
 * :func:`managed_resource` releases what it acquired exactly once, whatever happens;
 * :class:`RestartPolicy` and :func:`classify_error` say how errors are treated;
   :func:`instant_backoff` turns backoff off in tests;
-* :func:`check_agents` asks a running service whether it is alive.
+* :func:`check_agents` asks a running service whether it is alive; :class:`Readiness`
+  gathers why a service is not ready from every part that has a say.
 
 This package uses the standard library only.
 """
@@ -23,7 +24,13 @@ from ._errors import (
     TaskAlreadyRunningError,
     UnknownTaskError,
 )
-from ._health import DEFAULT_HEALTH_URL, HEALTH_URL_ENV, check_agents
+from ._health import (
+    DEFAULT_HEALTH_URL,
+    HEALTH_URL_ENV,
+    Readiness,
+    ReadinessCheck,
+    check_agents,
+)
 from ._policy import (
     DEFAULT_FATAL,
     DEFAULT_RECOVERABLE,
@@ -49,6 +56,8 @@ __all__ = [
     "ConfigurationError",
     "ErrorClass",
     "NotRestartableError",
+    "Readiness",
+    "ReadinessCheck",
     "RestartPolicy",
     "TaskAlreadyRunningError",
     "TaskMetrics",

@@ -1,12 +1,20 @@
-"""``check_agents()``: is a running service healthy? (The seed's Docker health check.)"""
+"""Health: ``check_agents()`` asks a running service whether it is alive (the seed's Docker
+health check); :class:`Readiness` gathers why a service is not ready from its parts."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import threading
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_HEALTH_URL", "HEALTH_URL_ENV", "check_agents"]
+from ._robust import LOGGER_NAME
+
+__all__ = ["DEFAULT_HEALTH_URL", "HEALTH_URL_ENV", "Readiness", "ReadinessCheck", "check_agents"]
+
+_logger = logging.getLogger(LOGGER_NAME)
 
 HEALTH_URL_ENV = "POLYMARKET_AGENTS_HEALTH_URL"
 """Environment variable naming the liveness URL that :func:`check_agents` asks."""
@@ -58,3 +66,105 @@ async def check_agents(url: str | None = None, *, timeout: float = 5.0) -> bool:
             writer.close()
     fields = status_line.split()
     return len(fields) >= 2 and fields[1] == b"200"
+
+
+ReadinessCheck = Callable[[], str | Iterable[str] | None]
+"""A readiness check: returns why its part is not ready (a reason, several, or None or an
+empty iterable when all is well). It must be quick and must not block: it runs at every
+readiness query."""
+
+
+class Readiness:
+    """Why a service is not ready, gathered from every part that has a say.
+
+    A part contributes in one of two ways:
+
+    * a check (:meth:`add_check`): a callable asked at every query, for conditions the part
+      can read off its own state (a queue's depth, the age of the last message);
+    * a held reason (:meth:`set_reason` ... :meth:`clear_reason`), for conditions found at one
+      moment (a database file that vanished), held until the part clears it.
+
+    ::
+
+        readiness = Readiness()
+        readiness.add_check("queue", lambda: "queue nearly full" if q.qsize() > 900 else None)
+        readiness.set_reason("database", "database file data/agents.sqlite vanished")
+        readiness.reasons()  # ['queue nearly full', 'database file data/agents.sqlite vanished']
+        readiness.clear_reason("database")
+
+    A check that raises is itself a reason (a probe must answer). Held reasons may be set and
+    cleared from any thread; checks run in the thread that asks, in the order they were added,
+    before the held reasons.
+    """
+
+    __slots__ = ("_checks", "_lock", "_reasons")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checks: dict[str, ReadinessCheck] = {}
+        self._reasons: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<Readiness checks={list(self._checks)} held={list(self._reasons)}>"
+
+    def add_check(self, name: str, check: ReadinessCheck) -> None:
+        """Ask ``check`` at every query from now on.
+
+        Args:
+            name: Names the check in logs and for :meth:`remove_check`.
+            check: The check (see :data:`ReadinessCheck`).
+
+        Raises:
+            ValueError: If a check of that name is already added.
+        """
+        with self._lock:
+            if name in self._checks:
+                raise ValueError(f"readiness check {name!r} is already added; remove it first")
+            self._checks[name] = check
+
+    def remove_check(self, name: str) -> None:
+        """Stop asking the check ``name``; nothing happens if there is none."""
+        with self._lock:
+            self._checks.pop(name, None)
+
+    def set_reason(self, name: str, reason: str) -> None:
+        """Hold ``reason`` (replacing any held under ``name``) until :meth:`clear_reason`.
+
+        Args:
+            name: Who holds it: the part that will clear it.
+            reason: Why the service is not ready, in words a reader of ``/readyz`` follows.
+        """
+        with self._lock:
+            self._reasons[name] = reason
+
+    def clear_reason(self, name: str) -> None:
+        """Drop the reason held under ``name``; nothing happens if there is none."""
+        with self._lock:
+            self._reasons.pop(name, None)
+
+    def reasons(self) -> list[str]:
+        """Every check's reasons, then the held ones; empty when the service is ready."""
+        with self._lock:
+            checks = list(self._checks.items())
+            held = list(self._reasons.values())
+        found: list[str] = []
+        for name, check in checks:
+            try:
+                result = check()
+            except Exception as exc:
+                _logger.warning("readiness check %s failed: %s", name, exc, exc_info=exc)
+                found.append(f"{name}: readiness check failed: {type(exc).__name__}: {exc}")
+                continue
+            if result is None:
+                continue
+            if isinstance(result, str):
+                found.append(result)
+            else:
+                found.extend(result)
+        found.extend(held)
+        return found
+
+    @property
+    def ready(self) -> bool:
+        """Whether no check and no held reason says otherwise."""
+        return not self.reasons()
