@@ -35,6 +35,7 @@ def test_all_is_exactly_the_documented_surface() -> None:
             "instant_policy",
             "managed_resource",
             "robust_task",
+            "shielded",
         ]
     )
     for name in async_utils.__all__:

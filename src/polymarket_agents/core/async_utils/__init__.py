@@ -9,6 +9,7 @@
 * :class:`TaskSupervisor` runs many named tasks that way, with metrics, stop and restart by
   name, signal handling and a shutdown that cannot hang;
 * :func:`managed_resource` releases what it acquired exactly once, whatever happens;
+* :func:`shielded` finishes cleanup despite cancellation, then lets the cancellation through;
 * :class:`RestartPolicy` and :func:`classify_error` say how errors are treated;
   :func:`instant_backoff` turns backoff off in tests;
 * :func:`check_agents` asks a running service whether it is alive; :class:`Readiness`
@@ -43,6 +44,7 @@ from ._policy import (
 )
 from ._resource import managed_resource
 from ._robust import LOGGER_NAME, robust_task
+from ._shield import shielded
 from ._supervisor import TaskMetrics, TaskOutcome, TaskStatus, TaskSupervisor
 from ._work import Work
 
@@ -73,4 +75,5 @@ __all__ = [
     "instant_policy",
     "managed_resource",
     "robust_task",
+    "shielded",
 ]

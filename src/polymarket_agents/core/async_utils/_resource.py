@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from ._robust import LOGGER_NAME
+from ._shield import shielded
 
 __all__ = ["managed_resource"]
 
@@ -71,11 +72,16 @@ class managed_resource(Generic[R]):
         cancelled_during_release = False
         try:
             result = self._release(resource)  # type: ignore[arg-type]
+            if inspect.isawaitable(result):
+                await shielded(result)
+        except asyncio.CancelledError as cancelled:
+            # A cancellation arrived while release ran: it is re-raised below, whatever
+            # the release's own outcome (its error, if any, is the cause).
+            cancelled_during_release = True
+            if isinstance(cancelled.__cause__, Exception):
+                release_error = cancelled.__cause__
         except Exception as err:
             release_error = err
-        else:
-            if inspect.isawaitable(result):
-                cancelled_during_release, release_error = await _shielded(result)
         if release_error is not None:
             if exc is None and not cancelled_during_release:
                 raise release_error
@@ -91,29 +97,3 @@ class managed_resource(Generic[R]):
         if cancelled_during_release and exc is None:
             raise asyncio.CancelledError()
         return None
-
-
-async def _shielded(awaitable: Awaitable[object]) -> tuple[bool, BaseException | None]:
-    """Await ``awaitable`` to completion despite cancellations of the caller.
-
-    Returns:
-        Whether a cancellation arrived meanwhile, and the error the awaitable raised.
-
-    Raises:
-        asyncio.CancelledError: If the awaitable itself was cancelled.
-    """
-    inner = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(inner)
-        except asyncio.CancelledError:
-            if inner.cancelled():
-                raise
-            # Cancelled from outside while release runs: keep waiting, re-raise afterwards.
-            cancelled = True
-            if not inner.done():
-                continue
-        except Exception:
-            pass  # read from `inner` below
-        return cancelled, inner.exception()
