@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
+
+from ._postgres import INSTALL_HINT, PostgresServer, find_bindir
 
 
 class _Collect(logging.Handler):
@@ -43,3 +46,30 @@ def _no_implicit_event_loop() -> None:
     the loop is later reported as unclosed. Setting None once makes the call raise instead.
     """
     asyncio.get_event_loop_policy().set_event_loop(None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session, in a temporary directory.
+
+    Skips (with the command that installs one) where no server is installed, except in CI,
+    which must have one: there a missing server fails the tests that need it.
+    """
+    if find_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests. {INSTALL_HINT}")
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL (with password) of a new, empty schema on the session's server.
+
+    The schema is selected by ``?search_path=`` in the URL, as a user would configure it.
+    """
+    return f"{postgres_server.url()}?search_path={postgres_server.create_schema()}"

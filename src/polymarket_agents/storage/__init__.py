@@ -1,4 +1,4 @@
-"""Storage for market data and paper trades: an idempotent, batched store on SQLite.
+"""Storage for market data and paper trades: an idempotent, batched store on SQLite or PostgreSQL.
 
 ::
 
@@ -9,7 +9,9 @@
         result.written, result.duplicates, result.rejected
 
 * :class:`Store` is the interface; :class:`SQLiteStore` the embedded default (aiosqlite,
-  WAL mode); :func:`open_store` opens one.
+  WAL mode); :func:`open_store` opens one. :class:`PostgresStore` (asyncpg) keeps the same
+  tables in a PostgreSQL database that several replicas share; :func:`create_store` picks
+  one for a path or a ``postgresql://`` URL.
 * One value type per table (:class:`MarketRow`, :class:`BookSnapshotRow`,
   :class:`PriceChangeRow`, :class:`TradeRow`, :class:`TickSizeChangeRow`,
   :class:`PaperOrderRow`, :class:`FillRow`); prices and sizes are exact ``Decimal`` text.
@@ -18,16 +20,21 @@
 * Transient failures raise :class:`StoreUnavailableError`, a ``ConnectionError`` that the
   core's error classification retries.
 
-This layer depends on :mod:`polymarket_agents.core.async_utils`, aiosqlite and msgspec only.
+This layer depends on :mod:`polymarket_agents.core.async_utils`, aiosqlite, asyncpg and msgspec
+only.
 """
 
 from ._errors import (
     SchemaVersionError,
     StoreBusyError,
     StoreClosedError,
+    StoreDefinitionError,
     StoreError,
     StoreUnavailableError,
 )
+from ._open import create_store
+from ._pgschema import PG_MIGRATIONS
+from ._postgres import PostgresStore, is_postgres_url, redact_url
 from ._rows import (
     ORDER_TYPES,
     SIDES,
@@ -52,6 +59,7 @@ __all__ = [
     "LOGGER_NAME",
     "MIGRATIONS",
     "ORDER_TYPES",
+    "PG_MIGRATIONS",
     "SIDES",
     "BookLevel",
     "BookSnapshotRow",
@@ -60,6 +68,7 @@ __all__ = [
     "Migration",
     "PaperOrderRow",
     "Position",
+    "PostgresStore",
     "PriceChangeRow",
     "RejectedRow",
     "Row",
@@ -68,11 +77,15 @@ __all__ = [
     "Store",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreDefinitionError",
     "StoreError",
     "StoreUnavailableError",
     "Table",
     "TickSizeChangeRow",
     "TradeRow",
     "WriteResult",
+    "create_store",
+    "is_postgres_url",
     "open_store",
+    "redact_url",
 ]

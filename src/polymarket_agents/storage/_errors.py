@@ -7,12 +7,15 @@ The tree::
         ├── StoreUnavailableError   transient: retry later (also a ConnectionError)
         │   └── StoreBusyError      another writer holds the database lock
         ├── StoreClosedError        the store was closed by its owner (also a RuntimeError)
-        └── SchemaVersionError      the file's schema is newer than this code (a ConfigurationError)
+        ├── SchemaVersionError      the file's schema is newer than this code (a ConfigurationError)
+        └── StoreDefinitionError    the database refuses the statements or the credentials
+                                    (a ConfigurationError)
 
 ``StoreUnavailableError`` subclasses ``ConnectionError`` on purpose: the core's
 :func:`~polymarket_agents.core.async_utils.classify_error` then calls it recoverable, so
 ``robust_task`` and the ingestion worker retry it with the normal backoff without knowing
-anything about SQLite. ``SchemaVersionError`` is a ``ConfigurationError``, hence fatal.
+anything about SQLite or PostgreSQL. ``SchemaVersionError`` and ``StoreDefinitionError``
+are configuration errors, hence fatal.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreDefinitionError",
     "StoreError",
     "StoreUnavailableError",
 ]
@@ -64,3 +68,12 @@ class SchemaVersionError(StoreError, ConfigurationError):
         )
         self.found = found
         self.supported = supported
+
+
+class StoreDefinitionError(StoreError, ConfigurationError):
+    """The database refuses the statements themselves or the credentials: retrying is futile.
+
+    Raised for an unknown table or column, a missing privilege, a refused password or a
+    database that does not exist; a person has to fix the database or the configuration.
+    The original exception is chained as ``__cause__``.
+    """

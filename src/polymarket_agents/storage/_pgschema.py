@@ -1,0 +1,201 @@
+"""The PostgreSQL schema as data: the same tables and natural keys as SQLite's, versioned.
+
+The tables, columns and unique keys are those of :data:`~polymarket_agents.storage.MIGRATIONS`
+with PostgreSQL's types: ``BIGINT`` for integers (epoch milliseconds overflow ``INTEGER``),
+``BOOLEAN`` for flags, identity columns for surrogate ids. Prices and sizes stay ``TEXT``
+holding exact decimal text, so one codec serves both databases and a value reads back as
+it was written (``NUMERIC`` would too, but at the cost of a text-to-number conversion per
+value on the write path, and nothing here computes with them in SQL).
+
+The applied versions live in the ``schema_migrations`` table. Each migration runs in one
+transaction that first takes a transaction-level advisory lock, so replicas starting
+together against a new database apply every step exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ._rows import Table
+from ._schema import INSERT_SQL, Migration
+
+__all__ = [
+    "ADVISORY_NAMESPACE",
+    "COLUMNS",
+    "COPY_TABLES",
+    "INSERT_ONE_SQL",
+    "MIGRATE_LOCK",
+    "PG_MIGRATIONS",
+    "UPDATE_ORDER_SQL",
+]
+
+ADVISORY_NAMESPACE = 0x504D4147  # "PMAG": the first key of every advisory lock we take
+"""The first of the two keys of every advisory lock the package takes, so that its locks
+cannot collide with another application's on a shared server."""
+
+MIGRATE_LOCK = -1
+"""The second advisory key held while migrating (shard locks use 0 and up)."""
+
+_SIDE = "CHECK (side IN ('BUY', 'SELL'))"
+_ID = "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+
+PG_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "market data and paper trading tables",
+        (
+            f"""CREATE TABLE markets (
+                {_ID},
+                condition_id TEXT NOT NULL UNIQUE CHECK (condition_id <> ''),
+                yes_token TEXT NOT NULL CHECK (yes_token <> ''),
+                no_token TEXT NOT NULL CHECK (no_token <> ''),
+                question TEXT NOT NULL,
+                slug TEXT NOT NULL,
+                tick_size TEXT NOT NULL,
+                min_size TEXT NOT NULL,
+                neg_risk BOOLEAN NOT NULL,
+                active BOOLEAN NOT NULL,
+                updated_at_ms BIGINT NOT NULL
+            )""",
+            f"""CREATE TABLE book_snapshots (
+                {_ID},
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                market TEXT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                hash TEXT NOT NULL,
+                bids TEXT NOT NULL,
+                asks TEXT NOT NULL,
+                received_at_ms BIGINT NOT NULL,
+                UNIQUE (timestamp_ms, asset_id, hash)
+            )""",
+            f"""CREATE TABLE price_changes (
+                market TEXT NOT NULL,
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                timestamp_ms BIGINT NOT NULL,
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                best_bid TEXT,
+                best_ask TEXT,
+                received_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (timestamp_ms, asset_id, hash, side, price, size)
+            )""",
+            f"""CREATE TABLE trades (
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                market TEXT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                fee_rate_bps TEXT NOT NULL,
+                transaction_hash TEXT NOT NULL,
+                received_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (timestamp_ms, asset_id, transaction_hash, side, price, size)
+            )""",
+            f"""CREATE TABLE tick_size_changes (
+                {_ID},
+                asset_id TEXT NOT NULL CHECK (asset_id <> ''),
+                market TEXT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                old_tick_size TEXT NOT NULL,
+                new_tick_size TEXT NOT NULL,
+                received_at_ms BIGINT NOT NULL,
+                UNIQUE (timestamp_ms, asset_id, new_tick_size)
+            )""",
+            f"""CREATE TABLE paper_orders (
+                {_ID},
+                order_id TEXT NOT NULL UNIQUE CHECK (order_id <> ''),
+                signal_id TEXT UNIQUE,
+                market TEXT NOT NULL,
+                token_id TEXT NOT NULL CHECK (token_id <> ''),
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                order_type TEXT NOT NULL CHECK (order_type IN ('GTC', 'GTD', 'FOK', 'FAK')),
+                status TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                filled_size TEXT NOT NULL,
+                updated_at_ms BIGINT NOT NULL,
+                revision BIGINT NOT NULL,
+                error TEXT NOT NULL
+            )""",
+            f"""CREATE TABLE fills (
+                {_ID},
+                order_id TEXT NOT NULL CHECK (order_id <> ''),
+                seq BIGINT NOT NULL CHECK (seq >= 0),
+                token_id TEXT NOT NULL CHECK (token_id <> ''),
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                market TEXT NOT NULL,
+                fee TEXT NOT NULL,
+                UNIQUE (order_id, seq)
+            )""",
+        ),
+    ),
+)
+"""Every PostgreSQL migration, in order; versions match SQLite's schema history."""
+
+
+def _columns(sql: str) -> tuple[str, ...]:
+    # The column list of "INSERT INTO table (a, b, c) VALUES ...": the codec's parameter
+    # order is defined there once, for both databases.
+    match = re.match(r"INSERT INTO \w+ \(([^)]*)\)", sql)
+    if match is None:  # pragma: no cover - the statements are ours
+        raise AssertionError(f"no column list in {sql!r}")
+    return tuple(name.strip() for name in match.group(1).split(","))
+
+
+COLUMNS: Mapping[Table, tuple[str, ...]] = {table: _columns(INSERT_SQL[table]) for table in Table}
+"""The columns each row type's parameters fill, in the codec's order."""
+
+COPY_TABLES = frozenset(
+    {
+        Table.BOOK_SNAPSHOTS,
+        Table.PRICE_CHANGES,
+        Table.TRADES,
+        Table.TICK_SIZE_CHANGES,
+        Table.FILLS,
+    }
+)
+"""Tables whose rows are only ever inserted (never updated): these go through ``COPY``."""
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join(f"${n}" for n in range(1, count + 1))
+
+
+_MARKET_UPDATE = [c for c in COLUMNS[Table.MARKETS] if c not in ("condition_id", "updated_at_ms")]
+
+INSERT_ONE_SQL: Mapping[Table, str] = {
+    table: (
+        f"INSERT INTO {table} ({', '.join(COLUMNS[table])}) "
+        f"VALUES ({_placeholders(len(COLUMNS[table]))}) "
+        + (
+            # As in SQLite: changed metadata updates the row, a replay changes nothing.
+            "ON CONFLICT (condition_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in [*_MARKET_UPDATE, "updated_at_ms"])
+            + f" WHERE ({', '.join(f'markets.{c}' for c in _MARKET_UPDATE)}) IS DISTINCT FROM "
+            f"({', '.join(f'excluded.{c}' for c in _MARKET_UPDATE)})"
+            if table is Table.MARKETS
+            else "ON CONFLICT DO NOTHING"
+        )
+    )
+    for table in Table
+}
+"""One row's idempotent ``INSERT`` per table, in ``$n`` parameters of the codec's order."""
+
+UPDATE_ORDER_SQL = (
+    "UPDATE paper_orders SET status = $2, filled_size = $3, updated_at_ms = $4, "
+    "revision = $5, error = $6 WHERE order_id = $1 AND revision < $5"
+)
+"""Moves a stored order forward to a later revision: order id, status, filled size,
+update time, revision and error.
+
+PostgreSQL allows one conflict target per ``INSERT``; an order row may conflict on its
+``order_id`` (a newer revision: update) or on its ``signal_id`` (another order for a
+handled signal: ignore), so the insert ignores every conflict and this statement follows
+when it inserted nothing."""
