@@ -109,3 +109,22 @@ def test_simulate_takes_the_simulator_launchers_options(capsys: pytest.CaptureFi
     ours = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
     assert theirs
     assert theirs <= ours
+
+
+def test_strategy_options_repeat_and_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--strategy-option may repeat; its variable holds the same options comma-separated."""
+    from polymarket_agents.cli import _flag
+    from polymarket_agents.service import load_config
+
+    flags = {"strategy": "pkg.mod:Cls", "strategy_options": _flag(["a=1", "b-c=x,y"])}
+    config = load_config(flags, {})
+    assert config.strategy == "pkg.mod:Cls"
+    assert config.strategy_options == ("a=1", "b_c=x,y")
+    env = {"POLYMARKET_AGENTS_STRATEGY_OPTIONS": "window=3, threshold=0.1"}
+    assert load_config({}, env).strategy_options == ("window=3", "threshold=0.1")
+
+
+def test_a_malformed_strategy_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """An option without '=' is refused before anything starts."""
+    assert main(["run", "--strategy-option", "window"]) == 2
+    assert "a strategy option must be key=value, not 'window'" in capsys.readouterr().err

@@ -96,7 +96,15 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
     for option in OPTIONS:
         help_text = f"{option.help} [{option.env}]"
-        if option.const is not None:
+        if option.repeat:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                metavar=option.metavar,
+                action="append",
+                help=help_text,
+            )
+        elif option.const is not None:
             parser.add_argument(
                 option.flag,
                 dest=option.name,
@@ -152,6 +160,11 @@ def _configure_logging(
 # -- commands ------------------------------------------------------------------------------------
 
 
+def _flag(value: str | list[str] | None) -> str | None:
+    """A flag's text; a repeated flag's values joined with commas, as its variable has them."""
+    return ",".join(value) if isinstance(value, list) else value
+
+
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from polymarket_agents.service import (
         OPTIONS,
@@ -161,7 +174,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         run_service,
     )
 
-    flags = {option.name: getattr(args, option.name, None) for option in OPTIONS}
+    flags = {option.name: _flag(getattr(args, option.name, None)) for option in OPTIONS}
     try:
         config = load_config(flags, environ)
     except ConfigurationError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -184,6 +184,9 @@ class Once:
             signal_id="user-signal",
         )
 
+    def resume(self, signal_ids: Iterable[str]) -> int:
+        return 0
+
 
 @pytest.mark.parametrize(("edge", "orders"), [("0.10", 1), ("0.05", 0)])
 async def test_a_users_strategy_trades_above_the_threshold_once(
@@ -213,6 +216,9 @@ async def test_a_users_strategy_trades_above_the_threshold_once(
 class Raises:
     def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
         raise ZeroDivisionError("a bug in the user's strategy")
+
+    def resume(self, signal_ids: Iterable[str]) -> int:
+        return 0
 
 
 async def test_a_strategy_that_raises_is_counted_and_skipped(

@@ -146,3 +146,42 @@ async def test_readyz_and_status_carry_a_reason_any_part_holds(tmp_path: Path) -
         service.supervisor.signal_shutdown()
         summary = await task
     assert summary.exit_code == 0, summary.failure
+
+
+async def test_runs_a_users_strategy_with_options(tmp_path: Path) -> None:
+    """--strategy and --strategy-option: the example strategy runs with its options."""
+    config = ServiceConfig(
+        duration=1.0,
+        http_enabled=False,
+        sim_rate=50,
+        db_path=tmp_path / "mine.sqlite",
+        market_count=2,
+        strategy="examples.mean_reversion:MeanReversion",
+        strategy_options=("window=5", "threshold=0.02"),
+    )
+    service = Service(config, install_signal_handlers=False)
+    summary = await service.run()
+    assert summary.exit_code == 0, summary.failure
+    assert summary.events > 0
+    runtime = service.state.runtime
+    assert runtime is not None
+    strategy = runtime.strategy  # type: ignore[attr-defined]
+    assert (type(strategy).__name__, strategy.window, strategy.threshold) == (
+        "MeanReversion",
+        5,
+        Decimal("0.02"),
+    )
+
+
+async def test_a_strategy_that_cannot_load_fails_start_up_with_exit_2(tmp_path: Path) -> None:
+    """An unknown option is a configuration problem: exit 2, the known options named."""
+    config = ServiceConfig(
+        http_enabled=False,
+        db_path=tmp_path / "bad.sqlite",
+        strategy="examples.mean_reversion:MeanReversion",
+        strategy_options=("windw=5",),
+    )
+    summary = await run_service(config, install_signal_handlers=False)
+    assert summary.exit_code == 2
+    assert summary.failure is not None
+    assert "has no option 'windw' (its options: size, threshold, window)" in summary.failure

@@ -11,7 +11,9 @@
   ingestion queue, the :class:`Strategy` run on the books after each event, and the orders
   of an edge above the threshold (the seed's 0.05) submitted to a :class:`Broker`.
 * :class:`ComplementArbitrage` is the default strategy: YES ask + NO ask below 1, net of
-  fees, sized by the depth; :class:`Analysis` is what a strategy returns.
+  fees, sized by the depth; :class:`Analysis` is what a strategy returns;
+  :func:`load_strategy` builds any :class:`Strategy` from ``package.module:Class`` and
+  ``key=value`` options.
 * :class:`PaperBroker` is py-clob-client's order API (:class:`OrderArgs`,
   :class:`MarketOrderArgs`, :class:`OrderType`, ``create_order``, ``post_order`` ...)
   filled against the local books, with positions, cash and P&L, idempotent per signal.
@@ -73,6 +75,7 @@ from ._runtime import (
     resolve_markets,
     run_market_agents,
 )
+from ._strategies import DEFAULT_STRATEGY, convert_option, load_strategy, parse_strategy_options
 
 __all__ = [
     "BUY",
@@ -82,6 +85,7 @@ __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_INGESTION_POLICY",
     "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_STRATEGY",
     "HEALTH_TASK",
     "INGESTION_TASK",
     "SELL",
@@ -107,12 +111,15 @@ __all__ = [
     "PositionState",
     "RuntimeStats",
     "Strategy",
+    "convert_option",
     "data_ingestion_worker",
     "event_rows",
     "ingestion_queue",
+    "load_strategy",
     "market_row",
     "monitor_market",
     "monitor_task_name",
+    "parse_strategy_options",
     "resolve_markets",
     "run_market_agents",
 ]

@@ -8,6 +8,9 @@ submits those orders when the edge is above its threshold (the seed's 0.05)::
         def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
             ...
 
+        def resume(self, signal_ids: Iterable[str]) -> int:
+            return 0
+
     await monitor_market(market, feed_url=url, queue=queue, broker=broker,
                          strategy=MyStrategy())
 """
@@ -61,23 +64,78 @@ class Analysis:
 
 
 class Strategy(Protocol):
-    """Anything with ``analyze(books, event)``: the analysis a monitor runs after each event.
+    """What a monitor runs after every market event: ``analyze`` and ``resume``.
 
-    ``analyze`` is called on the monitor's task after every event, with the market's books
-    already updated by it, so it must be quick and must not block; it may keep state. It
-    returns None when it has nothing to say. An exception it raises is counted by the
-    monitor and skipped, like an invalid message.
+    A strategy is any object with these two methods; it need not inherit from anything.
+    The service builds one instance per run (``--strategy package.module:Class``, each
+    ``--strategy-option key=value`` a keyword argument of the class, see
+    :func:`load_strategy`) and gives it to every monitor, so one object sees the events of
+    all markets, in the order they are taken from the feeds. A backtest calls it in the
+    same order with the same books, so a strategy that depends only on what it is given
+    makes the same decisions on recorded data as it did live.
+
+    The life of a strategy in a run::
+
+        strategy = MyStrategy(**options)            # once per run
+        strategy.resume(broker.signal_ids)          # once, before the first event
+        for each event, in arrival order:
+            analysis = strategy.analyze(books, event)
+            if analysis is not None and analysis.edge > threshold and analysis.orders:
+                broker.submit_trade(analysis)       # each signal id traded once
+
+    Rules a strategy must keep:
+
+    * ``analyze`` runs on the event loop after every event, so it must be quick and must
+      not block (no I/O, no sleeping); it may keep state between calls.
+    * ``books`` are the market's YES and NO books *after* the event was applied. A book
+      that is not synced (before its first snapshot, after a reconnect, or stale) is no
+      evidence of anything: check ``books.synced`` first.
+    * Orders of an :class:`Analysis` are traded only when ``edge`` is strictly above the
+      service's threshold (``--edge-threshold``), all legs or none.
+    * ``signal_id`` must be deterministic: the same opportunity seen again (a replayed
+      book, a reconnect, a restart) must give the same id, so that the broker trades it
+      once. Build it from what identifies the opportunity (market, prices, an episode
+      counter), never from a clock or a random number. None opts out of deduplication.
+    * An exception from ``analyze`` is counted (``analysis_errors``), the first one logged
+      with its traceback, and the event skipped; the monitor goes on.
+
+    ``resume`` is how a strategy's memory survives a process restart: it receives every
+    signal id the account has used (the paper broker reads them back from the database)
+    and restores whatever counters its ids are built from, so that it does not hand out an
+    id that was used before for a different opportunity. A stateless strategy returns 0.
     """
 
     def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
         """Analyse the market's books after ``event`` was applied to them.
 
         Args:
-            books: The YES and NO books of the market; check ``books.synced``.
-            event: The event just applied.
+            books: The YES and NO books of the event's market (``books.condition_id``);
+                check ``books.synced``.
+            event: The event just applied: a :class:`~polymarket_agents.feed.Book`,
+                :class:`~polymarket_agents.feed.PriceChange`,
+                :class:`~polymarket_agents.feed.LastTradePrice`,
+                :class:`~polymarket_agents.feed.TickSizeChange` or another market-channel
+                event of the market.
 
         Returns:
-            An :class:`Analysis`, or None.
+            An :class:`Analysis` (the edge seen and the orders to capture it), or None
+            when there is nothing to say.
+        """
+        ...
+
+    def resume(self, signal_ids: Iterable[str]) -> int:
+        """Restore the strategy's memory from the signal ids used before a restart.
+
+        Called once per run before the first event (and again when a monitor with a
+        strategy of its own restarts). Ids of other strategies may be among them: ignore
+        what you do not recognise.
+
+        Args:
+            signal_ids: Every signal id the account has used; each order's id is
+                ``<signal id>#<leg>``, as the broker stores it.
+
+        Returns:
+            How many markets (or other units of memory) were restored; 0 when none.
         """
         ...
 

@@ -292,9 +292,8 @@ class MarketMonitor:
             async with feed:
                 if self.broker is not None:
                     self.broker.track(books, market)
-                    resume = getattr(self.strategy, "resume", None)
-                    if self._own_strategy and resume is not None:
-                        resume(self.broker.signal_ids)
+                    if self._own_strategy:
+                        self.strategy.resume(self.broker.signal_ids)
                 if self.queue is not None:
                     await self._put(market_row(market, self._now_ms()), Table.MARKETS, 1)
                 self._logger.info(

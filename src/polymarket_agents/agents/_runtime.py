@@ -374,9 +374,7 @@ class AgentsRuntime:
         self._started = True
         await self.store.open()
         await self.broker.load(self.store)
-        resume = getattr(self.strategy, "resume", None)
-        if resume is not None:
-            resume(self.broker.signal_ids)
+        self.strategy.resume(self.broker.signal_ids)
         supervisor = self.supervisor
         await supervisor.start_task(INGESTION_TASK, self.worker.run)
         for name, monitor in self.monitors.items():

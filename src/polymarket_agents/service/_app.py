@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import aiohttp
 from rich.console import Console
 
-from polymarket_agents.agents import AgentsConfig, AgentsRuntime
+from polymarket_agents.agents import AgentsConfig, AgentsRuntime, Strategy, load_strategy
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
 from polymarket_agents.feed import DEFAULT_GAMMA_URL, InvalidMessage, MarketInfo, fetch_markets
 from polymarket_agents.feed.simulator import MarketSimulator
@@ -505,19 +505,46 @@ def default_runtime(
 
     Returns:
         The runtime, not started.
+
+    Raises:
+        ConfigurationError: If the strategy cannot be loaded with its options.
     """
+    agents_config = AgentsConfig(
+        edge_threshold=config.edge_threshold,
+        health_interval=config.health_interval,
+        ready_silence=config.ready_silence,
+        # The drain may use the whole grace period, never more.
+        drain_timeout=config.grace_period,
+    )
     return AgentsRuntime(
         feed_url=feed_url,
         markets=markets,
         store_path=store_path,
-        config=AgentsConfig(
-            edge_threshold=config.edge_threshold,
-            health_interval=config.health_interval,
-            ready_silence=config.ready_silence,
-            # The drain may use the whole grace period, never more.
-            drain_timeout=config.grace_period,
-        ),
+        config=agents_config,
+        strategy=strategy_of(config, agents_config),
         supervisor=supervisor,
+    )
+
+
+def strategy_of(config: ServiceConfig, agents_config: AgentsConfig) -> Strategy:
+    """The strategy ``config`` names, built with its options over the agents' settings.
+
+    Args:
+        config: The service settings (``strategy``, ``strategy_options``).
+        agents_config: Where ``min_edge``, ``fee_rate_bps`` and ``max_notional`` come
+            from, for a strategy that takes them and is not given them as options.
+
+    Raises:
+        ConfigurationError: If the strategy cannot be loaded with its options.
+    """
+    return load_strategy(
+        config.strategy,
+        config.strategy_options,
+        defaults={
+            "min_edge": agents_config.edge_threshold,
+            "fee_rate_bps": agents_config.fee_rate_bps,
+            "max_notional": agents_config.max_notional,
+        },
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from polymarket_agents.agents import DEFAULT_STRATEGY, convert_option, parse_strategy_options
 from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed.simulator import FaultPlan
 
@@ -66,6 +67,9 @@ class ServiceConfig:
         http_host: Address of that server.
         http_port: Its port; 0 picks a free one (logged at start).
         edge_threshold: Minimum edge, as a fraction of price, before the agents paper-trade.
+        strategy: The strategy every monitor runs: ``package.module:Class`` (the working
+            directory is importable) or ``path/to/file.py:Class``.
+        strategy_options: ``key=value`` keyword arguments of the strategy, as text.
         grace_period: Seconds a graceful shutdown may take before the process gives up.
         health_interval: Seconds between the agents' health checks.
         ready_silence: Seconds without market data on every feed connection (PONGs do not
@@ -98,6 +102,8 @@ class ServiceConfig:
     http_host: str = DEFAULT_HTTP_HOST
     http_port: int = DEFAULT_HTTP_PORT
     edge_threshold: Decimal = Decimal("0.05")
+    strategy: str = DEFAULT_STRATEGY
+    strategy_options: tuple[str, ...] = ()
     grace_period: float = 10.0
     health_interval: float = 60.0
     ready_silence: float | None = 30.0
@@ -182,6 +188,23 @@ def _edge(value: object) -> str | None:
     return None
 
 
+def _strategy(value: object) -> str | None:
+    target, sep, attribute = str(value).rpartition(":")
+    if not isinstance(value, str) or not sep or not target or not attribute:
+        return f"must be package.module:Class or path/to/file.py:Class, not {value!r}"
+    return None
+
+
+def _strategy_options(value: object) -> str | None:
+    if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):
+        return f"must be key=value texts, not {value!r}"
+    try:
+        parse_strategy_options(value)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
 _CHECKS: dict[str, Callable[[object], str | None]] = {
     "feed_url": _url(("ws", "wss")),
     "gamma_url": _url(("http", "https")),
@@ -199,6 +222,8 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "http_host": lambda v: None if v else "must not be empty",
     "http_port": _port,
     "edge_threshold": _edge,
+    "strategy": _strategy,
+    "strategy_options": _strategy_options,
     "grace_period": _positive,
     "health_interval": _positive,
     "ready_silence": lambda v: None if v is None else _positive(v),
@@ -265,12 +290,7 @@ def _to_decimal(text: str) -> Decimal:
 
 
 def _to_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"must be on or off (true/false, 1/0), not {text!r}")
+    return bool(convert_option(text, bool))
 
 
 def _to_markets(text: str) -> tuple[str, ...]:
@@ -331,6 +351,8 @@ class ConfigOption:
         metavar: Placeholder shown in ``--help``.
         convert: Text to the field's type; raises ValueError with the reason.
         const: For a flag that takes no value: the text it stands for.
+        repeat: The flag may be given more than once; the command line joins the values
+            with commas (as the environment variable holds them).
     """
 
     name: str
@@ -340,6 +362,7 @@ class ConfigOption:
     convert: Callable[[str], object]
     metavar: str | None = None
     const: str | None = None
+    repeat: bool = False
 
 
 def _opt(
@@ -422,6 +445,24 @@ OPTIONS: tuple[ConfigOption, ...] = (
         _to_decimal,
         "minimum edge before paper-trading, as a fraction (0.05)",
         metavar="FRACTION",
+    ),
+    _opt(
+        "strategy",
+        "--strategy",
+        _P + "STRATEGY",
+        str.strip,
+        "the strategy: package.module:Class or path/to/file.py:Class (complement arbitrage)",
+        metavar="SPEC",
+    ),
+    _opt(
+        "strategy_options",
+        "--strategy-option",
+        _P + "STRATEGY_OPTIONS",
+        lambda text: tuple(f"{k}={v}" for k, v in parse_strategy_options(text).items()),
+        "a keyword argument of the strategy, key=value; repeat for more "
+        "(the variable: comma-separated)",
+        metavar="KEY=VALUE",
+        repeat=True,
     ),
     _opt(
         "grace_period",
