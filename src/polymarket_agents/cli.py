@@ -130,10 +130,16 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_logging(
-    level: str, fmt: str, console: Any = None, *, quiet_simulator: bool = False
+    level: str,
+    fmt: str,
+    console: Any = None,
+    *,
+    quiet_simulator: bool = False,
+    redact: Any = None,
 ) -> None:
-    """Send every record to stderr (or through the live view's console) in ``fmt``."""
-    from polymarket_agents.service import JsonFormatter, TextFormatter
+    """Send every record to stderr (or through the live view's console) in ``fmt``; with
+    ``redact``, every formatted record goes through it (credentials hidden)."""
+    from polymarket_agents.service import JsonFormatter, RedactingFormatter, TextFormatter
 
     handler: logging.Handler
     if console is not None:
@@ -145,6 +151,9 @@ def _configure_logging(
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if redact:
+        assert handler.formatter is not None
+        handler.setFormatter(RedactingFormatter(handler.formatter, redact))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
@@ -168,6 +177,7 @@ def _flag(value: str | list[str] | None) -> str | None:
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from polymarket_agents.service import (
         OPTIONS,
+        Redactor,
         exit_now,
         flush_and_exit,
         load_config,
@@ -189,7 +199,12 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         console = Console()
     _configure_logging(
-        config.log_level, config.log_format, console, quiet_simulator=config.embedded_simulator
+        config.log_level,
+        config.log_format,
+        console,
+        quiet_simulator=config.embedded_simulator,
+        # Logs are the operator's: the database path may show there, credentials may not.
+        redact=Redactor.for_config(config, paths=False),
     )
     runner = asyncio.Runner()
     try:

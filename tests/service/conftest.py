@@ -148,6 +148,66 @@ class ServiceProcess:
             self.process.wait(10)
 
 
+class SimulatorProcess:
+    """``python -m polymarket_agents simulate --port 0 ...`` in a subprocess: a feed the
+    service reaches over the network, which a test can stop (SIGSTOP) or kill.
+
+    Args:
+        args: Simulator options after ``simulate``.
+        directory: Where its stdout and stderr are written.
+    """
+
+    def __init__(self, args: Sequence[str], directory: Path) -> None:
+        self.stdout_path = directory / "simulator-stdout.txt"
+        self.stderr_path = directory / "simulator-stderr.txt"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "polymarket_agents", "simulate", "--port", "0", *args],
+                stdout=out,
+                stderr=err,
+                cwd=directory,
+            )
+
+        def announced() -> tuple[str, str] | None:
+            if self.process.poll() is not None:
+                raise AssertionError(f"simulator exited: {self.stderr_path.read_text()}")
+            lines = self.stdout_path.read_text().splitlines()
+            ws = [line.split(": ", 1)[1] for line in lines if line.startswith("market channel")]
+            gamma = [line.split(":", 1)[1].strip() for line in lines if line.startswith("gamma")]
+            return (ws[0], gamma[0].removesuffix("/markets")) if ws and gamma else None
+
+        self.ws_url, self.http_url = wait_for(announced, START_TIMEOUT, "the simulator")
+
+    def __repr__(self) -> str:
+        return f"<SimulatorProcess pid={self.process.pid} {self.ws_url}>"
+
+    def signal(self, signum: int) -> None:
+        """Send it a signal (SIGSTOP freezes it, SIGCONT thaws it)."""
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """Make sure the process is gone (thawed first, so it can die)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def start_simulator(tmp_path: Path) -> Iterator[Callable[..., SimulatorProcess]]:
+    """Start simulator subprocesses in ``tmp_path``; every one is killed at teardown."""
+    started: list[SimulatorProcess] = []
+
+    def start(*args: str) -> SimulatorProcess:
+        simulator = SimulatorProcess(args, tmp_path)
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.kill()
+
+
 @pytest.fixture
 def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Start service subprocesses in ``tmp_path``; any still running at teardown is killed."""

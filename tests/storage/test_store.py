@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -323,3 +325,23 @@ def test_negative_busy_timeout_is_refused(tmp_path: Path) -> None:
     """The busy timeout cannot be negative."""
     with pytest.raises(ConfigurationError, match="busy_timeout"):
         SQLiteStore(tmp_path / "x.sqlite", busy_timeout=-1)
+
+
+async def test_the_database_file_is_its_owners_alone(tmp_path: Path) -> None:
+    """A new database file, and its -wal and -shm files, are created 0600 whatever the
+    umask; an existing file keeps its mode."""
+    path = tmp_path / "new" / "private.sqlite"
+    old = os.umask(0o022)
+    try:
+        async with SQLiteStore(path) as store:
+            await store.write_batch([])
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        assert modes == dict.fromkeys(modes, 0o600)
+        assert {"private.sqlite", "private.sqlite-wal"} <= set(modes)
+        shared = tmp_path / "shared.sqlite"
+        shared.touch(0o640)
+        async with SQLiteStore(shared):
+            pass
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

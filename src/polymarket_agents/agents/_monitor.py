@@ -37,6 +37,8 @@ from polymarket_agents.feed import (
     NewMarket,
     PriceChange,
     TickSizeChange,
+    redact_text,
+    redact_url,
 )
 from polymarket_agents.storage import Table
 
@@ -297,12 +299,15 @@ class MarketMonitor:
                 if self.queue is not None:
                     await self._put(market_row(market, self._now_ms()), Table.MARKETS, 1)
                 self._logger.info(
-                    "monitoring %s (%s) on %s", market.condition_id, market.slug, self.feed_url
+                    "monitoring %s (%s) on %s",
+                    market.condition_id,
+                    market.slug,
+                    redact_url(self.feed_url),
                 )
                 await self._consume(feed, books)
             raise FeedStopped(f"{feed.name}: the feed ended")
         except Exception as exc:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (self.feed_url,))
             raise
         finally:
             self._running = False

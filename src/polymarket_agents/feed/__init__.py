@@ -16,6 +16,7 @@
   Structs with exact :class:`~decimal.Decimal` prices; :class:`FrameDecoder` turns a frame
   into them or raises :class:`InvalidMessage`;
 * :func:`fetch_markets` / :func:`parse_markets` read Gamma market listings;
+* :func:`redact_url` / :func:`redact_text` hide credentials in URLs before they are shown;
 * :mod:`polymarket_agents.feed.simulator` is a local server speaking the same protocol.
 """
 
@@ -66,12 +67,14 @@ from ._protocol import (
     encode_operation,
     encode_subscribe,
 )
+from ._redact import MASK, redact_text, redact_url, url_secrets
 
 __all__ = [
     "DEFAULT_GAMMA_URL",
     "DEFAULT_MARKET_URL",
     "DEFAULT_MAX_FRAME_BYTES",
     "EVENT_TYPES",
+    "MASK",
     "MAX_ASSETS_PER_CONNECTION",
     "PING",
     "BestBidAsk",
@@ -114,4 +117,7 @@ __all__ = [
     "encode_subscribe",
     "fetch_markets",
     "parse_markets",
+    "redact_text",
+    "redact_url",
+    "url_secrets",
 ]

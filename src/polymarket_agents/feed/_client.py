@@ -52,6 +52,7 @@ from ._protocol import (
     encode_operation,
     encode_subscribe,
 )
+from ._redact import redact_text, redact_url
 
 __all__ = [
     "DEFAULT_MARKET_URL",
@@ -236,7 +237,7 @@ class MarketFeed:
 
     def __repr__(self) -> str:
         state = "connected" if self._ws is not None else "disconnected"
-        return f"<MarketFeed {self.url} {state} assets={len(self._assets)}>"
+        return f"<MarketFeed {redact_url(self.url)} {state} assets={len(self._assets)}>"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -305,7 +306,7 @@ class MarketFeed:
             async with managed_resource(self._open, self._close_socket) as ws:
                 await self._serve(ws)
         except Exception as exc:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (self.url,))
             self._stop_error = exc
             raise
 
@@ -343,7 +344,7 @@ class MarketFeed:
         _logger.info(
             "%s: connected to %s (connection %d), %d assets subscribed",
             self.name,
-            self.url,
+            redact_url(self.url),
             self._connections,
             len(self._assets),
         )

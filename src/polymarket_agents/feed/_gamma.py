@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from decimal import Decimal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import msgspec
@@ -191,7 +192,8 @@ async def fetch_markets(
     own tools do) or ``max_markets`` rows were read.
 
     Args:
-        base_url: Gamma's base URL, or a simulator's ``http_url``.
+        base_url: Gamma's base URL, or a simulator's ``http_url``; query parameters it
+            carries (an API key, say) are sent with every request.
         session: An aiohttp session to reuse; a private one is opened and closed if None.
         params: Query parameters; by default ``active=true``, ``closed=false``,
             ``archived=false``.
@@ -207,8 +209,12 @@ async def fetch_markets(
         TimeoutError: If a request takes longer than ``timeout``.
         InvalidMessage: If a page is not a JSON array.
     """
-    query = dict(params or {"active": "true", "closed": "false", "archived": "false"})
-    url = base_url.rstrip("/") + "/markets"
+    base = urlsplit(base_url)
+    query = {
+        **dict(parse_qsl(base.query, keep_blank_values=True)),
+        **(params or {"active": "true", "closed": "false", "archived": "false"}),
+    }
+    url = urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + "/markets", "", ""))
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     own_session = session is None
     http = session or aiohttp.ClientSession(timeout=client_timeout)

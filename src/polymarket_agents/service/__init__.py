@@ -16,7 +16,9 @@ graceful shutdown.
   :class:`LiveView`, and shut down within the grace period on SIGINT/SIGTERM, returning a
   :class:`ServiceSummary`;
 * :class:`ServiceCollector` turns snapshots into Prometheus metrics at scrape time;
-* :class:`TextFormatter` and :class:`JsonFormatter` are the log formats of the command line.
+* :class:`TextFormatter` and :class:`JsonFormatter` are the log formats of the command line;
+  :class:`Redactor` (and :class:`RedactingFormatter` for logs) hides credentials in URLs and
+  the database's absolute path in whatever the service shows.
 """
 
 from ._app import (
@@ -44,6 +46,7 @@ from ._config import (
 from ._http import HttpServer, create_app
 from ._logging import JsonFormatter, TextFormatter
 from ._metrics import NAMESPACE, ServiceCollector, service_registry
+from ._redact import RedactingFormatter, Redactor, shown_db_path
 from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState
 from ._view import LiveView
 
@@ -62,6 +65,8 @@ __all__ = [
     "LiveViewMode",
     "LogFormat",
     "Phase",
+    "RedactingFormatter",
+    "Redactor",
     "RuntimeFactory",
     "Service",
     "ServiceCollector",
@@ -78,4 +83,5 @@ __all__ = [
     "run_service",
     "select_markets",
     "service_registry",
+    "shown_db_path",
 ]

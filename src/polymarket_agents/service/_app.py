@@ -33,7 +33,13 @@ from rich.console import Console
 
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime, Strategy, load_strategy
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
-from polymarket_agents.feed import DEFAULT_GAMMA_URL, InvalidMessage, MarketInfo, fetch_markets
+from polymarket_agents.feed import (
+    DEFAULT_GAMMA_URL,
+    InvalidMessage,
+    MarketInfo,
+    fetch_markets,
+    redact_url,
+)
 from polymarket_agents.feed.simulator import MarketSimulator
 
 from ._config import ServiceConfig
@@ -316,6 +322,7 @@ class Service:
         return 0
 
     def _failed(self, failure: str, code: int) -> int:
+        failure = self.state.redact(failure)
         self.state.phase = Phase.FAILED
         self.state.failure = failure
         self._reason = "start-up failed"
@@ -368,7 +375,7 @@ class Service:
             )
         except (aiohttp.ClientError, TimeoutError, InvalidMessage) as exc:
             raise _StartupError(
-                f"cannot list markets at {state.gamma_url}/markets: "
+                f"cannot list markets at {redact_url(state.gamma_url)}/markets: "
                 f"{type(exc).__name__}: {exc} (check --gamma-url)"
             ) from exc
         markets = select_markets(listed, config.markets, config.market_count)

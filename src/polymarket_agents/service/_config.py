@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from polymarket_agents.agents import DEFAULT_STRATEGY, convert_option, parse_strategy_options
 from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.feed import redact_url
 from polymarket_agents.feed.simulator import FaultPlan
 
 __all__ = [
@@ -176,7 +177,8 @@ def _url(schemes: tuple[str, ...]) -> Callable[[object], str | None]:
             return None
         parts = urlsplit(str(value))
         if parts.scheme not in schemes or not parts.hostname:
-            return f"must be a {'/'.join(s + '://' for s in schemes)} URL, not {value!r}"
+            shown = redact_url(str(value))
+            return f"must be a {'/'.join(s + '://' for s in schemes)} URL, not {shown!r}"
         return None
 
     return check

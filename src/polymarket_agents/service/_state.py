@@ -21,8 +21,10 @@ import msgspec
 
 from polymarket_agents.agents import RuntimeStats
 from polymarket_agents.core.async_utils import Readiness, TaskSupervisor
+from polymarket_agents.feed import redact_url
 
 from ._config import ServiceConfig
+from ._redact import Redactor, shown_db_path
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
@@ -134,6 +136,8 @@ class ServiceState:
         self.loop_lag = 0.0
         """How late the last heartbeat woke, in seconds."""
         self.last_beat = time.monotonic()
+        self.redact = Redactor.for_config(config)
+        """Hides credentials and the database's absolute path in what the service shows."""
         self.readiness_checks = Readiness()
         """What :meth:`readiness` asks once the service runs: the agents runtime's readiness,
         and the checks or held reasons of any other part."""
@@ -173,7 +177,7 @@ class ServiceState:
         reasons = self.readiness_checks.reasons()
         if not reasons and self.ready_after is None:
             self.ready_after = self.uptime
-        return not reasons, reasons
+        return not reasons, [self.redact(reason) for reason in reasons]
 
     def _runtime_not_ready(self) -> list[str]:
         if self.runtime is None:
@@ -199,10 +203,10 @@ class ServiceState:
             "uptime": round(self.uptime, 3),
             "ready_after": None if self.ready_after is None else round(self.ready_after, 3),
             "failure": self.failure,
-            "feed_url": self.feed_url,
-            "gamma_url": self.gamma_url,
+            "feed_url": None if self.feed_url is None else redact_url(self.feed_url),
+            "gamma_url": None if self.gamma_url is None else redact_url(self.gamma_url),
             "http_url": self.http_url,
-            "db_path": str(self.config.db_path),
+            "db_path": shown_db_path(self.config.db_path),
             "markets": list(self.markets),
             "repeated_signals": self.repeated_signals,
             "http_requests": self.http_requests,
@@ -212,15 +216,19 @@ class ServiceState:
         }
 
     def status(self) -> dict[str, Any]:
-        """Everything ``GET /status`` answers: service counters, runtime stats, task metrics."""
+        """Everything ``GET /status`` answers: service counters, runtime stats, task metrics,
+        with credentials and the database's absolute path hidden."""
         ready, reasons = self.readiness()
-        return {
-            "service": self.service_counters(),
-            "ready": ready,
-            "reasons": reasons,
-            "runtime": self.runtime_counters(),
-            "tasks": plain(self.supervisor.get_metrics()),
-        }
+        status: dict[str, Any] = self.redact.deep(
+            {
+                "service": self.service_counters(),
+                "ready": ready,
+                "reasons": reasons,
+                "runtime": self.runtime_counters(),
+                "tasks": plain(self.supervisor.get_metrics()),
+            }
+        )
+        return status
 
     async def heartbeat(self) -> None:
         """Wake every :data:`HEARTBEAT_INTERVAL` seconds, recording how late each wake-up is."""

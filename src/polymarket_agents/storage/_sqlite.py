@@ -253,7 +253,7 @@ class SQLiteStore:
         return self._conn
 
     async def _connect(self) -> aiosqlite.Connection:
-        await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_create_private, self._path)
         try:
             conn = await aiosqlite.connect(self._path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -504,6 +504,17 @@ async def _finish(awaitable: Awaitable[None]) -> None:
             task.exception()  # retrieved, so asyncio does not log it as lost
         raise asyncio.CancelledError
     task.result()
+
+
+def _create_private(path: Path) -> None:
+    """Create the parent directories, and the database file readable by its owner only
+    (SQLite would create it with the umask's 0644, and its -wal and -shm files take the
+    database's mode); an existing file keeps its mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 async def open_store(
