@@ -73,8 +73,9 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
-    """An open store with a 10 ms busy timeout, closed after the test."""
-    async with SQLiteStore(db_path, busy_timeout=0.01) as opened:
+    """An open store with a 10 ms busy timeout, closed after the test; it does not own
+    its file (``exclusive=False``), so that a second connection can lock it."""
+    async with SQLiteStore(db_path, busy_timeout=0.01, exclusive=False) as opened:
         yield opened
 
 

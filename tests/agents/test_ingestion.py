@@ -463,6 +463,16 @@ class FlakyStore:
             raise self.error
         return await self.inner.write_batch(rows)
 
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        return await self.inner.write_trades(rows)
+
+    @property
+    def lost(self) -> str | None:
+        return self.inner.lost
+
+    async def verify(self) -> None:
+        await self.inner.verify()
+
     async def count(self, table: Table | str) -> int:
         return await self.inner.count(table)
 

@@ -223,7 +223,7 @@ async def test_stop_closes_sockets_drains_the_queue_and_is_idempotent(
 
 
 async def test_a_shared_supervisor_keeps_its_other_tasks(
-    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
 ) -> None:
     """Under a supervisor the caller owns, stop() stops this runtime's tasks only, and a
     name clash is refused."""
@@ -232,7 +232,9 @@ async def test_a_shared_supervisor_keeps_its_other_tasks(
         await supervisor.start_task("other", lambda: asyncio.sleep(3600))
         runtime = await make_runtime(sim, supervisor=supervisor)
         await wait_ready(runtime)
-        clash = await make_runtime(sim, supervisor=supervisor, start=False)
+        clash = await make_runtime(
+            sim, supervisor=supervisor, store_path=tmp_path / "other.sqlite", start=False
+        )
         with pytest.raises(TaskAlreadyRunningError):
             await clash.start()
         await runtime.stop()

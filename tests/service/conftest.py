@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -43,44 +46,106 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(POLL)
 
 
+def _pump(source: IO[bytes], path: Path) -> None:
+    """Copy a pipe into a file as it comes, until the pipe closes."""
+    with source, path.open("ab") as sink:
+        for chunk in iter(lambda: os.read(source.fileno(), 65536), b""):
+            sink.write(chunk)
+            sink.flush()
+
+
+@contextlib.contextmanager
+def disk_full(pid: int) -> Iterator[None]:
+    """Make every write of process ``pid`` to a regular file fail for the block, as a full
+    disk would (``RLIMIT_FSIZE`` of 0: EFBIG), then let it write again.
+
+    Writes to pipes (its logs, see :class:`ServiceProcess`) are not affected.
+    """
+    prlimit = getattr(resource, "prlimit", None)
+    if prlimit is None:
+        pytest.skip("resource.prlimit (Linux) is needed to fill the disk of a process")
+    _, hard = prlimit(pid, resource.RLIMIT_FSIZE)
+    prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+
 class ServiceProcess:
     """``python -m polymarket_agents ...`` in a subprocess, logs in files under ``directory``.
+
+    The process writes to pipes that this process copies into the files, so that a limit
+    put on the service's own file writes (``RLIMIT_FSIZE``, as a full disk) leaves its
+    logs alone.
 
     Args:
         args: Command-line arguments after the program name.
         directory: Where stdout and stderr are written.
         env: Extra environment variables.
+        **options: More keyword arguments for :class:`subprocess.Popen` (``user=`` ...).
     """
 
-    def __init__(self, args: Sequence[str], directory: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        args: Sequence[str],
+        directory: Path,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ):
         self.directory = directory
         self.stdout_path = directory / "stdout.txt"
         self.stderr_path = directory / "stderr.txt"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("POLYMARKET_AGENTS_")}
         environ.pop("LOG_LEVEL", None)
         environ.update(env or {})
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "polymarket_agents", *args],
-                stdout=out,
-                stderr=err,
-                env=environ,
-                cwd=directory,
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "polymarket_agents", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environ,
+            cwd=directory,
+            **options,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self._pumps = [
+            threading.Thread(target=_pump, args=(pipe, path), daemon=True)
+            for pipe, path in (
+                (self.process.stdout, self.stdout_path),
+                (self.process.stderr, self.stderr_path),
             )
+        ]
+        for pump in self._pumps:
+            pump.start()
         self.url: str | None = None
 
     def __repr__(self) -> str:
         return f"<ServiceProcess pid={self.process.pid} url={self.url}>"
 
     @property
+    def pid(self) -> int:
+        """The service's process id."""
+        return self.process.pid
+
+    def _flushed(self) -> None:
+        # Once the process is gone, wait until its last words are in the files.
+        if self.process.poll() is not None:
+            for pump in self._pumps:
+                pump.join(10)
+
+    @property
     def stdout(self) -> str:
         """Everything written to stdout so far."""
-        return self.stdout_path.read_text()
+        self._flushed()
+        return self.stdout_path.read_text() if self.stdout_path.exists() else ""
 
     @property
     def stderr(self) -> str:
         """Everything written to stderr so far."""
-        return self.stderr_path.read_text()
+        self._flushed()
+        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
 
     def log_entries(self) -> list[dict[str, Any]]:
         """The JSON log lines on stderr (with ``--log-format json``)."""
@@ -146,6 +211,7 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self._flushed()
 
 
 class SimulatorProcess:
@@ -213,10 +279,10 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Start service subprocesses in ``tmp_path``; any still running at teardown is killed."""
     started: list[ServiceProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> ServiceProcess:
+    def start(*args: str, env: dict[str, str] | None = None, **options: Any) -> ServiceProcess:
         directory = tmp_path / f"run{len(started)}"
         directory.mkdir()
-        process = ServiceProcess(args, directory, env)
+        process = ServiceProcess(args, directory, env, **options)
         started.append(process)
         return process
 

@@ -21,3 +21,11 @@ async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
     """An open store on a fresh file, closed after the test."""
     async with SQLiteStore(db_path, busy_timeout=0.01) as opened:
         yield opened
+
+
+@pytest.fixture
+async def shared_store(db_path: Path) -> AsyncIterator[SQLiteStore]:
+    """An open store that does not own its file (``exclusive=False``): other connections
+    may lock it, as the tests of lock contention need."""
+    async with SQLiteStore(db_path, busy_timeout=0.01, exclusive=False) as opened:
+        yield opened

@@ -255,10 +255,11 @@ async def test_open_creates_directories_and_sets_wal_mode(db_path: Path) -> None
 
 
 async def test_a_locked_database_is_a_recoverable_busy_error(
-    store: SQLiteStore, blocker: sqlite3.Connection
+    shared_store: SQLiteStore, blocker: sqlite3.Connection
 ) -> None:
     """While another connection holds the write lock, a write fails as StoreBusyError
     (recoverable for the core), commits nothing, and succeeds once the lock is gone."""
+    store = shared_store
     blocker.execute("BEGIN IMMEDIATE")
     with pytest.raises(StoreBusyError) as caught:
         await store.write_batch(one_of_each())

@@ -582,6 +582,8 @@ class AgentsRuntime:
                     f"{INGESTION_TASK}: a batch has waited {waiting:.1f} s to be stored"
                     + (f" (writes failing: {error})" if error else " (no write has finished)")
                 )
+        if self.store.lost is not None:
+            reasons.append(f"{INGESTION_TASK}: database {self.store.path} {self.store.lost}")
         if self.queue.qsize() >= 0.9 * self.queue.maxsize:
             reasons.append(
                 f"{INGESTION_TASK}: queue nearly full ({self.queue.qsize()}/{self.queue.maxsize})"

@@ -9,7 +9,7 @@
         result.written, result.duplicates, result.rejected
 
 * :class:`Store` is the interface; :class:`SQLiteStore` the embedded default (aiosqlite,
-  WAL mode); :func:`open_store` opens one. :class:`PostgresStore` (asyncpg) keeps the same
+  WAL mode, one owning process per file); :func:`open_store` opens one. :class:`PostgresStore` (asyncpg) keeps the same
   tables in a PostgreSQL database that several replicas share; :func:`create_store` picks
   one for a path or a ``postgresql://`` URL.
 * One value type per table (:class:`MarketRow`, :class:`BookSnapshotRow`,
@@ -18,7 +18,9 @@
 * Every table has a natural unique key: writing a row again changes nothing and counts as
   a duplicate, so batches can be replayed after any failure.
 * Transient failures raise :class:`StoreUnavailableError`, a ``ConnectionError`` that the
-  core's error classification retries.
+  core's error classification retries; a database file removed under the store raises
+  :class:`StoreLostError` from then on.
+* Paper trades go through :meth:`Store.write_trades`: durable, and ahead of market data.
 
 This layer depends on :mod:`polymarket_agents.core.async_utils`, aiosqlite, asyncpg and msgspec
 only.
@@ -30,6 +32,8 @@ from ._errors import (
     StoreClosedError,
     StoreDefinitionError,
     StoreError,
+    StoreInUseError,
+    StoreLostError,
     StoreUnavailableError,
 )
 from ._open import create_store
@@ -79,6 +83,8 @@ __all__ = [
     "StoreClosedError",
     "StoreDefinitionError",
     "StoreError",
+    "StoreInUseError",
+    "StoreLostError",
     "StoreUnavailableError",
     "Table",
     "TickSizeChangeRow",

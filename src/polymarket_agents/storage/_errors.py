@@ -5,7 +5,9 @@ The tree::
     AgentError (core)
     └── StoreError                  base of every error the storage layer raises on purpose
         ├── StoreUnavailableError   transient: retry later (also a ConnectionError)
-        │   └── StoreBusyError      another writer holds the database lock
+        │   ├── StoreBusyError      another writer holds the database lock
+        │   └── StoreLostError      the database was removed or replaced under the store
+        ├── StoreInUseError         another process owns the database
         ├── StoreClosedError        the store was closed by its owner (also a RuntimeError)
         ├── SchemaVersionError      the file's schema is newer than this code (a ConfigurationError)
         └── StoreDefinitionError    the database refuses the statements or the credentials
@@ -16,6 +18,8 @@ The tree::
 ``robust_task`` and the ingestion worker retry it with the normal backoff without knowing
 anything about SQLite or PostgreSQL. ``SchemaVersionError`` and ``StoreDefinitionError``
 are configuration errors, hence fatal.
+``StoreLostError`` is a ``StoreUnavailableError`` too, so that whatever holds rows keeps
+them and retries (they are counted as not stored in the end) rather than drops them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ __all__ = [
     "StoreClosedError",
     "StoreDefinitionError",
     "StoreError",
+    "StoreInUseError",
+    "StoreLostError",
     "StoreUnavailableError",
 ]
 
@@ -47,6 +53,43 @@ class StoreUnavailableError(StoreError, ConnectionError):
 
 class StoreBusyError(StoreUnavailableError):
     """Another connection held the database lock for longer than the busy timeout."""
+
+
+class StoreLostError(StoreUnavailableError):
+    """The database the store opened is gone: its file was removed or replaced.
+
+    Whatever was committed to it since it was opened is no longer at its path. The store
+    does not create a new file in its place (a fresh database would forget the paper
+    account's signals); every later call raises this error until the store is closed.
+
+    Attributes:
+        path: The database path.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"database {path!r} {reason}")
+        self.path = path
+
+
+class StoreInUseError(StoreError):
+    """Another process (or another store in this one) owns the database file.
+
+    Attributes:
+        path: The database path.
+        pid: The owner's process id, when known.
+        lock_path: The lock file that names the owner, if the owner was found through it.
+    """
+
+    def __init__(self, path: str, pid: int | None, lock_path: str | None = None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        where = f" (see {lock_path!r})" if lock_path else ""
+        super().__init__(
+            f"database {path!r} is in use by {holder}{where}: one process writes a database "
+            "file at a time; stop that process or choose another database path"
+        )
+        self.path = path
+        self.pid = pid
+        self.lock_path = lock_path
 
 
 class StoreClosedError(StoreError, RuntimeError):

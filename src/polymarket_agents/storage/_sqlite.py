@@ -1,4 +1,11 @@
-"""``SQLiteStore``: the embedded default store, through aiosqlite, in WAL mode."""
+"""``SQLiteStore``: the embedded default store, through aiosqlite, in WAL mode.
+
+One process owns the file: the connection runs in SQLite's exclusive locking mode (no
+other connection can read or write the file while it is open, and the WAL index lives in
+the process's heap instead of a memory-mapped ``-shm`` file, whose faults would kill the
+process with SIGBUS), and a lock file names the owner so that a second process refuses to
+start with a clear message.
+"""
 
 from __future__ import annotations
 
@@ -25,16 +32,19 @@ from ._codec import (
     positions_from_fills,
     prepare,
 )
-from ._errors import StoreBusyError, StoreClosedError, StoreUnavailableError
+from ._errors import StoreBusyError, StoreClosedError, StoreLostError, StoreUnavailableError
+from ._lock import OwnerLock, PriorityLock, lock_holder
 from ._rows import FillRow, PaperOrderRow, Position, Table
 from ._schema import INSERT_SQL, MIGRATIONS, Migration, check_migrations, migrate
 from ._store import RejectedRow, WriteResult
 
-__all__ = ["DEFAULT_PATH", "LOGGER_NAME", "SQLiteStore", "open_store"]
+__all__ = ["DEFAULT_CHECK_INTERVAL", "DEFAULT_PATH", "LOGGER_NAME", "SQLiteStore", "open_store"]
 
 LOGGER_NAME = "polymarket_agents.storage"
 DEFAULT_PATH = Path("data/agents.sqlite")
 """Where the store lives unless told otherwise: relative to the working directory."""
+DEFAULT_CHECK_INTERVAL = 1.0
+"""Seconds between checks that the database file is still the one the store opened."""
 
 _logger = logging.getLogger(LOGGER_NAME)
 
@@ -50,6 +60,9 @@ class _Failure(enum.Enum):
 
 # Primary result codes (the low byte of extended codes) that retrying can fix.
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# SQLITE_READONLY among them: SQLite opens a file it may not write read-only without a
+# word (after an I/O error on the WAL, say), and only a new connection can write again
+# once the cause is fixed.
 _BROKEN_CODES = frozenset(
     {
         sqlite3.SQLITE_CANTOPEN,
@@ -58,6 +71,7 @@ _BROKEN_CODES = frozenset(
         sqlite3.SQLITE_IOERR,
         sqlite3.SQLITE_NOMEM,
         sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_READONLY,
     }
 )
 
@@ -98,9 +112,20 @@ class SQLiteStore:
         async with SQLiteStore("data/agents.sqlite") as store:
             result = await store.write_batch(rows)
 
-    * The connection uses WAL mode (readers never block the writer), ``synchronous=NORMAL``
-      (a commit survives a crash of the process; a power cut may lose the last
-      transactions, never corrupt the file) and a busy timeout.
+    * The connection uses WAL mode, ``synchronous=NORMAL`` (a commit survives a crash of
+      the process; a power cut may lose the last transactions, never corrupt the file) and
+      a busy timeout. :meth:`write_trades` commits with ``synchronous=FULL``: a paper trade
+      survives a power cut too.
+    * With ``exclusive`` (the default) the store owns the file: SQLite's exclusive locking
+      mode keeps every other connection out and the WAL index in heap memory (no ``-shm``
+      file to fault on), and ``<path>.lock`` names the owning process; a second store
+      refuses to open with :class:`~polymarket_agents.storage.StoreInUseError`.
+    * The file is checked every ``check_interval`` seconds of writing, and after every
+      failed write: if it was removed or replaced, every call from then on raises
+      :class:`~polymarket_agents.storage.StoreLostError` and :attr:`lost` says why. A
+      reconnect never creates a new file in place of the one that vanished.
+    * A connection that SQLite opened read-only is refused (reconnecting later), and
+      "attempt to write a readonly database" counts as a broken connection.
     * The schema is created on first open and migrated on later opens (see
       :data:`~polymarket_agents.storage.MIGRATIONS`).
     * :meth:`write_batch` writes each batch in one ``BEGIN IMMEDIATE`` transaction with one
@@ -110,29 +135,40 @@ class SQLiteStore:
     * A closed or broken connection (closed under the store, a disk I/O error) is reported
       as :class:`~polymarket_agents.storage.StoreUnavailableError` and replaced by a new
       connection on the next call.
-    * Calls are serialised by a lock: one transaction at a time on the connection.
+    * Calls are serialised by a lock: one transaction at a time on the connection; calls
+      of :meth:`write_trades` go before calls of :meth:`write_batch` waiting for it.
 
     Args:
         path: The database file; parent directories are created on open. ``":memory:"``
             is refused, since a reconnect would lose it.
         busy_timeout: Seconds a write waits for another writer's lock before it fails with
             :class:`~polymarket_agents.storage.StoreBusyError`.
+        exclusive: Own the file (see above); False lets other connections read and write
+            it meanwhile, through a memory-mapped ``-shm`` file.
+        check_interval: Seconds between checks that the file is still there.
         migrations: The schema's history; the default is the package's schema.
         logger: Where connection events are logged.
 
     Raises:
-        ConfigurationError: On ``":memory:"``, a negative busy timeout or a bad migration
-            list.
+        ConfigurationError: On ``":memory:"``, a negative busy timeout or check interval,
+            or a bad migration list.
     """
 
     __slots__ = (
         "_busy_timeout",
+        "_check_interval",
+        "_checked_at",
         "_closed",
         "_conn",
+        "_exclusive",
+        "_full_sync",
+        "_identity",
         "_lock",
         "_logger",
+        "_lost",
         "_migrations",
         "_opened",
+        "_owner",
         "_path",
         "_reconnects",
         "_schema_version",
@@ -143,6 +179,8 @@ class SQLiteStore:
         path: str | os.PathLike[str] = DEFAULT_PATH,
         *,
         busy_timeout: float = 5.0,
+        exclusive: bool = True,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
         migrations: Sequence[Migration] = MIGRATIONS,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -153,12 +191,21 @@ class SQLiteStore:
             )
         if not busy_timeout >= 0:
             raise ConfigurationError(f"busy_timeout must be >= 0, not {busy_timeout!r}")
+        if not check_interval >= 0:
+            raise ConfigurationError(f"check_interval must be >= 0, not {check_interval!r}")
         self._path = Path(path)
         self._busy_timeout = busy_timeout
+        self._exclusive = exclusive
+        self._owner = OwnerLock(self._path) if exclusive else None
+        self._check_interval = check_interval
+        self._checked_at = float("-inf")
+        self._identity: tuple[int, int] | None = None
+        self._lost: str | None = None
+        self._full_sync = False  # synchronous=FULL on the connection now
         self._migrations = check_migrations(migrations)
         self._logger = logger or _logger
         self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = PriorityLock()
         self._closed = False
         self._opened = False
         self._reconnects = 0
@@ -182,6 +229,16 @@ class SQLiteStore:
     def reconnects(self) -> int:
         """How many times a broken connection was replaced."""
         return self._reconnects
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether the store owns its file (exclusive locking mode and a lock file)."""
+        return self._exclusive
+
+    @property
+    def lost(self) -> str | None:
+        """Why the database is gone (removed or replaced), once a check found so; else None."""
+        return self._lost
 
     @property
     def connection(self) -> aiosqlite.Connection | None:
@@ -208,11 +265,14 @@ class SQLiteStore:
 
         Raises:
             StoreClosedError: If the store was closed.
-            StoreUnavailableError: If the file cannot be opened or is locked now.
+            StoreInUseError: If another process owns the file.
+            StoreUnavailableError: If the file cannot be opened, is locked or can only be
+                read now.
+            StoreLostError: If the file opened before was removed or replaced.
             SchemaVersionError: If the file was written by a newer schema.
             sqlite3.Error: If a migration fails for another reason (it is rolled back).
         """
-        async with self._lock:
+        async with self._lock.hold():
             await self._live()
 
     async def close(self) -> None:
@@ -227,25 +287,36 @@ class SQLiteStore:
         await _finish(self._close_under_lock())
 
     async def _close_under_lock(self) -> None:
-        async with self._lock:
+        async with self._lock.hold():
             conn, self._conn = self._conn, None
-            if conn is None:
-                return
             try:
-                await conn.close()
+                if conn is not None:
+                    await conn.close()
             except Exception as exc:
                 # Closing is the last thing the owner does; a connection that failed
                 # underneath must not turn its shutdown into an error.
                 self._logger.warning("closing %s raised %r", self._path, exc)
             else:
-                self._logger.debug("closed %s", self._path)
+                if conn is not None:
+                    self._logger.debug("closed %s", self._path)
+            finally:
+                if self._owner is not None:
+                    self._owner.release()
 
     async def _live(self) -> aiosqlite.Connection:
         """The open connection, connecting (again) if there is none. Call under the lock."""
         if self._closed:
             raise StoreClosedError(f"store {str(self._path)!r} is closed")
+        if self._lost is not None:
+            raise StoreLostError(str(self._path), self._lost)
         if self._conn is None:
-            self._conn = await self._connect()
+            try:
+                self._conn = await self._connect()
+            except BaseException:
+                if not self._opened and self._owner is not None:
+                    self._owner.release()  # a failed first open owns nothing
+                raise
+            self._full_sync = False
             if self._opened:
                 self._reconnects += 1
                 self._logger.info("reconnected to %s", self._path)
@@ -253,12 +324,23 @@ class SQLiteStore:
         return self._conn
 
     async def _connect(self) -> aiosqlite.Connection:
-        await asyncio.to_thread(_create_private, self._path)
+        if self._identity is None:
+            # Only the first open may create the file (and its directory): a reconnect
+            # that created a fresh file would forget everything stored before.
+            await asyncio.to_thread(_create_private, self._path)
+        elif not await self._same_file():
+            raise StoreLostError(str(self._path), self._lost or "vanished")
+        if self._owner is not None and not self._owner.held:
+            await asyncio.to_thread(self._owner.acquire)
         try:
             conn = await aiosqlite.connect(self._path, isolation_level=None)
         except sqlite3.Error as exc:
             raise _translate(exc, _failure(exc), self._path) from exc
         try:
+            if self._exclusive:
+                # Before anything reads the file: only then does SQLite keep the WAL
+                # index in heap memory instead of mapping the -shm file.
+                await conn.execute("PRAGMA locking_mode = EXCLUSIVE")
             await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             mode = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
             if not mode or str(mode[0][0]).lower() != "wal":
@@ -267,11 +349,28 @@ class SQLiteStore:
                 )
             await conn.execute("PRAGMA synchronous = NORMAL")
             version, applied = await migrate(conn, self._migrations, str(self._path))
+            # A write, so that a connection SQLite opened read-only fails now rather
+            # than at every batch; in exclusive mode it also takes the lock for good.
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.execute(f"PRAGMA user_version = {int(version)}")
+            await conn.execute("COMMIT")
+            identity = await asyncio.to_thread(_identity, self._path)
         except BaseException as exc:
             await _finish(conn.close())
             if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, _failure(exc), self._path) from exc
+                failure = _failure(exc)
+                if failure is _Failure.BUSY:
+                    holder = await asyncio.to_thread(lock_holder, self._path)
+                    if holder is not None:
+                        raise StoreBusyError(
+                            f"database {str(self._path)!r} is locked by process {holder}: {exc}"
+                        ) from exc
+                raise _translate(exc, failure, self._path) from exc
             raise
+        if identity is None:
+            raise StoreLostError(str(self._path), "vanished while it was being opened")
+        if self._identity is None:
+            self._identity = identity
         for migration in applied:
             self._logger.info(
                 "%s: applied migration %d (%s)",
@@ -338,31 +437,99 @@ class SQLiteStore:
 
         Raises:
             StoreUnavailableError: On a transient failure (``StoreBusyError`` if another
-                writer held the lock); nothing was committed.
+                writer held the lock, ``StoreLostError`` if the file is gone); nothing was
+                committed.
             StoreClosedError: If the store was closed.
             sqlite3.Error: On an unexpected database error; nothing was committed.
         """
+        return await self._write(rows, urgent=False)
+
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        """Write paper-trading rows durably, ahead of the market data waiting to be written.
+
+        As :meth:`write_batch`, but the call goes before every :meth:`write_batch` call
+        waiting for the connection (market data delays it by one transaction at most),
+        and the commit is synced to disk (``synchronous=FULL``) before it returns.
+
+        Raises:
+            StoreUnavailableError: On a transient failure; nothing was committed.
+            StoreClosedError: If the store was closed.
+            sqlite3.Error: On an unexpected database error; nothing was committed.
+        """
+        return await self._write(rows, urgent=True)
+
+    async def _write(self, rows: Sequence[object], *, urgent: bool) -> WriteResult:
         if self._closed:
             raise StoreClosedError(f"store {str(self._path)!r} is closed")
         groups, rejected = prepare(rows)
         if not groups:
             return WriteResult(rejected=tuple(rejected))
-        async with self._lock:
-            conn = await self._live()
-            try:
+        if asyncio.get_running_loop().time() - self._checked_at >= self._check_interval:
+            await self.verify()
+        try:
+            async with self._lock.hold(urgent=urgent):
+                conn = await self._live()
                 try:
-                    written, duplicates = await self._write_groups(conn, groups)
-                except sqlite3.IntegrityError as exc:
-                    # A CHECK or NOT NULL constraint refused a row that passed encoding:
-                    # find which, writing the batch row by row in one new transaction.
-                    self._logger.debug("constraint failed (%s); writing row by row", exc)
-                    await conn.rollback()
-                    written, duplicates, refused = await self._write_rows(conn, rows)
-                    rejected.extend(refused)
-            except BaseException as exc:
-                await self._recover(conn, exc)
-                raise
+                    if urgent is not self._full_sync:
+                        # Trades are rare: switching for them costs less than a second
+                        # connection, which exclusive mode would not allow anyway.
+                        await conn.execute(f"PRAGMA synchronous = {'FULL' if urgent else 'NORMAL'}")
+                        self._full_sync = urgent
+                    try:
+                        written, duplicates = await self._write_groups(conn, groups)
+                    except sqlite3.IntegrityError as exc:
+                        # A CHECK or NOT NULL constraint refused a row that passed
+                        # encoding: find which, writing the batch row by row in one new
+                        # transaction.
+                        self._logger.debug("constraint failed (%s); writing row by row", exc)
+                        await conn.rollback()
+                        written, duplicates, refused = await self._write_rows(conn, rows)
+                        rejected.extend(refused)
+                except BaseException as exc:
+                    await self._recover(conn, exc)
+                    raise
+        except (sqlite3.Error, StoreUnavailableError):
+            # A failing write is the moment a vanished file shows: say so, not "I/O".
+            await self.verify()
+            raise
         return WriteResult(written=written, duplicates=duplicates, rejected=tuple(rejected))
+
+    async def verify(self) -> None:
+        """Check that the file at the store's path is still the one it opened.
+
+        A store that has not connected yet has nothing to check. A file that cannot be
+        examined (a directory without permission) is not taken to be gone.
+
+        Raises:
+            StoreLostError: If the file was removed or replaced (from now on, every call
+                raises it).
+        """
+        if self._lost is None and self._identity is not None:
+            self._checked_at = asyncio.get_running_loop().time()
+            if await self._same_file():
+                return
+        if self._lost is not None:
+            raise StoreLostError(str(self._path), self._lost)
+
+    async def _same_file(self) -> bool:
+        """False (with :attr:`lost` set and logged) if the file is not the one opened."""
+        try:
+            identity = await asyncio.to_thread(_identity, self._path)
+        except OSError:
+            return True
+        if identity == self._identity:
+            return True
+        if self._lost is None:
+            assert self._identity is not None
+            device, inode = self._identity
+            now = "is missing" if identity is None else f"is now inode {identity[1]}"
+            self._lost = (
+                f"vanished: the file opened (device {device}, inode {inode}) was removed or "
+                f"replaced and the path {now}; what was written to it since it was opened "
+                "is gone with it"
+            )
+            self._logger.error("database %s %s", self._path, self._lost)
+        return False
 
     async def _write_groups(
         self, conn: aiosqlite.Connection, groups: dict[Table, list[Params]]
@@ -405,7 +572,7 @@ class SQLiteStore:
         return written, duplicates, refused
 
     async def _fetchall(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        async with self._lock:
+        async with self._lock.hold():
             conn = await self._live()
             try:
                 return list(await conn.execute_fetchall(sql, params))
@@ -484,6 +651,19 @@ class SQLiteStore:
         return positions_from_fills([fill_from_record(record) for record in records])
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path``; None if there is none.
+
+    Raises:
+        OSError: If it cannot be examined for another reason.
+    """
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 async def _finish(awaitable: Awaitable[None]) -> None:
     """Run ``awaitable`` to the end even if the caller is cancelled meanwhile.
 
@@ -521,6 +701,7 @@ async def open_store(
     path: str | os.PathLike[str] = DEFAULT_PATH,
     *,
     busy_timeout: float = 5.0,
+    exclusive: bool = True,
 ) -> SQLiteStore:
     """Open (creating if needed) the SQLite store at ``path``.
 
@@ -530,15 +711,17 @@ async def open_store(
     Args:
         path: The database file.
         busy_timeout: Seconds a write waits for another writer's lock.
+        exclusive: Own the file (see :class:`SQLiteStore`).
 
     Returns:
         The open store.
 
     Raises:
         ConfigurationError: On an invalid path or timeout.
+        StoreInUseError: If another process owns the file.
         StoreUnavailableError: If the file cannot be opened now.
         SchemaVersionError: If the file was written by a newer schema.
     """
-    store = SQLiteStore(path, busy_timeout=busy_timeout)
+    store = SQLiteStore(path, busy_timeout=busy_timeout, exclusive=exclusive)
     await store.open()
     return store

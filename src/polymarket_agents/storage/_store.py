@@ -66,7 +66,21 @@ class Store(Protocol):
     * Transient failures raise
       :class:`~polymarket_agents.storage.StoreUnavailableError` (a ``ConnectionError``):
       the same call may succeed later, and a broken connection is reopened by the next call.
+    * Paper-trading rows (orders, fills) go through :meth:`write_trades`, which must be
+      durable when it returns (synced, or committed on a server that syncs) and must not
+      wait behind market-data batches queued for the same connection: at most behind the
+      one transaction in progress (a priority lock, or a connection of its own).
+    * If the database the store opened disappears (an embedded file removed or replaced,
+      a server database dropped), :meth:`verify` and every later call raise
+      :class:`~polymarket_agents.storage.StoreLostError`, and :attr:`lost` says why.
+      Implementations check on their own from time to time and after every failed write,
+      and never silently create a new, empty database in its place.
     """
+
+    @property
+    def lost(self) -> str | None:
+        """Why the database is gone, once a check found it gone; None while it is there."""
+        ...
 
     async def open(self) -> None:
         """Connect and create or migrate the schema; a no-op if already open.
@@ -95,6 +109,31 @@ class Store(Protocol):
         Raises:
             StoreUnavailableError: On a transient failure; nothing was committed.
             StoreClosedError: If the store was closed.
+        """
+        ...
+
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        """Write paper-trading rows as :meth:`write_batch` does, durably and urgently.
+
+        The commit is durable when the call returns (it survives a crash of the process
+        and of the machine), and the call goes before :meth:`write_batch` calls waiting
+        for the database. The paper broker records each order before it is executed and
+        its result right after through this method.
+
+        Returns:
+            Counts of written and duplicate rows per table, and the rejected rows.
+
+        Raises:
+            StoreUnavailableError: On a transient failure; nothing was committed.
+            StoreClosedError: If the store was closed.
+        """
+        ...
+
+    async def verify(self) -> None:
+        """Check that the database the store opened is still there.
+
+        Raises:
+            StoreLostError: If it is gone (removed, replaced, dropped).
         """
         ...
 
