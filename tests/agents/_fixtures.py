@@ -103,10 +103,11 @@ async def make_runtime(tmp_path: Path) -> AsyncIterator[MakeRuntime]:
         **options: Any,
     ) -> AgentsRuntime:
         options.setdefault("config", fast_config())
+        if "store" not in options:
+            options["store_path"] = store_path or tmp_path / "agents.sqlite"
         runtime = AgentsRuntime(
             feed_url=sim.ws_url,
             markets=markets if markets is not None else sim.markets(),
-            store_path=store_path or tmp_path / "agents.sqlite",
             **options,
         )
         runtimes.append(runtime)

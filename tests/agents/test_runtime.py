@@ -29,7 +29,7 @@ from polymarket_agents.core.async_utils import (
     instant_policy,
 )
 from polymarket_agents.feed import MarketInfo
-from polymarket_agents.storage import Table
+from polymarket_agents.storage import SQLiteStore, Table
 
 from ._fixtures import (
     MakeRuntime,
@@ -178,8 +178,10 @@ async def test_failing_writes_are_not_ready_within_the_stall_limit(
     the queue fills; ready again once the lock goes and the batch is stored."""
     sim = await make_simulator(markets=1, event_rate=100.0)
     path = tmp_path / "locked.sqlite"
-    config = fast_config(ready_write_stall=0.3, busy_timeout=0.02)
-    runtime = await make_runtime(sim, config=config, store_path=path)
+    config = fast_config(ready_write_stall=0.3)
+    # A store that shares its file, so that another connection can lock it.
+    store = SQLiteStore(path, busy_timeout=0.02, exclusive=False)
+    runtime = await make_runtime(sim, config=config, store=store)
     await wait_ready(runtime)
     blocker = sqlite3.connect(path, timeout=5)
     try:

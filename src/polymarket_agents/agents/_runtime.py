@@ -255,7 +255,11 @@ class AgentsRuntime:
     Args:
         feed_url: The market channel URL.
         markets: The markets to monitor, one monitor each.
-        store_path: The SQLite file market data and paper trades go to.
+        store_path: The SQLite file market data and paper trades go to
+            (:data:`~polymarket_agents.storage.DEFAULT_PATH` if neither it nor ``store``
+            is given).
+        store: A store to use instead, not yet opened (one that shares its file with
+            other connections, ``exclusive=False``, say); the runtime opens and closes it.
         config: The settings.
         strategy: The analysis every monitor runs (one shared instance);
             :class:`ComplementArbitrage` configured from ``config`` if None.
@@ -266,7 +270,8 @@ class AgentsRuntime:
         now: Wall clock compared with the supervisor's ``last_error_time``.
 
     Raises:
-        ConfigurationError: On an empty or duplicated market list, or invalid settings.
+        ConfigurationError: On an empty or duplicated market list, invalid settings, or
+            both ``store_path`` and ``store``.
     """
 
     def __init__(
@@ -274,7 +279,8 @@ class AgentsRuntime:
         *,
         feed_url: str,
         markets: Sequence[MarketInfo],
-        store_path: str | os.PathLike[str],
+        store_path: str | os.PathLike[str] | None = None,
+        store: SQLiteStore | None = None,
         config: AgentsConfig | None = None,
         strategy: Strategy | None = None,
         alert: Callable[[str], None] | None = None,
@@ -294,7 +300,16 @@ class AgentsRuntime:
             supervisor if supervisor is not None else TaskSupervisor(policy=config.task_policy)
         )
         self.queue = ingestion_queue(config.queue_size)
-        self.store = SQLiteStore(store_path, busy_timeout=config.busy_timeout)
+        if store is not None and store_path is not None:
+            raise ConfigurationError("give the runtime a store_path or a store, not both")
+        self.store = (
+            store
+            if store is not None
+            else SQLiteStore(
+                DEFAULT_PATH if store_path is None else store_path,
+                busy_timeout=config.busy_timeout,
+            )
+        )
         self.broker = PaperBroker(
             queue=self.queue,
             starting_cash=config.starting_cash,

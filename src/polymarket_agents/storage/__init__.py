@@ -9,9 +9,10 @@
         result.written, result.duplicates, result.rejected
 
 * :class:`Store` is the interface; :class:`SQLiteStore` the embedded default (aiosqlite,
-  WAL mode, one owning process per file); :func:`open_store` opens one. :class:`PostgresStore` (asyncpg) keeps the same
-  tables in a PostgreSQL database that several replicas share; :func:`create_store` picks
-  one for a path or a ``postgresql://`` URL.
+  WAL mode, one owning process per file); :func:`open_store` opens one.
+  :class:`PostgresStore` (asyncpg) keeps the same tables in a PostgreSQL database that
+  several replicas share; :func:`create_store` picks one for a path or a
+  ``postgresql://`` URL.
 * One value type per table (:class:`MarketRow`, :class:`BookSnapshotRow`,
   :class:`PriceChangeRow`, :class:`TradeRow`, :class:`TickSizeChangeRow`,
   :class:`PaperOrderRow`, :class:`FillRow`); prices and sizes are exact ``Decimal`` text.
