@@ -15,6 +15,7 @@ from polymarket_agents.feed import (
     BestBidAsk,
     Book,
     FrameDecoder,
+    InvalidKind,
     InvalidMessage,
     LastTradePrice,
     MarketResolved,
@@ -199,12 +200,55 @@ def test_every_other_event_type(decoder: FrameDecoder) -> None:
 
 
 def test_arrays_single_objects_and_empty_arrays(decoder: FrameDecoder) -> None:
-    """A frame is one object or an array of them; an empty array is no events."""
+    """A frame is one object or a non-empty array of them; an empty array is invalid, and
+    an array of unknown event types is no events."""
     assert len(decoder.decode(frame(DOC_BOOK))) == 1
     assert len(decoder.decode(frame(DOC_BOOK, DOC_TRADE))) == 2
     assert decoder.decode(json.dumps([DOC_BOOK]).encode())[0] == decoder.decode(frame(DOC_BOOK))[0]
-    assert decoder.decode(b"[]") == []
-    assert decoder.decode("[]") == []
+    for empty in (b"[]", "[]", b" [ ]\n"):
+        with pytest.raises(InvalidMessage) as caught:
+            decoder.decode(empty)
+        assert caught.value.kind is InvalidKind.EMPTY
+    assert decoder.decode(b'[{"event_type": "not yet known"}]') == []
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        ("[" * DEEP + "]" * DEEP, InvalidKind.TOO_DEEP),
+        ('{"a":' * DEEP + "1" + "}" * DEEP, InvalidKind.TOO_DEEP),
+        ('[{"event_type":"x","a":' + "[" * DEEP + "]" * DEEP + "}]", InvalidKind.TOO_DEEP),
+        (json.dumps(DOC_BOOK)[:-1] + ', "extra": ' + "[" * DEEP + "]" * DEEP + "}", "too_deep"),
+        (b"\xff\xfe", InvalidKind.NOT_JSON),
+        ('["\ud800"]', InvalidKind.NOT_JSON),
+        ("SERVER OVERLOADED", InvalidKind.NOT_JSON),
+        ("1", InvalidKind.NOT_AN_EVENT),
+        ("[1, 2]", InvalidKind.NOT_AN_EVENT),
+        ("[{}]", InvalidKind.NOT_AN_EVENT),
+        ('{"event_type": 5}', InvalidKind.NOT_AN_EVENT),
+        ('{"event_type": "book"}', InvalidKind.INVALID_EVENT),
+        ('[{"event_type": "x"}, {"event_type": "book", "asset_id": 1}]', "invalid_event"),
+    ],
+    ids=lambda value: str(value)[:24],
+)
+def test_hostile_frames_are_invalid_with_a_kind(
+    decoder: FrameDecoder, raw: bytes | str, kind: str
+) -> None:
+    """Deep nesting, bad bytes and non-events raise InvalidMessage of the right kind, never
+    RecursionError or a Unicode error."""
+    with pytest.raises(InvalidMessage) as caught:
+        decoder.decode(raw)
+    assert caught.value.kind == kind
+
+
+def test_deep_nesting_in_a_client_frame_is_invalid() -> None:
+    """The server side refuses a deeply nested client frame the same way."""
+    with pytest.raises(InvalidMessage) as caught:
+        decode_client_frame('{"type": "market", "x": ' + "[" * DEEP + "]" * DEEP + "}")
+    assert caught.value.kind is InvalidKind.TOO_DEEP
 
 
 def test_text_replies_are_not_json(decoder: FrameDecoder) -> None:
@@ -294,6 +338,15 @@ def test_number_caches_stay_bounded(decoder: FrameDecoder) -> None:
     [trade] = decoder.decode(frame(_with(DOC_TRADE, size="1.5")))
     assert isinstance(trade, LastTradePrice)
     assert trade.size == Decimal("1.5")
+
+
+def test_decimals_built_in_python_keep_their_own_exponent() -> None:
+    """Events built from Decimals keep each Decimal as given: an equal one with another
+    exponent seen before is not handed back ("0.4500" is not "0.45")."""
+    first = LastTradePrice(YES, MARKET, Decimal("0.4500"), Decimal("10.00"), "BUY", "1")
+    second = LastTradePrice(YES, MARKET, Decimal("0.45"), Decimal("10"), "BUY", "1")
+    assert (str(first.price), str(first.size)) == ("0.4500", "10.00")
+    assert (str(second.price), str(second.size)) == ("0.45", "10")
 
 
 def test_oversized_frames_are_rejected_unparsed() -> None:
@@ -393,14 +446,64 @@ events_ish = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
-def test_random_bytes_never_crash_the_decoder(raw: bytes) -> None:
-    """Arbitrary bytes decode to events or a reply, or raise InvalidMessage: nothing else."""
+def _decodes_or_is_invalid(raw: bytes | str) -> None:
+    """The decoder's whole promise: events or a reply, or InvalidMessage; nothing else."""
     try:
-        FrameDecoder().decode(raw)
-    except InvalidMessage:
-        pass
+        result = FrameDecoder().decode(raw)
+    except InvalidMessage as exc:
+        assert exc.kind in set(InvalidKind)
+        return
+    if isinstance(result, TextReply):
+        return
+    assert isinstance(result, list)
+    assert all(type(event).__name__ in EVENT_CLASSES for event in result)
+
+
+EVENT_CLASSES = {
+    "Book",
+    "PriceChange",
+    "LastTradePrice",
+    "TickSizeChange",
+    "BestBidAsk",
+    "NewMarket",
+    "MarketResolved",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode) | st.text(max_size=200))
+def test_random_bytes_never_crash_the_decoder(raw: bytes | str) -> None:
+    """Arbitrary bytes and text decode to events or a reply, or raise InvalidMessage."""
+    _decodes_or_is_invalid(raw)
+
+
+# Any JSON document: every type, nested as deep as hypothesis goes, and sometimes wrapped in
+# thousands more levels of arrays or objects, beyond any recursion limit.
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@st.composite
+def deep_json(draw: st.DrawFn) -> str:
+    """A JSON document nested ``depth`` levels deep around an arbitrary value."""
+    inner = json.dumps(draw(any_json))
+    depth = draw(st.sampled_from([0, 1, 2, 10, 500, 5_000, 50_000]))
+    opener, closer = draw(st.sampled_from([("[", "]"), ('{"event_type":', "}"), ('{"a":', "}")]))
+    return opener * depth + inner + closer * depth
+
+
+@settings(max_examples=200, deadline=None)
+@given(deep_json() | any_json.map(json.dumps))
+def test_arbitrary_json_of_any_depth_never_crashes_the_decoder(raw: str) -> None:
+    """Arbitrary JSON, of any type and any depth, as text or bytes: events, a reply or
+    InvalidMessage, never RecursionError."""
+    _decodes_or_is_invalid(raw)
+    _decodes_or_is_invalid(raw.encode("utf-8", "surrogatepass"))
 
 
 @settings(max_examples=150, deadline=None)

@@ -131,6 +131,14 @@ def test_survives_simulator_faults_and_still_loses_nothing(
         return bool(runtime) and runtime["reconnects"] >= 1 and runtime["invalid_frames"] >= 1
 
     wait_for(recovered, START_TIMEOUT, "reconnects and invalid frames")
+    metrics = http_get(f"{service.wait_url()}/metrics")[1]
+    by_reason = {
+        line.split('reason="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("polymarket_agents_invalid_frames_total{")
+    }
+    assert {"not_json", "too_deep", "binary", "empty", "invalid_event"} <= set(by_reason)
+    assert sum(by_reason.values()) >= 1
     code, took = _stopped_within_grace(service)
     assert code == 0, service.stderr[-3000:]
     assert took < GRACE

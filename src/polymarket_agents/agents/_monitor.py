@@ -105,6 +105,8 @@ class MonitorStats:
         feed_events: Events decoded by the feeds.
         backlog: Events the current feed decoded that the monitor has not taken yet.
         invalid_frames: Frames that failed to decode, counted and skipped by the feeds.
+        invalid_by_kind: ``invalid_frames`` per kind of problem
+            (:class:`~polymarket_agents.feed.InvalidKind` values).
         invalid_operations: ``INVALID OPERATION`` replies.
         connections: Connections opened.
         reconnects: Connection attempts after each feed's first.
@@ -131,6 +133,7 @@ class MonitorStats:
     feed_events: int
     backlog: int
     invalid_frames: int
+    invalid_by_kind: Mapping[str, int]
     invalid_operations: int
     connections: int
     reconnects: int
@@ -216,6 +219,7 @@ class MarketMonitor:
         self._orders = 0
         self._analysis_errors = 0
         self._past = dict.fromkeys(_FEED_TOTALS, 0)
+        self._past_invalid: dict[str, int] = {}
         self._last_error: str | None = None
 
     def __repr__(self) -> str:
@@ -238,9 +242,12 @@ class MarketMonitor:
         feed = self._feed
         live: FeedStats | None = feed.stats if feed is not None else None
         totals = dict(self._past)
+        invalid_by_kind = dict(self._past_invalid)
         if live is not None:
             for name in _FEED_TOTALS:
                 totals[name] += getattr(live, name)
+            for kind, count in live.invalid_by_kind.items():
+                invalid_by_kind[kind] = invalid_by_kind.get(kind, 0) + count
         books = self._books
         events = sum(self._counts.values())
         events_by_type = {_EVENT_NAMES.get(k, k.__name__): n for k, n in self._counts.items()}
@@ -263,6 +270,7 @@ class MarketMonitor:
             feed_events=totals["events"],
             backlog=live.events - (events - self._events_at_start) if live is not None else 0,
             invalid_frames=totals["invalid_frames"],
+            invalid_by_kind=invalid_by_kind,
             invalid_operations=totals["invalid_operations"],
             connections=totals["connections"],
             reconnects=totals["reconnects"],
@@ -318,6 +326,8 @@ class MarketMonitor:
         stats = feed.stats
         for name in _FEED_TOTALS:
             self._past[name] += getattr(stats, name)
+        for kind, count in stats.invalid_by_kind.items():
+            self._past_invalid[kind] = self._past_invalid.get(kind, 0) + count
         if stats.last_error is not None:
             self._last_error = stats.last_error
         self._feed = None

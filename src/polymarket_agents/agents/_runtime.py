@@ -29,6 +29,7 @@ from polymarket_agents.core.async_utils import (
 from polymarket_agents.feed import (
     DEFAULT_GAMMA_URL,
     DEFAULT_MARKET_URL,
+    InvalidKind,
     MarketInfo,
     fetch_markets,
 )
@@ -197,6 +198,8 @@ class RuntimeStats:
         ingest_latency: Seconds the last batch took to write.
         ingestion_retries: Failed writes, each retried.
         stored_by_table: ``stored_rows`` per table.
+        invalid_frames_by_reason: ``invalid_frames`` per kind of problem
+            (:class:`~polymarket_agents.feed.InvalidKind` values).
     """
 
     markets: int
@@ -224,6 +227,7 @@ class RuntimeStats:
     ingest_latency: float
     ingestion_retries: int
     stored_by_table: dict[str, int] = field(default_factory=dict)
+    invalid_frames_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def _status(metrics: Mapping[str, TaskMetrics], name: str) -> str | None:
@@ -517,6 +521,11 @@ class AgentsRuntime:
         worker = self.worker.stats
         portfolio = self.broker.portfolio()
         restarts = sum(metrics[name]["restarts"] for name in self.monitors if name in metrics)
+        # Every reason, zeros included, so that each one is a series from the start.
+        invalid = dict.fromkeys(map(str, InvalidKind), 0)
+        for s in monitor_stats:
+            for kind, count in s.invalid_by_kind.items():
+                invalid[kind] = invalid.get(kind, 0) + count
         return RuntimeStats(
             markets=len(self.monitors),
             monitors_running=sum(
@@ -547,6 +556,7 @@ class AgentsRuntime:
             ingest_latency=worker.last_batch_seconds,
             ingestion_retries=worker.retries,
             stored_by_table=dict(worker.written_by_table),
+            invalid_frames_by_reason=invalid,
         )
 
     def readiness(self) -> tuple[bool, list[str]]:

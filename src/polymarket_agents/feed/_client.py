@@ -1,11 +1,21 @@
 """``MarketFeed``: the market-channel websocket client the agents use.
 
-One background task owns the connection. It runs one connection at a time under the core's
-``robust_task``, so reconnecting is the core's exponential backoff with jitter, not a second
-retry loop. A connection goes: open -> send the one initial subscribe frame -> read frames
-until the socket drops or a watchdog closes it. A PONG watchdog and a data-silence watchdog
-raise :class:`~polymarket_agents.feed.FeedTimeout` (a ``TimeoutError``: recoverable); a
-dropped socket raises websockets' ``ConnectionClosed`` or an ``OSError`` (recoverable too).
+One background task owns the connection. It opens one connection at a time and, when one
+ends, waits the restart policy's backoff (the core's :class:`RestartPolicy`: classification,
+exponential delays with jitter, the restart-intensity limit) before the next. The count of
+consecutive failures starts again once a connection is subscribed and every book synced from
+its snapshot, so a feed that drops every few seconds but syncs each time reconnects at the
+first delay, not at the cap. A connection goes: open -> send the one initial subscribe frame
+-> read frames until the socket drops or a watchdog closes it. A PONG watchdog (from the
+first unanswered PING) and a data-silence watchdog raise
+:class:`~polymarket_agents.feed.FeedTimeout` (a ``TimeoutError``: recoverable); a dropped
+socket raises websockets' ``ConnectionClosed`` or an ``OSError`` (recoverable too).
+
+No frame, however malformed, costs the connection: a binary frame, invalid UTF-8, JSON nested
+100,000 deep, an empty array or a broken event is counted by its
+:class:`~polymarket_agents.feed.InvalidKind` and skipped, with one WARNING per connection.
+The one exception is a frame larger than four times ``max_frame_bytes``, which websockets
+refuses to buffer (close code 1009): reading it would let a server exhaust memory.
 
 Frames are decoded, applied to :attr:`MarketFeed.books`, and only then handed to the
 consumer through a bounded channel: when the consumer falls behind, the reader stops reading
@@ -16,20 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from polymarket_agents.core.async_utils import (
     ConfigurationError,
+    ErrorClass,
     RestartPolicy,
     managed_resource,
-    robust_task,
 )
 
 from ._book import BookSet, SyncState
@@ -38,6 +50,7 @@ from ._errors import (
     DataSilence,
     FeedStopped,
     FeedTimeout,
+    InvalidKind,
     InvalidMessage,
     PongTimeout,
     ResyncTimeout,
@@ -74,7 +87,8 @@ _logger = logging.getLogger("polymarket_agents.feed")
 def default_feed_policy() -> RestartPolicy:
     """Reconnect backoff as mature Polymarket clients do it: 1, 2, 4 ... 60 s, with jitter.
 
-    The count starts again once a connection has lived for 5 seconds.
+    The count starts again once a connection has synced every book from its snapshot (the
+    policy's ``reset_after`` is not used by the feed).
 
     Returns:
         The policy.
@@ -91,6 +105,7 @@ class FeedStats:
         frames: Frames received, of every kind.
         events: Market events decoded (unknown event types excluded).
         invalid_frames: Frames that failed to decode, counted and skipped.
+        invalid_by_kind: ``invalid_frames`` per :class:`InvalidKind` value.
         invalid_operations: ``INVALID OPERATION`` replies from the server.
         pongs: ``PONG`` replies.
         connections: Connections opened.
@@ -105,6 +120,7 @@ class FeedStats:
     frames: int
     events: int
     invalid_frames: int
+    invalid_by_kind: Mapping[str, int]
     invalid_operations: int
     pongs: int
     connections: int
@@ -216,11 +232,13 @@ class MarketFeed:
             self.books.add(asset_id)
             self._assets[asset_id] = None
         self._task: asyncio.Task[None] | None = None
-        self._ws: ClientConnection | None = None
+        self._ws: _FeedConnection | None = None
+        self._failures = 0
+        self._synced_once = False
         self._fault: FeedTimeout | None = None
         self._stale_since: dict[str, float] = {}
         self._ready_waiters: list[asyncio.Future[None]] = []
-        self._last_pong = 0.0
+        self._unanswered_since: float | None = None
         self._last_data = 0.0
         self._closing = False
         self._stop_error: BaseException | None = None
@@ -228,6 +246,7 @@ class MarketFeed:
         self._frames = 0
         self._events = 0
         self._invalid = 0
+        self._invalid_by_kind: dict[str, int] = {}
         self._invalid_ops = 0
         self._pongs = 0
         self._attempts = 0
@@ -286,16 +305,55 @@ class MarketFeed:
             raise asyncio.CancelledError()
 
     async def _run(self) -> None:
-        """The connection task: connections under ``robust_task`` until closed."""
+        """The connection task: one connection after another until closed or given up."""
         error: FeedStopped | None = None
         try:
-            await robust_task(self.name, self._connection, policy=self._policy, logger=_logger)
+            await self._reconnect_loop()
             error = FeedStopped(f"{self.name}: the connection failed for good: {self._last_error}")
             error.__cause__ = self._stop_error
         finally:
             self._ws = None
             self._channel.close(error)
             self._wake_ready_waiters(error or FeedStopped(f"{self.name} was closed"))
+
+    async def _reconnect_loop(self) -> None:
+        """Connect, and after each failure wait the policy's backoff; return on a final one."""
+        policy = self._policy
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        restart_times: deque[float] = deque()
+        while True:
+            self._synced_once = False
+            try:
+                await self._connection()
+            except Exception as exc:
+                if task.cancelling():
+                    # A close turned our cancellation into another error (a handshake cut
+                    # short, say); the cancellation still wins.
+                    raise asyncio.CancelledError() from exc
+                error_class = policy.classify_error(exc)
+            else:  # pragma: no cover - _serve only ends by raising
+                error_class = ErrorClass.RECOVERABLE
+            # A connection that synced its books was a success: back off from the start.
+            self._failures = 1 if self._synced_once else self._failures + 1
+            give_up = _give_up_reason(policy, error_class, restart_times, loop.time())
+            if give_up is not None:
+                _logger.error("%s: not reconnecting (%s): %s", self.name, give_up, self._last_error)
+                return
+            delay = policy.delay(self._failures, error_class)
+            _logger.log(
+                logging.ERROR if error_class is ErrorClass.UNEXPECTED else logging.WARNING,
+                "%s: connection lost (%s error, failure %d): %s; reconnecting in %.2f s",
+                self.name,
+                error_class.value,
+                self._failures,
+                self._last_error,
+                delay,
+                exc_info=self._stop_error if error_class is ErrorClass.UNEXPECTED else None,
+                extra={"feed": self.name, "attempt": self._failures, "delay": delay},
+            )
+            await asyncio.sleep(delay)
 
     # -- one connection ----------------------------------------------------------------
 
@@ -310,25 +368,29 @@ class MarketFeed:
             self._stop_error = exc
             raise
 
-    async def _open(self) -> ClientConnection:
-        return await connect(
+    async def _open(self) -> _FeedConnection:
+        ws = await connect(
             self.url,
             ping_interval=None,  # the protocol has its own PING/PONG heartbeat
             open_timeout=self._open_timeout,
             close_timeout=self._close_timeout,
             max_size=4 * self._max_frame_bytes,
             logger=_logger,
+            create_connection=_FeedConnection,
         )
+        assert isinstance(ws, _FeedConnection)
+        return ws
 
-    async def _close_socket(self, ws: ClientConnection) -> None:
+    async def _close_socket(self, ws: _FeedConnection) -> None:
         await ws.close()
 
-    async def _serve(self, ws: ClientConnection) -> None:
+    async def _serve(self, ws: _FeedConnection) -> None:
         loop = asyncio.get_running_loop()
         self._connections += 1
         self._fault = None
         self._stale_since.clear()
-        self._last_pong = self._last_data = loop.time()
+        self._unanswered_since = None
+        self._last_data = loop.time()
         # Fail closed: nothing from before this connection is trusted.
         self.books.invalidate_all()
         if len(self._assets) > MAX_ASSETS_PER_CONNECTION:
@@ -356,12 +418,13 @@ class MarketFeed:
             heartbeat.cancel()
             await asyncio.wait((heartbeat,))
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: _FeedConnection) -> None:
         loop = asyncio.get_running_loop()
         decode = self._decoder.decode
         books = self.books
         channel = self._channel
         deliver = self._deliver
+        binary = ws.binary_messages
         warned = False
         while True:
             try:
@@ -371,10 +434,16 @@ class MarketFeed:
                     raise self._fault from exc
                 raise
             self._frames += 1
+            ws.messages_read += 1
             try:
+                if binary and binary[0] == ws.messages_read:
+                    binary.popleft()
+                    raise InvalidMessage(frame, "a binary frame", InvalidKind.BINARY)
                 result = decode(frame)
             except InvalidMessage as exc:
                 self._invalid += 1
+                kinds = self._invalid_by_kind
+                kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
                 # One warning per connection; a flood of bad frames must not flood the log.
                 level = logging.DEBUG if warned else logging.WARNING
                 warned = True
@@ -383,7 +452,7 @@ class MarketFeed:
             if isinstance(result, TextReply):
                 if result is TextReply.PONG:
                     self._pongs += 1
-                    self._last_pong = loop.time()
+                    self._unanswered_since = None
                 else:
                     self._invalid_ops += 1
                     _logger.warning("%s: the server answered INVALID OPERATION", self.name)
@@ -396,12 +465,12 @@ class MarketFeed:
             stale = books.apply(result)
             if stale:
                 await self._resync(ws, stale)
-            if books.snapshots != snapshots and self._ready_waiters:
+            if books.snapshots != snapshots and (self._ready_waiters or not self._synced_once):
                 self._check_ready()
             if deliver:
                 await channel.put(result)
 
-    async def _resync(self, ws: ClientConnection, asset_ids: list[str]) -> None:
+    async def _resync(self, ws: _FeedConnection, asset_ids: list[str]) -> None:
         """Ask for fresh snapshots: unsubscribe and subscribe again on this connection."""
         now = asyncio.get_running_loop().time()
         for asset_id in asset_ids:
@@ -411,7 +480,7 @@ class MarketFeed:
         await ws.send(encode_operation("unsubscribe", asset_ids, custom_feature_enabled=custom))
         await ws.send(encode_operation("subscribe", asset_ids, custom_feature_enabled=custom))
 
-    async def _heartbeat(self, ws: ClientConnection) -> None:
+    async def _heartbeat(self, ws: _FeedConnection) -> None:
         """PING on schedule; watch PONGs, data silence and stale books; abort when dead."""
         loop = asyncio.get_running_loop()
         limits = [self._ping_interval, self._pong_timeout / 3, self._resync_timeout / 3]
@@ -426,7 +495,9 @@ class MarketFeed:
                 if self._channel.blocked:
                     # The reader is waiting for the consumer, not the server: PONGs and data
                     # sit unread in the socket, which says nothing about the connection.
-                    self._last_pong = self._last_data = now
+                    self._last_data = now
+                    if self._unanswered_since is not None:
+                        self._unanswered_since = now
                 fault = self._check_liveness(now)
                 if fault is not None:
                     _logger.warning("%s: %s; reconnecting", self.name, fault)
@@ -435,14 +506,18 @@ class MarketFeed:
                     return
                 if now >= next_ping:
                     next_ping = now + self._ping_interval
+                    if self._unanswered_since is None:
+                        # The PONG timer runs from the first PING left unanswered.
+                        self._unanswered_since = now
                     await ws.send(PING)
         except ConnectionClosed:
             return  # the reader sees the same closure and reports it
 
     def _check_liveness(self, now: float) -> FeedTimeout | None:
         """The watchdog that fired, if any."""
-        if now - self._last_pong > self._pong_timeout:
-            return PongTimeout(f"no PONG for {now - self._last_pong:.1f} s")
+        unanswered = self._unanswered_since
+        if unanswered is not None and now - unanswered > self._pong_timeout:
+            return PongTimeout(f"no PONG for {now - unanswered:.1f} s after a PING")
         silence = self._silence_timeout
         # With nothing subscribed, silence is what the server owes us.
         if silence is not None and self._assets and now - self._last_data > silence:
@@ -573,6 +648,7 @@ class MarketFeed:
 
     def _check_ready(self) -> None:
         if self._ws is not None and self.books.all_synced:
+            self._synced_once = True
             self._wake_ready_waiters(None)
 
     def _wake_ready_waiters(self, error: FeedStopped | None) -> None:
@@ -606,6 +682,7 @@ class MarketFeed:
             frames=self._frames,
             events=self._events,
             invalid_frames=self._invalid,
+            invalid_by_kind=dict(self._invalid_by_kind),
             invalid_operations=self._invalid_ops,
             pongs=self._pongs,
             connections=self._connections,
@@ -615,3 +692,47 @@ class MarketFeed:
             last_error=self._last_error,
             synced={asset_id: book.synced for asset_id, book in self.books.items()},
         )
+
+
+def _give_up_reason(
+    policy: RestartPolicy, error_class: ErrorClass, restart_times: deque[float], now: float
+) -> str | None:
+    """Why the feed should not reconnect after a failure of ``error_class``, or None."""
+    if error_class is ErrorClass.FATAL:
+        return "fatal error"
+    if policy.max_restarts is not None:
+        while restart_times and restart_times[0] <= now - policy.restart_window:
+            restart_times.popleft()
+        if len(restart_times) >= policy.max_restarts:
+            return (
+                f"restart intensity exceeded ({policy.max_restarts} restarts "
+                f"in {policy.restart_window:g} s)"
+            )
+        restart_times.append(now)
+    return None
+
+
+class _FeedConnection(ClientConnection):
+    """A client connection that remembers which received messages were binary.
+
+    ``recv(decode=False)`` returns text and binary messages alike as bytes, and letting it
+    decode text instead would close the connection (1007) on a text frame holding invalid
+    UTF-8. So the first frame of every message is noted here as it arrives: a binary one by
+    its number, which the reader compares with the number of the message it reads.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.messages_received = 0
+        self.messages_read = 0
+        self.binary_messages: deque[int] = deque()
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame):
+            opcode = event.opcode
+            if opcode is Opcode.TEXT:
+                self.messages_received += 1
+            elif opcode is Opcode.BINARY:
+                self.messages_received += 1
+                self.binary_messages.append(self.messages_received)
+        super().process_event(event)

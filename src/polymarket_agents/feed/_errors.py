@@ -14,6 +14,8 @@ The tree::
 
 from __future__ import annotations
 
+import enum
+
 from polymarket_agents.core.async_utils import AgentError
 
 __all__ = [
@@ -21,10 +23,33 @@ __all__ = [
     "FeedError",
     "FeedStopped",
     "FeedTimeout",
+    "InvalidKind",
     "InvalidMessage",
     "PongTimeout",
     "ResyncTimeout",
 ]
+
+
+class InvalidKind(enum.StrEnum):
+    """Why a frame was refused, in a few stable words: the ``reason`` label of the
+    invalid-frames counter (the exception's ``reason`` text has the details)."""
+
+    TOO_LARGE = "too_large"
+    """Longer than the decoder's ``max_frame_bytes``."""
+    BINARY = "binary"
+    """A binary websocket frame: the market channel sends text only."""
+    NOT_JSON = "not_json"
+    """Neither JSON nor one of the server's text replies (invalid UTF-8 included)."""
+    TOO_DEEP = "too_deep"
+    """JSON nested deeper than the decoder follows."""
+    EMPTY = "empty"
+    """An empty array: no event at all."""
+    NOT_AN_EVENT = "not_an_event"
+    """JSON, but not an event object or an array of them (no ``event_type``)."""
+    INVALID_EVENT = "invalid_event"
+    """An event of a known type with a missing, mistyped or out-of-range field."""
+    INVALID = "invalid"
+    """Anything else that is not valid (client frames, Gamma listings)."""
 
 
 class FeedError(AgentError):
@@ -37,14 +62,23 @@ class InvalidMessage(FeedError):
     Bad JSON, wrong types, missing fields, out-of-range prices, unknown text and oversized
     frames all raise this one type; callers count it and skip the frame.
 
+    Args:
+        raw: The frame as received.
+        reason: What is wrong with it, in words.
+        kind: The class of the problem, for counting.
+
     Attributes:
         raw: The frame as received (truncated to 200 characters in ``str()``).
         reason: What is wrong with it, in words.
+        kind: The class of the problem (:class:`InvalidKind`), for counting.
     """
 
-    def __init__(self, raw: bytes | str, reason: str) -> None:
+    def __init__(
+        self, raw: bytes | str, reason: str, kind: InvalidKind = InvalidKind.INVALID
+    ) -> None:
         self.raw = raw
         self.reason = reason
+        self.kind = kind
         super().__init__(raw, reason)
 
     def __str__(self) -> str:

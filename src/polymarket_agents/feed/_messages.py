@@ -107,9 +107,13 @@ class _Numbers(dict[object, Decimal]):
         # ArithmeticError), which the decoder reports as an invalid frame too.
         if not self.low <= number <= self.high:
             raise ValueError(f"{self.kind} {value!r} is out of range")
+        if number is value:
+            # Never cache a Decimal key: Decimal("0.45") == Decimal("0.4500"), so a later
+            # lookup would get the other one's exponent back ("22.7000" for "22.70").
+            return number
         if len(self) >= _CACHE_LIMIT:
             self.clear()
-        self[value] = number  # a Decimal never equals a str: both kinds of key can share
+        self[value] = number
         return number
 
 

@@ -21,7 +21,7 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
-from ._errors import InvalidMessage
+from ._errors import InvalidKind, InvalidMessage
 from ._messages import (
     BestBidAsk,
     Book,
@@ -98,8 +98,23 @@ class _Envelope(msgspec.Struct):
 
 
 # msgspec.DecodeError is a ValidationError's sibling; ArithmeticError comes from comparing a
-# NaN price, which the validators reach before they can raise ValueError.
-_DECODE_ERRORS = (msgspec.DecodeError, ArithmeticError)
+# NaN price, which the validators reach before they can raise ValueError; RecursionError from
+# JSON nested deeper than the interpreter's recursion limit; UnicodeError from a str frame
+# holding lone surrogates (msgspec reads text as UTF-8).
+_DECODE_ERRORS = (msgspec.DecodeError, ArithmeticError, RecursionError, UnicodeError)
+
+
+def _invalid(frame: bytes | str, exc: BaseException, kind: InvalidKind) -> InvalidMessage:
+    """The InvalidMessage for ``exc``, its kind told by the exception where it says more."""
+    if isinstance(exc, RecursionError):
+        return InvalidMessage(frame, "JSON nested too deeply", InvalidKind.TOO_DEEP)
+    if isinstance(exc, msgspec.ValidationError):  # a DecodeError subclass: test it first
+        return InvalidMessage(frame, _reason(exc), kind)
+    if isinstance(exc, msgspec.DecodeError | UnicodeError):
+        return InvalidMessage(frame, _reason(exc), InvalidKind.NOT_JSON)
+    if isinstance(exc, ArithmeticError):
+        return InvalidMessage(frame, _reason(exc), InvalidKind.INVALID_EVENT)
+    return InvalidMessage(frame, _reason(exc), kind)
 
 
 class FrameDecoder:
@@ -108,6 +123,9 @@ class FrameDecoder:
     The fast path decodes the whole frame with one compiled decoder. Only when that fails
     does it look at the frame object by object, to skip unknown event types (which are
     legal) and to report what is wrong with the rest.
+
+    Whatever the frame holds (any bytes, JSON of any depth), :meth:`decode` returns events
+    or a reply, or raises :class:`InvalidMessage` whose ``kind`` says why.
 
     Args:
         max_frame_bytes: Frames longer than this are rejected unparsed (characters, for a
@@ -138,12 +156,15 @@ class FrameDecoder:
             unknown type), or the :class:`TextReply` it is.
 
         Raises:
-            InvalidMessage: If the frame is too long, not JSON, not an event or an array of
-                events, or an event of a known type fails validation.
+            InvalidMessage: If the frame is too long, not JSON, nested too deeply, an empty
+                array, not an event or an array of events, or an event of a known type
+                fails validation.
         """
         if len(frame) > self.max_frame_bytes:
             raise InvalidMessage(
-                frame[:256], f"frame of {len(frame)} bytes exceeds {self.max_frame_bytes}"
+                frame[:256],
+                f"frame of {len(frame)} bytes exceeds {self.max_frame_bytes}",
+                InvalidKind.TOO_LARGE,
             )
         if len(frame) <= _LONGEST_REPLY:
             reply = _TEXT_REPLIES.get(frame)
@@ -154,10 +175,12 @@ class FrameDecoder:
         except msgspec.ValidationError:
             return self._decode_slowly(frame)
         except _DECODE_ERRORS as exc:
-            raise InvalidMessage(frame, _reason(exc)) from None
+            raise _invalid(frame, exc, InvalidKind.NOT_JSON) from None
         # isinstance, not `type(...) is list`: mypy narrows the union only through isinstance
         # (msgspec 0.23 types the decoder as the union; 0.22 as Any).
         if isinstance(result, list):
+            if not result:
+                raise InvalidMessage(frame, "an empty array", InvalidKind.EMPTY)
             return result
         return [result]
 
@@ -167,15 +190,25 @@ class FrameDecoder:
         try:
             is_array = start in (b"[", "[")
             items = self._items.decode(frame) if is_array else [msgspec.Raw(frame)]
-            events: list[MarketEvent] = []
-            for item in items:
+        except msgspec.ValidationError as exc:
+            raise _invalid(frame, exc, InvalidKind.NOT_AN_EVENT) from None
+        except _DECODE_ERRORS as exc:
+            raise _invalid(frame, exc, InvalidKind.NOT_JSON) from None
+        if not items:
+            raise InvalidMessage(frame, "an empty array", InvalidKind.EMPTY)
+        events: list[MarketEvent] = []
+        for item in items:
+            try:
                 envelope = msgspec.json.decode(item, type=_Envelope)
-                if envelope.event_type is None:
-                    raise InvalidMessage(frame, "object without event_type")
-                if envelope.event_type in EVENT_TYPES:
+            except (msgspec.ValidationError, *_DECODE_ERRORS) as exc:
+                raise _invalid(frame, exc, InvalidKind.NOT_AN_EVENT) from None
+            if envelope.event_type is None:
+                raise InvalidMessage(frame, "object without event_type", InvalidKind.NOT_AN_EVENT)
+            if envelope.event_type in EVENT_TYPES:
+                try:
                     events.append(self._one.decode(item))
-        except (msgspec.ValidationError, *_DECODE_ERRORS) as exc:
-            raise InvalidMessage(frame, _reason(exc)) from None
+                except (msgspec.ValidationError, *_DECODE_ERRORS) as exc:
+                    raise _invalid(frame, exc, InvalidKind.INVALID_EVENT) from None
         return events
 
 
@@ -301,8 +334,8 @@ def decode_client_frame(frame: bytes | str) -> ClientFrame:
         return "PING"
     try:
         raw = _client_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidMessage(frame, str(exc)) from None
+    except (msgspec.ValidationError, *_DECODE_ERRORS) as exc:
+        raise _invalid(frame, exc, InvalidKind.INVALID) from None
     if raw.operation is not None:
         if raw.operation not in ("subscribe", "unsubscribe"):
             raise InvalidMessage(frame, f"unknown operation {raw.operation!r}")

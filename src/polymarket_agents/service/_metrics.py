@@ -33,7 +33,13 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "monitors_running": ("gauge", "Monitors whose task is running.", ""),
     "monitors_ready": ("gauge", "Monitors connected with both books synced.", ""),
     "events": ("counter", "Market events the monitors took from their feeds.", ""),
-    "invalid_frames": ("counter", "Feed frames that failed validation and were skipped.", ""),
+    # Exported once, as the labelled breakdown below; the total is the sum over its labels.
+    "invalid_frames": ("skip", "", ""),
+    "invalid_frames_by_reason": (
+        "counter",
+        "Feed frames that failed validation and were skipped, by reason.",
+        "reason",
+    ),
     "reconnects": ("counter", "Feed reconnection attempts.", ""),
     "resyncs": ("counter", "Order book snapshots requested again for stale books.", ""),
     "monitor_restarts": ("counter", "Restarts of monitor tasks.", ""),
@@ -55,6 +61,9 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "ingestion_retries": ("counter", "Failed database writes, each retried.", ""),
     "stored_by_table": ("counter", "Rows written to the database, per table.", "table"),
 }
+
+# Fields exported under another metric name.
+_RENAMED = {"invalid_frames_by_reason": "invalid_frames"}
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -145,7 +154,9 @@ class ServiceCollector(Collector):
     def _runtime(self, counters: Mapping[str, Any]) -> Iterator[Any]:
         for field, value in counters.items():
             kind, doc, label = _KNOWN.get(field, ("gauge", f"The agents runtime's {field}.", ""))
-            name = f"{NAMESPACE}_{_NAME.sub('_', field)}"
+            if kind == "skip":
+                continue
+            name = f"{NAMESPACE}_{_NAME.sub('_', _RENAMED.get(field, field))}"
             if isinstance(value, Mapping):
                 # A breakdown such as rows per table: one labelled family.
                 samples = [(str(k), _number(v)) for k, v in value.items()]

@@ -29,8 +29,8 @@ class FaultPlan:
             the connection while still answering ``PING``.
         stop_pong_after: After this many seconds stop answering ``PING`` (data goes on).
         malformed_rate: Probability, per data frame, of sending an extra malformed frame
-            (bad JSON, wrong types, missing fields, out-of-range prices, stray text; in
-            turn).
+            (bad JSON, wrong types, missing fields, out-of-range prices, stray text, JSON
+            nested 100,000 deep, an empty array, a binary frame, invalid UTF-8; in turn).
         oversized_rate: Probability, per data frame, of sending an extra frame of
             ``oversized_bytes`` (an array of events of an unknown type).
         oversized_bytes: Size of those frames; the client's default limit is 8 MiB.
@@ -80,13 +80,27 @@ class MalformedKind(enum.StrEnum):
     MISSING_FIELD = "missing_field"
     OUT_OF_RANGE = "out_of_range"
     STRAY_TEXT = "stray_text"
+    DEEP_NESTING = "deep_nesting"
+    EMPTY_ARRAY = "empty_array"
+    BINARY = "binary"
+    """A well-formed event, sent in a binary frame (the channel sends text only)."""
+    INVALID_UTF8 = "invalid_utf8"
+    """A text frame whose bytes are not UTF-8."""
 
 
 _KINDS = tuple(MalformedKind)
 
 
-def malformed_frame(number: int, asset_id: str, market: str, timestamp: str) -> tuple[str, str]:
+_DEPTH = 100_000
+
+
+def malformed_frame(
+    number: int, asset_id: str, market: str, timestamp: str
+) -> tuple[str, bytes | str]:
     """The ``number``-th malformed frame: an event for a real asset, broken one way.
+
+    A :attr:`MalformedKind.BINARY` frame is bytes, to be sent in a binary frame; an
+    :attr:`MalformedKind.INVALID_UTF8` one is bytes, to be sent in a text frame.
 
     Args:
         number: Which one (0-based); selects the kind in turn.
@@ -95,7 +109,7 @@ def malformed_frame(number: int, asset_id: str, market: str, timestamp: str) -> 
         timestamp: A timestamp to put in it.
 
     Returns:
-        The kind (a :class:`MalformedKind` value) and the frame's text.
+        The kind (a :class:`MalformedKind` value) and the frame.
     """
     kind = _KINDS[number % len(_KINDS)]
     change: dict[str, object] = {
@@ -124,8 +138,16 @@ def malformed_frame(number: int, asset_id: str, market: str, timestamp: str) -> 
     elif kind is MalformedKind.OUT_OF_RANGE:
         change["price"] = "1.5"
         text = msgspec.json.encode(event).decode()
-    else:
+    elif kind is MalformedKind.STRAY_TEXT:
         text = "SERVER OVERLOADED, PLEASE STAND BY"
+    elif kind is MalformedKind.DEEP_NESTING:
+        text = "[" * _DEPTH + "]" * _DEPTH
+    elif kind is MalformedKind.EMPTY_ARRAY:
+        text = "[]"
+    elif kind is MalformedKind.BINARY:
+        return kind.value, msgspec.json.encode([event])
+    else:
+        return kind.value, msgspec.json.encode([event]).replace(b"BUY", b"B\xffY")
     return kind.value, text
 
 

@@ -43,7 +43,7 @@ from .._messages import (
     TickSizeChange,
 )
 from .._protocol import Operation, Subscribe, TextReply, decode_client_frame
-from ._faults import FaultPlan, malformed_frame, oversized_frame
+from ._faults import FaultPlan, MalformedKind, malformed_frame, oversized_frame
 from ._universe import SimMarket, Universe, legacy_price_changes
 
 __all__ = ["ConnectionStats", "MarketSimulator", "run_simulator", "running_simulator"]
@@ -97,6 +97,8 @@ class ConnectionStats:
     client_frames: int
     close_reason: str
 
+
+_BINARY = f"malformed:{MalformedKind.BINARY}"  # the one kind of frame sent as binary
 
 # What a connection's outbox holds: the payload, its kind, and the event types it carries.
 _Outgoing = tuple[bytes | str, str, tuple[str, ...]]
@@ -187,7 +189,7 @@ class _Connection:
                 payload, kind, types = outbox[0]
                 if delay:
                     await asyncio.sleep(delay)
-                await ws.send(payload, text=True)
+                await ws.send(payload, text=kind != _BINARY)
                 outbox.popleft()
                 if len(outbox) < limit:
                     self.room.set()
