@@ -23,6 +23,8 @@
   retried rather than dropped, and cancellation drains the queue before the worker stops.
 * :class:`AgentsRuntime` / :func:`run_market_agents` run all of it under one
   :class:`~polymarket_agents.core.async_utils.TaskSupervisor` with a health loop.
+* :class:`Shard` splits the markets among replicas by rendezvous hashing of condition
+  ids (:func:`shard_owner`): ``Shard.parse("1/3").select(markets)``.
 
 What each event becomes in the database (one queue item per event):
 
@@ -75,6 +77,7 @@ from ._runtime import (
     resolve_markets,
     run_market_agents,
 )
+from ._shards import MAX_SHARDS, Shard, shard_owner
 from ._strategies import DEFAULT_STRATEGY, convert_option, load_strategy, parse_strategy_options
 
 __all__ = [
@@ -88,6 +91,7 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "HEALTH_TASK",
     "INGESTION_TASK",
+    "MAX_SHARDS",
     "SELL",
     "ZERO_ADDRESS",
     "AgentsConfig",
@@ -110,6 +114,7 @@ __all__ = [
     "Portfolio",
     "PositionState",
     "RuntimeStats",
+    "Shard",
     "Strategy",
     "convert_option",
     "data_ingestion_worker",
@@ -122,4 +127,5 @@ __all__ = [
     "parse_strategy_options",
     "resolve_markets",
     "run_market_agents",
+    "shard_owner",
 ]

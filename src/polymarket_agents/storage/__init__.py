@@ -12,7 +12,7 @@
   WAL mode, one owning process per file); :func:`open_store` opens one.
   :class:`PostgresStore` (asyncpg) keeps the same tables in a PostgreSQL database that
   several replicas share; :func:`create_store` picks one for a path or a
-  ``postgresql://`` URL.
+  ``postgresql://`` URL; :class:`AdvisoryLock` is how a replica holds its shard there.
 * One value type per table (:class:`MarketRow`, :class:`BookSnapshotRow`,
   :class:`PriceChangeRow`, :class:`TradeRow`, :class:`TickSizeChangeRow`,
   :class:`PaperOrderRow`, :class:`FillRow`); prices and sizes are exact ``Decimal`` text.
@@ -27,6 +27,7 @@ This layer depends on :mod:`polymarket_agents.core.async_utils`, aiosqlite, asyn
 only.
 """
 
+from ._advisory import AdvisoryLock
 from ._errors import (
     SchemaVersionError,
     StoreBusyError,
@@ -66,6 +67,7 @@ __all__ = [
     "ORDER_TYPES",
     "PG_MIGRATIONS",
     "SIDES",
+    "AdvisoryLock",
     "BookLevel",
     "BookSnapshotRow",
     "FillRow",
