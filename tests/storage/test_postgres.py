@@ -31,8 +31,10 @@ from polymarket_agents.storage import (
     PriceChangeRow,
     SchemaVersionError,
     SQLiteStore,
+    Store,
     StoreClosedError,
     StoreDefinitionError,
+    StoreLostError,
     StoreUnavailableError,
     Table,
     TradeRow,
@@ -204,19 +206,22 @@ async def test_text_postgresql_cannot_hold_is_refused_row_by_row(
 async def test_a_terminated_connection_is_recoverable_and_replaced(
     store: PostgresStore, pg_url: str
 ) -> None:
-    """A server-side kill (an administrator, a failover) fails the call with a recoverable
-    error; the next call reconnects, and nothing of the failed batch was committed."""
+    """A server-side kill (an administrator, a failover) costs at most one call, failed
+    with a recoverable error and nothing of it committed; the store reconnects."""
     await store.write_batch(trades(1))
     await sql(
         pg_url,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE application_name = 'polymarket-agents'",
     )
-    with pytest.raises(StoreUnavailableError) as caught:
-        await store.write_batch(trades(5, start=1))
-    assert classify_error(caught.value) is ErrorClass.RECOVERABLE
-    assert store.connection is None
-    result = await store.write_batch(trades(5, start=1))
+    # The kill reaches the client either before the next write (noticed as a closed
+    # connection, replaced at once) or during it (a recoverable error, then replaced).
+    try:
+        result = await store.write_batch(trades(5, start=1))
+    except StoreUnavailableError as exc:
+        assert classify_error(exc) is ErrorClass.RECOVERABLE
+        assert store.connection is None
+        result = await store.write_batch(trades(5, start=1))
     assert result.total_written == 5
     assert store.reconnects == 1
     assert await store.count(Table.TRADES) == 6
@@ -241,14 +246,71 @@ async def test_a_lock_timeout_is_transient_and_keeps_the_connection(pg_url: str)
         assert store.reconnects == 0
 
 
-async def test_a_dropped_table_is_a_fatal_definition_error(
+async def test_dropped_tables_make_the_store_lost_never_recreated(
     store: PostgresStore, pg_url: str
 ) -> None:
-    """A statement the database cannot run (a table gone) is not worth retrying."""
+    """Tables dropped under the store: the write fails with StoreLostError, every later
+    call too, and the store does not quietly create fresh tables."""
+    await store.write_batch(trades(1))
     await sql(pg_url, "DROP TABLE trades")
-    with pytest.raises(StoreDefinitionError, match="trades") as caught:
+    with pytest.raises(StoreLostError, match="lost its tables") as caught:
+        await store.write_batch(trades(1, start=1))
+    assert classify_error(caught.value) is ErrorClass.RECOVERABLE
+    assert store.lost == "lost its tables"
+    with pytest.raises(StoreLostError):
+        await store.write_trades([order("o1")])
+    with pytest.raises(StoreLostError):
+        await store.verify()
+
+
+async def test_a_database_dropped_and_created_again_is_lost(
+    postgres_server: PostgresServer,
+) -> None:
+    """A dropped database is reported lost on reconnect, and so is a new one by its name."""
+    name = postgres_server.create_database()
+    async with PostgresStore(postgres_server.url(name)) as store:
         await store.write_batch(trades(1))
-    assert classify_error(caught.value) is ErrorClass.FATAL
+        await store.verify()
+        postgres_server.psql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        with pytest.raises(StoreUnavailableError):
+            await store.write_batch(trades(1, start=1))
+        with pytest.raises(StoreLostError, match="was dropped"):
+            await store.write_batch(trades(1, start=1))
+    postgres_server.psql(f'CREATE DATABASE "{name}"')
+    async with PostgresStore(postgres_server.url(name)) as first:
+        await first.write_batch(trades(1))
+        postgres_server.psql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        postgres_server.psql(f'CREATE DATABASE "{name}"')
+        with pytest.raises(StoreUnavailableError):
+            await first.verify()
+        with pytest.raises(StoreLostError, match="dropped and created again"):
+            await first.verify()
+
+
+async def test_trades_are_written_while_market_data_waits(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """A market-data batch stuck on a lock does not hold up paper trades: they have a
+    connection of their own."""
+    await store.write_batch(one_of_each())
+    holder = await asyncpg.connect(pg_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+            stuck = asyncio.ensure_future(store.write_batch(trades(3, start=100)))
+            await asyncio.sleep(0.2)
+            assert not stuck.done()
+            result = await asyncio.wait_for(store.write_trades([order("o9")]), timeout=5)
+            assert dict(result.written) == {Table.PAPER_ORDERS: 1}
+            assert not stuck.done()
+        assert (await asyncio.wait_for(stuck, timeout=5)).total_written == 3
+    finally:
+        await holder.close()
+    setting = await sql(
+        pg_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'polymarket-agents'",
+    )
+    assert setting[0][0] == 2  # market data and trades
 
 
 async def test_an_unreachable_server_is_recoverable(unused_port: int) -> None:
@@ -374,3 +436,9 @@ def test_the_redacted_form_hides_nothing_else() -> None:
     """Redaction changes only the password: host, port, database and options stay."""
     url = "postgresql://u:p@h:1/d?application_name=x"
     assert re.fullmatch(r"postgresql://u:\*\*\*@h:1/d\?application_name=x", redact_url(url))
+
+
+def test_it_is_a_store() -> None:
+    """PostgresStore implements the Store protocol (checked by mypy on this assignment)."""
+    store: Store = PostgresStore("postgresql://h/db")
+    assert store.lost is None

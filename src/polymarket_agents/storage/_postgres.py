@@ -38,6 +38,8 @@ from ._errors import (
     SchemaVersionError,
     StoreClosedError,
     StoreDefinitionError,
+    StoreError,
+    StoreLostError,
     StoreUnavailableError,
 )
 from ._pgschema import (
@@ -169,7 +171,13 @@ class PostgresStore:
       :class:`~polymarket_agents.storage.StoreUnavailableError`, retried by the caller.
       Unknown tables or columns, missing privileges and refused credentials raise
       :class:`~polymarket_agents.storage.StoreDefinitionError`, a ``ConfigurationError``.
-    * Calls are serialised by a lock: one transaction at a time on the connection.
+    * Paper trades (:meth:`write_trades`) have a connection of their own, committing
+      synchronously, so market data never delays them; each connection takes one call at
+      a time.
+    * The database's identity (its oid and that of its ``schema_migrations`` table) is
+      noted at first open: a database dropped and created again, or whose tables were
+      dropped, is reported as lost (:class:`~polymarket_agents.storage.StoreLostError`)
+      rather than silently migrated afresh, which would forget the paper account.
 
     Args:
         url: A ``postgresql://user[:password]@host[:port]/database[?options]`` URL.
@@ -192,15 +200,17 @@ class PostgresStore:
         "_careful",
         "_closed",
         "_command_timeout",
-        "_conn",
         "_connect_timeout",
-        "_lock",
+        "_data",
+        "_identity",
         "_logger",
+        "_lost",
         "_migrations",
         "_opened",
         "_password_file",
         "_reconnects",
         "_schema_version",
+        "_trades",
         "_url",
         "_where",
     )
@@ -233,8 +243,13 @@ class PostgresStore:
         self._command_timeout = command_timeout
         self._migrations = check_migrations(migrations)
         self._logger = logger or _logger
-        self._conn: asyncpg.Connection | None = None
-        self._lock = asyncio.Lock()
+        # Market data and paper trades on connections of their own: a trade never waits
+        # behind a market-data batch, and commits synchronously whatever the server's
+        # default.
+        self._data = _Session("market data")
+        self._trades = _Session("trades")
+        self._identity: tuple[int, int] | None = None
+        self._lost: str | None = None
         self._closed = False
         self._opened = False
         self._reconnects = 0
@@ -242,7 +257,7 @@ class PostgresStore:
         self._careful = 0
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._conn is not None else "idle"
+        state = "closed" if self._closed else "open" if self._data.conn is not None else "idle"
         return f"<PostgresStore {self._where!r} {state} schema={self._schema_version}>"
 
     @property
@@ -261,12 +276,17 @@ class PostgresStore:
         return self._reconnects
 
     @property
+    def lost(self) -> str | None:
+        """Why the database is gone (dropped, or its tables), once a check found so; else None."""
+        return self._lost
+
+    @property
     def connection(self) -> asyncpg.Connection | None:
-        """The live connection, or None while disconnected: for diagnostics.
+        """The live market-data connection, or None while disconnected: for diagnostics.
 
         Writing through it bypasses the store's lock and transactions.
         """
-        return self._conn
+        return self._data.conn
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -322,23 +342,26 @@ class PostgresStore:
             StoreDefinitionError: If the credentials, database or privileges are wrong.
             SchemaVersionError: If the database was written by a newer schema.
         """
-        async with self._lock:
-            await self._live()
+        async with self._data.lock:
+            await self._live(self._data)
+        async with self._trades.lock:
+            await self._live(self._trades)
 
     async def close(self) -> None:
-        """Wait for a call in progress, then close the connection; idempotent.
+        """Wait for calls in progress, then close the connections; idempotent.
 
-        The close is shielded: cancelling the caller does not leave the connection open.
+        The close is shielded: cancelling the caller does not leave a connection open.
         An error while closing is logged at WARNING, not raised.
         """
         if self._closed:
             return
         self._closed = True
-        await _finish(self._close_under_lock())
+        await _finish(self._close_session(self._trades))
+        await _finish(self._close_session(self._data))
 
-    async def _close_under_lock(self) -> None:
-        async with self._lock:
-            conn, self._conn = self._conn, None
+    async def _close_session(self, session: _Session) -> None:
+        async with session.lock:
+            conn, session.conn = session.conn, None
             if conn is None:
                 return
             try:
@@ -347,35 +370,57 @@ class PostgresStore:
                 self._logger.warning("closing %s raised %r", self._where, exc)
                 conn.terminate()
             else:
-                self._logger.debug("closed %s", self._where)
+                self._logger.debug("closed the %s connection to %s", session.name, self._where)
 
-    async def _live(self) -> asyncpg.Connection:
-        """The open connection, connecting (again) if there is none. Call under the lock."""
+    def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(f"store {self._where!r} is closed")
-        if self._conn is not None and self._conn.is_closed():
-            self._conn = None  # closed underneath us, noticed while idle
-        if self._conn is None:
-            self._conn = await self._connect()
-            if self._opened:
-                self._reconnects += 1
-                self._logger.info("reconnected to %s", self._where)
-            self._opened = True
-        return self._conn
+        if self._lost is not None:
+            raise StoreLostError(self._where, self._lost)
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _live(self, session: _Session) -> asyncpg.Connection:
+        """The session's connection, connecting (again) if there is none. Call under its lock."""
+        self._check_open()
+        if session.conn is not None and session.conn.is_closed():
+            session.conn = None  # closed underneath us, noticed while idle
+        if session.conn is None:
+            try:
+                session.conn = await self._connect(session)
+            except StoreDefinitionError as exc:
+                if self._identity is not None and isinstance(
+                    exc.__cause__, asyncpg.InvalidCatalogNameError
+                ):
+                    self._mark_lost("was dropped")
+                    raise StoreLostError(self._where, "was dropped") from exc
+                raise
+            if session.opened:
+                self._reconnects += 1
+                self._logger.info("reconnected the %s connection to %s", session.name, self._where)
+            session.opened = True
+        return session.conn
+
+    async def _connect(self, session: _Session) -> asyncpg.Connection:
         conn = await self.connect()
         try:
-            version, applied = await _migrate(conn, self._migrations, self._where)
-            for table in COPY_TABLES:
-                # Per session, emptied at every commit: a batch's rows never outlive it.
-                await conn.execute(
-                    f"CREATE TEMP TABLE stage_{table} ON COMMIT DELETE ROWS AS "
-                    f"SELECT {', '.join(COLUMNS[table])} FROM {table} WITH NO DATA"
-                )
+            if self._identity is not None:
+                # Never migrate a database that replaced the one opened: a fresh one
+                # would forget every signal the paper account has handled.
+                identity = await _identity(conn)
+                if identity != self._identity:
+                    self._mark_lost(self._change(identity))
+                    raise StoreLostError(self._where, self._lost or "")
+            applied: list[Migration] = []
+            version = self._schema_version
+            if session is self._data or not version:
+                version, applied = await _migrate(conn, self._migrations, self._where)
+            self._identity = self._identity or await _identity(conn)
+            if session is self._trades:
+                # Durable before the call returns, whatever the server's default says.
+                await conn.execute("SET synchronous_commit = on")
+            session.staged.clear()
         except BaseException as exc:
             conn.terminate()
-            if isinstance(exc, Exception) and not isinstance(exc, SchemaVersionError):
+            if isinstance(exc, Exception) and not isinstance(exc, SchemaVersionError | StoreError):
                 raise self._translate(exc, _failure(exc)) from exc
             raise
         for migration in applied:
@@ -388,6 +433,41 @@ class PostgresStore:
         self._schema_version = version
         return conn
 
+    def _change(self, identity: tuple[int, int]) -> str:
+        assert self._identity is not None
+        if identity[0] != self._identity[0]:
+            return "was dropped and created again"
+        return "lost its tables" if not identity[1] else "had its tables replaced"
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost is None:
+            self._lost = reason
+            self._logger.error("database %s %s; nothing more is written to it", self._where, reason)
+
+    async def verify(self) -> None:
+        """Check that the database the store opened is still there, with its tables.
+
+        A store that has not connected yet has nothing to check; a server that cannot be
+        reached is not taken to be gone (that is an outage, retried).
+
+        Raises:
+            StoreLostError: If the database was dropped or replaced, or its tables were
+                dropped (from now on, every call raises it).
+            StoreUnavailableError: If the server cannot be reached now.
+        """
+        if self._lost is None and self._identity is not None:
+            async with self._data.lock:
+                conn = await self._live(self._data)
+                try:
+                    identity = await _identity(conn)
+                except BaseException as exc:
+                    self._recover(self._data, conn, exc)
+                    raise
+                if identity != self._identity:
+                    self._mark_lost(self._change(identity))
+        if self._lost is not None:
+            raise StoreLostError(self._where, self._lost)
+
     def _translate(self, exc: Exception, failure: _Failure) -> Exception:
         if failure is _Failure.BROKEN or failure is _Failure.TRANSIENT:
             return StoreUnavailableError(f"database {self._where!r} is unavailable: {exc}")
@@ -395,7 +475,7 @@ class PostgresStore:
             return StoreDefinitionError(f"database {self._where!r} refused: {exc}")
         return exc
 
-    def _recover(self, conn: asyncpg.Connection, exc: BaseException) -> None:
+    def _recover(self, session: _Session, conn: asyncpg.Connection, exc: BaseException) -> None:
         """Drop the connection if ``exc`` broke it; raise what callers see for known faults.
 
         Returns for anything else, which the caller re-raises unchanged.
@@ -404,15 +484,20 @@ class PostgresStore:
         if failure is _Failure.BROKEN or isinstance(exc, asyncio.CancelledError):
             # A statement cut short by a cancellation leaves the session in an unknown
             # state (a transaction open, a COPY half sent): start afresh.
-            if self._conn is conn:
-                self._conn = None
+            if session.conn is conn:
+                session.conn = None
                 self._logger.warning(
-                    "connection to %s failed (%s: %s); reconnecting on next use",
+                    "%s connection to %s failed (%s: %s); reconnecting on next use",
+                    session.name,
                     self._where,
                     type(exc).__name__,
                     exc,
                 )
             conn.terminate()
+        if isinstance(exc, asyncpg.UndefinedTableError) and self._identity is not None:
+            # The tables the store created are gone: a database to trust no more.
+            self._mark_lost("lost its tables")
+            raise StoreLostError(self._where, self._lost or "") from exc
         if isinstance(exc, Exception) and failure is not _Failure.OTHER:
             # Raised, not returned: a local holding the new error would make a reference
             # cycle through this frame.
@@ -430,20 +515,38 @@ class PostgresStore:
 
         Raises:
             StoreUnavailableError: On a transient failure; nothing was committed.
+            StoreLostError: If the database was dropped or replaced.
             StoreDefinitionError: If the database refuses the statements themselves.
             StoreClosedError: If the store was closed.
             asyncpg.PostgresError: On an unexpected database error; nothing was committed.
         """
-        if self._closed:
-            raise StoreClosedError(f"store {self._where!r} is closed")
+        return await self._write(self._data, rows)
+
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        """Write paper-trading rows durably, never behind market data.
+
+        As :meth:`write_batch`, on a connection of their own (so a market-data batch in
+        progress does not delay them) with ``synchronous_commit = on``: the commit is on
+        the server's disk before the call returns.
+
+        Raises:
+            StoreUnavailableError: On a transient failure; nothing was committed.
+            StoreLostError: If the database was dropped or replaced.
+            StoreClosedError: If the store was closed.
+            asyncpg.PostgresError: On an unexpected database error; nothing was committed.
+        """
+        return await self._write(self._trades, rows)
+
+    async def _write(self, session: _Session, rows: Sequence[object]) -> WriteResult:
+        self._check_open()
         groups, rejected = prepare(rows)
         if not groups:
             return WriteResult(rejected=tuple(rejected))
-        async with self._lock:
-            conn = await self._live()
+        async with session.lock:
+            conn = await self._live(session)
             try:
                 try:
-                    written, duplicates = await self._write_groups(conn, groups)
+                    written, duplicates = await self._write_groups(session, conn, groups)
                 except _ROW_ERRORS as exc:
                     # A constraint refused a row that passed encoding: find which,
                     # writing the batch row by row in one new transaction.
@@ -451,19 +554,28 @@ class PostgresStore:
                     written, duplicates, refused = await self._write_rows(conn, rows)
                     rejected.extend(refused)
             except BaseException as exc:
-                self._recover(conn, exc)
+                self._recover(session, conn, exc)
                 raise
         return WriteResult(written=written, duplicates=duplicates, rejected=tuple(rejected))
 
     async def _write_groups(
-        self, conn: asyncpg.Connection, groups: dict[Table, list[Params]]
+        self, session: _Session, conn: asyncpg.Connection, groups: dict[Table, list[Params]]
     ) -> tuple[dict[Table, int], dict[Table, int]]:
-        if not self._careful and not COPY_TABLES.isdisjoint(groups):
+        copied = COPY_TABLES.intersection(groups)
+        if not self._careful and copied:
             try:
                 return await self._write_once(conn, groups, staged=False)
             except asyncpg.UniqueViolationError:
                 # Rolled back; the staging path sorts the duplicates out.
                 self._careful = _CAREFUL_BATCHES
+        for table in copied - session.staged:
+            # Made on first use, outside the batch's transaction (a rollback would take
+            # it away); emptied at every commit, so a batch's rows never outlive it.
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(COLUMNS[table])} FROM {table} WITH NO DATA"
+            )
+            session.staged.add(table)
         written, duplicates = await self._write_once(conn, groups, staged=True)
         if self._careful and not sum(duplicates.values()):
             self._careful -= 1
@@ -523,14 +635,13 @@ class PostgresStore:
         return written, duplicates, refused
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        if self._closed:
-            raise StoreClosedError(f"store {self._where!r} is closed")
-        async with self._lock:
-            conn = await self._live()
+        self._check_open()
+        async with self._data.lock:
+            conn = await self._live(self._data)
             try:
                 return list(await conn.fetch(sql, *args))
             except BaseException as exc:
-                self._recover(conn, exc)
+                self._recover(self._data, conn, exc)
                 raise
 
     async def count(self, table: Table | str) -> int:
@@ -598,6 +709,29 @@ class PostgresStore:
         """
         records = await self._fetch(f"SELECT {', '.join(COLUMNS[Table.FILLS])} FROM fills")
         return positions_from_fills([fill_from_record(tuple(record)) for record in records])
+
+
+class _Session:
+    """One of the store's connections, and the lock that gives one call at a time to it."""
+
+    __slots__ = ("conn", "lock", "name", "opened", "staged")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.conn: asyncpg.Connection | None = None
+        self.lock = asyncio.Lock()
+        self.opened = False
+        self.staged: set[Table] = set()  # staging tables made on this connection
+
+
+async def _identity(conn: asyncpg.Connection) -> tuple[int, int]:
+    """The database's oid and its ``schema_migrations`` table's (0 if there is none)."""
+    record = await conn.fetchrow(
+        "SELECT d.oid::bigint, coalesce(to_regclass('schema_migrations')::oid::bigint, 0) "
+        "FROM pg_database d WHERE d.datname = current_database()"
+    )
+    assert record is not None
+    return int(record[0]), int(record[1])
 
 
 async def _insert_one(conn: asyncpg.Connection, table: Table, params: Params) -> int:
