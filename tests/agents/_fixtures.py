@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,14 @@ from polymarket_agents.agents import (
 from polymarket_agents.core.async_utils import instant_policy
 from polymarket_agents.feed import MarketBooks, MarketEvent, MarketInfo, PriceChange
 from polymarket_agents.feed.simulator import MarketSimulator
-from polymarket_agents.storage import SQLiteStore, Table
+from polymarket_agents.storage import (
+    FillRow,
+    PaperOrderRow,
+    Position,
+    SQLiteStore,
+    Table,
+    WriteResult,
+)
 
 MakeSimulator = Callable[..., Awaitable[MarketSimulator]]
 MakeRuntime = Callable[..., Awaitable[AgentsRuntime]]
@@ -188,3 +195,51 @@ def sim_events(sim: MarketSimulator) -> Counter[str]:
 
 
 D = Decimal
+
+
+class StoreWrapper:
+    """A :class:`~polymarket_agents.storage.Store` that passes every call to a real
+    SQLite store: subclass it to fail or record some calls, as a faulty backend would."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+
+    @property
+    def lost(self) -> str | None:
+        return self.inner.lost
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def verify(self) -> None:
+        await self.inner.verify()
+
+    async def write_batch(self, rows: Sequence[object]) -> WriteResult:
+        return await self.inner.write_batch(rows)
+
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        return await self.inner.write_trades(rows)
+
+    async def count(self, table: Table | str) -> int:
+        return await self.inner.count(table)
+
+    async def counts(self) -> dict[Table, int]:
+        return await self.inner.counts()
+
+    async def recent_orders(self, limit: int = 20) -> list[PaperOrderRow]:
+        return await self.inner.recent_orders(limit)
+
+    async def open_orders(self) -> list[PaperOrderRow]:
+        return await self.inner.open_orders()
+
+    async def latest_orders(self) -> list[PaperOrderRow]:
+        return await self.inner.latest_orders()
+
+    async def recent_fills(self, limit: int = 20) -> list[FillRow]:
+        return await self.inner.recent_fills(limit)
+
+    async def positions(self) -> list[Position]:
+        return await self.inner.positions()

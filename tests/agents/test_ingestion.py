@@ -31,7 +31,6 @@ from polymarket_agents.storage import (
     FillRow,
     MarketRow,
     PaperOrderRow,
-    Position,
     PriceChangeRow,
     SQLiteStore,
     StoreUnavailableError,
@@ -39,6 +38,8 @@ from polymarket_agents.storage import (
     TradeRow,
     WriteResult,
 )
+
+from ._fixtures import StoreWrapper
 
 if TYPE_CHECKING:
     from tests.agents.conftest import (
@@ -443,50 +444,19 @@ async def test_a_partial_batch_waits_for_more_rows_but_not_once_full(
     await cancelled(task)
 
 
-class FlakyStore:
+class FlakyStore(StoreWrapper):
     """A real store whose first writes raise a given error, as a buggy backend might."""
 
     def __init__(self, inner: SQLiteStore, error: Exception, failures: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.error = error
         self.failures = failures
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
     async def write_batch(self, rows: Sequence[object]) -> WriteResult:
         if self.failures:
             self.failures -= 1
             raise self.error
         return await self.inner.write_batch(rows)
-
-    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
-        return await self.inner.write_trades(rows)
-
-    @property
-    def lost(self) -> str | None:
-        return self.inner.lost
-
-    async def verify(self) -> None:
-        await self.inner.verify()
-
-    async def count(self, table: Table | str) -> int:
-        return await self.inner.count(table)
-
-    async def counts(self) -> dict[Table, int]:
-        return await self.inner.counts()
-
-    async def recent_orders(self, limit: int = 20) -> list[PaperOrderRow]:
-        return await self.inner.recent_orders(limit)
-
-    async def recent_fills(self, limit: int = 20) -> list[FillRow]:
-        return await self.inner.recent_fills(limit)
-
-    async def positions(self) -> list[Position]:
-        return await self.inner.positions()
 
 
 async def test_even_a_fatal_error_does_not_drop_the_batch(

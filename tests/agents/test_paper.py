@@ -4,6 +4,8 @@ book, positions and P&L, every order and fill stored, one order per signal."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,18 +14,29 @@ import pytest
 
 from polymarket_agents.agents import (
     BUY,
+    INTERRUPTED,
+    NOT_RECORDED,
+    RECENT_ORDERS,
     SELL,
     Analysis,
-    IngestionWorker,
     InvalidOrder,
     MarketOrderArgs,
     OrderArgs,
     OrderType,
     PaperBroker,
-    ingestion_queue,
 )
 from polymarket_agents.feed import Book, MarketBooks, MarketInfo, OrderBook, OrderLevel
-from polymarket_agents.storage import FillRow, PaperOrderRow, SQLiteStore, Table
+from polymarket_agents.storage import (
+    FillRow,
+    PaperOrderRow,
+    SQLiteStore,
+    StoreUnavailableError,
+    Table,
+    WriteResult,
+)
+from polymarket_agents.testing import instant_backoff
+
+from ._fixtures import StoreWrapper
 
 D = Decimal
 MARKET = "0x" + "cd" * 32
@@ -77,20 +90,41 @@ def market_books(
 
 
 def broker_on(
-    books: MarketBooks, queue: asyncio.Queue[Any] | None = None, **options: Any
+    books: MarketBooks, store: RecordingStore | SQLiteStore | None = None, **options: Any
 ) -> PaperBroker:
-    broker = PaperBroker(queue=queue, **options)
+    broker = PaperBroker(store=store, **options)
     broker.track(books, info())
     return broker
 
 
-def drained(queue: asyncio.Queue[Any]) -> list[object]:
-    rows: list[object] = []
-    while not queue.empty():
-        item = queue.get_nowait()
-        rows.extend(item if isinstance(item, tuple) else [item])
-        queue.task_done()
-    return rows
+class RecordingStore(StoreWrapper):
+    """A real SQLite store that also keeps every row written through ``write_trades``, in
+    order: the history of each order, which the table keeps only the last state of."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        super().__init__(inner)
+        self.calls: list[list[object]] = []
+
+    def results(self) -> list[object]:
+        """Every row written, but the write-ahead records (``pending`` orders)."""
+        return [
+            row
+            for call in self.calls
+            for row in call
+            if not (isinstance(row, PaperOrderRow) and row.status == "pending")
+        ]
+
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        result = await self.inner.write_trades(rows)
+        self.calls.append(list(rows))
+        return result
+
+
+@pytest.fixture
+async def recorder(tmp_path: Path) -> AsyncIterator[RecordingStore]:
+    """A :class:`RecordingStore` on a fresh file, closed after the test."""
+    async with SQLiteStore(tmp_path / "paper.sqlite") as store:
+        yield RecordingStore(store)
 
 
 # -- create_order: validation ----------------------------------------------------------
@@ -137,11 +171,10 @@ def test_the_fine_tick_follows_the_book() -> None:
 # -- post_order: order types -----------------------------------------------------------
 
 
-async def test_fok_fills_completely_across_levels() -> None:
+async def test_fok_fills_completely_across_levels(recorder: RecordingStore) -> None:
     """A FOK BUY of 50 up to 0.46 takes 30 at 0.45 and 20 at 0.46, and reports the
     CLOB's response fields."""
-    queue = ingestion_queue(100)
-    broker = broker_on(market_books(), queue)
+    broker = broker_on(market_books(), recorder)
     order = broker.create_order(OrderArgs("yes", D("0.46"), D(50), BUY))
     response = await broker.post_order(order, OrderType.FOK)
     assert response["success"] is True
@@ -153,7 +186,7 @@ async def test_fok_fills_completely_across_levels() -> None:
     assert response["takingAmount"] == "50"
     assert len(response["tradeIDs"]) == 2
     assert response["transactionsHashes"] == []
-    rows = drained(queue)
+    rows = recorder.results()
     order_row, *fills = rows
     assert isinstance(order_row, PaperOrderRow)
     assert (order_row.status, order_row.filled_size, order_row.order_type) == (
@@ -167,11 +200,10 @@ async def test_fok_fills_completely_across_levels() -> None:
     ]
 
 
-async def test_fok_that_cannot_fill_is_killed_and_recorded() -> None:
+async def test_fok_that_cannot_fill_is_killed_and_recorded(recorder: RecordingStore) -> None:
     """A FOK for more than the book holds within its limit fills nothing, and its
     refusal is stored as an unmatched order."""
-    queue = ingestion_queue(100)
-    broker = broker_on(market_books(), queue)
+    broker = broker_on(market_books(), recorder)
     response = await broker.create_and_post_order(
         OrderArgs("yes", D("0.45"), D(31), BUY), OrderType.FOK
     )
@@ -180,7 +212,7 @@ async def test_fok_that_cannot_fill_is_killed_and_recorded() -> None:
     assert response["errorMsg"] == (
         "order couldn't be fully filled. FOK orders are fully filled or killed."
     )
-    (row,) = drained(queue)
+    (row,) = recorder.results()
     assert isinstance(row, PaperOrderRow)
     assert (row.status, row.filled_size) == ("unmatched", D(0))
     assert broker.cash == D(1000)
@@ -204,12 +236,11 @@ async def test_fak_fills_what_it_can() -> None:
     assert nothing["errorMsg"].startswith("no orders found to match with FAK order.")
 
 
-async def test_gtc_rests_and_fills_when_the_book_crosses_it() -> None:
+async def test_gtc_rests_and_fills_when_the_book_crosses_it(recorder: RecordingStore) -> None:
     """A GTC BUY at 0.40 rests as live; when asks come down to it, it fills at its own
     price as a maker, and its states and fill are stored."""
-    queue = ingestion_queue(100)
     books = market_books()
-    broker = broker_on(books, queue, fee_rate_bps=D(100))
+    broker = broker_on(books, recorder, fee_rate_bps=D(100))
     response = await broker.create_and_post_order(OrderArgs("yes", D("0.40"), D(20), BUY))
     assert (response["success"], response["status"]) == (True, "live")
     assert broker.resting(MARKET)
@@ -221,14 +252,14 @@ async def test_gtc_rests_and_fills_when_the_book_crosses_it() -> None:
     books.yes.set_level("SELL", D("0.40"), D(50))
     await broker.on_book_update(books)
     assert not broker.resting(MARKET)
-    rows = drained(queue)
+    rows = recorder.results()
     fills = [row for row in rows if isinstance(row, FillRow)]
     assert [(f.price, f.size, f.fee) for f in fills] == [
         (D("0.40"), D(12), D(0)),
         (D("0.40"), D(8), D(0)),
     ]
     states = [(r.status, r.revision, r.filled_size) for r in rows if isinstance(r, PaperOrderRow)]
-    assert states == [("live", 0, D(0)), ("live", 1, D(12)), ("matched", 2, D(20))]
+    assert states == [("live", 1, D(0)), ("live", 2, D(12)), ("matched", 3, D(20))]
     assert broker.cash == D(1000) - D(8)
 
 
@@ -241,11 +272,10 @@ async def test_a_crossing_gtc_takes_what_crosses_and_rests_the_rest() -> None:
     assert (open_order["original_size"], open_order["size_matched"]) == ("50", "30")
 
 
-async def test_cancel_and_cancel_all() -> None:
+async def test_cancel_and_cancel_all(recorder: RecordingStore) -> None:
     """Cancelling a live order frees its reservation; unknown or finished orders are
     reported under not_canceled."""
-    queue = ingestion_queue(100)
-    broker = broker_on(market_books(), queue)
+    broker = broker_on(market_books(), recorder)
     first = await broker.create_and_post_order(OrderArgs("yes", D("0.40"), D(10), BUY))
     second = await broker.create_and_post_order(OrderArgs("no", D("0.50"), D(10), BUY))
     assert await broker.cancel(first["orderID"]) == {
@@ -258,7 +288,7 @@ async def test_cancel_and_cancel_all() -> None:
     assert (await broker.cancel_all())["canceled"] == [second["orderID"]]
     assert broker.get_orders() == []
     assert broker.portfolio().reserved_cash == 0
-    statuses = [r.status for r in drained(queue) if isinstance(r, PaperOrderRow)]
+    statuses = [r.status for r in recorder.results() if isinstance(r, PaperOrderRow)]
     assert statuses == ["live", "live", "canceled", "canceled"]
 
 
@@ -370,17 +400,16 @@ def arbitrage(signal_id: str | None = "arb:1", size: str = "20") -> Analysis:
     )
 
 
-async def test_a_signal_is_placed_once_leg_by_leg() -> None:
+async def test_a_signal_is_placed_once_leg_by_leg(recorder: RecordingStore) -> None:
     """The same signal submitted twice places its two legs once; the legs carry
     deterministic ids derived from the signal."""
-    queue = ingestion_queue(100)
-    broker = broker_on(market_books(no_asks=[("0.47", "100")]), queue)
+    broker = broker_on(market_books(no_asks=[("0.47", "100")]), recorder)
     first = await broker.submit_trade(arbitrage())
     assert [r["status"] for r in first] == ["matched", "matched"]
     assert await broker.submit_trade(arbitrage()) == []
     assert broker.duplicate_signals == 1
     assert set(broker.signal_ids) == {"arb:1#0", "arb:1#1"}
-    rows = drained(queue)
+    rows = recorder.results()
     orders = [r for r in rows if isinstance(r, PaperOrderRow)]
     assert [o.signal_id for o in orders] == ["arb:1#0", "arb:1#1"]
     fresh = PaperBroker()
@@ -390,17 +419,16 @@ async def test_a_signal_is_placed_once_leg_by_leg() -> None:
     )
 
 
-async def test_legs_are_all_or_none() -> None:
+async def test_legs_are_all_or_none(recorder: RecordingStore) -> None:
     """When one FOK leg cannot fill, neither is placed; both are recorded as killed and
     the signal is spent."""
-    queue = ingestion_queue(100)
-    broker = broker_on(market_books(no_asks=[("0.47", "5")]), queue)
+    broker = broker_on(market_books(no_asks=[("0.47", "5")]), recorder)
     responses = await broker.submit_trade(arbitrage())
     assert [r["status"] for r in responses] == ["unmatched", "unmatched"]
     assert all(r["errorMsg"].startswith("order couldn't be fully filled") for r in responses)
     assert broker.cash == D(1000)
     assert broker.positions() == []
-    assert [r.status for r in drained(queue) if isinstance(r, PaperOrderRow)] == [
+    assert [r.status for r in recorder.results() if isinstance(r, PaperOrderRow)] == [
         "unmatched",
         "unmatched",
     ]
@@ -425,25 +453,177 @@ async def test_a_restarted_broker_loads_signals_fills_and_resting_orders(tmp_pat
     cash and positions are rebuilt from the fills, its resting orders rest again."""
     path = tmp_path / "paper.sqlite"
     async with SQLiteStore(path) as store:
-        queue = ingestion_queue(100)
-        worker = IngestionWorker(queue, store)
-        task = asyncio.create_task(worker.run())
-        broker = broker_on(market_books(no_asks=[("0.47", "100")]), queue)
+        broker = broker_on(market_books(no_asks=[("0.47", "100")]), store)
         await broker.submit_trade(arbitrage())
         resting = await broker.create_and_post_order(OrderArgs("yes", D("0.40"), D(10), BUY))
-        await queue.join()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
         assert await store.count(Table.PAPER_ORDERS) == 3
         assert await store.count(Table.FILLS) == 2
 
-        again = broker_on(market_books(no_asks=[("0.47", "100")]))
-        assert await again.load(store) == 3
-    assert again.cash == broker.cash
-    assert [(p.token_id, p.size, p.cost) for p in again.positions()] == [
-        (p.token_id, p.size, p.cost) for p in broker.positions()
+        again = broker_on(market_books(no_asks=[("0.47", "100")]), store)
+        assert await again.load() == 3
+        assert again.orders == 3
+        assert again.cash == broker.cash
+        assert [(p.token_id, p.size, p.cost) for p in again.positions()] == [
+            (p.token_id, p.size, p.cost) for p in broker.positions()
+        ]
+        assert await again.submit_trade(arbitrage()) == []
+        assert [o["id"] for o in again.get_orders()] == [resting["orderID"]]
+        assert again.portfolio().reserved_cash == broker.portfolio().reserved_cash
+        assert set(again.signal_ids) == {"arb:1#1"}  # each market's latest
+
+
+# -- durability: write-ahead, results, restarts, memory ------------------------------------
+
+
+class FlakyRecorder(RecordingStore):
+    """A recording store whose ``write_trades`` fails for calls ``fail_from`` to
+    ``fail_from + failures - 1`` (counting from 0), as a database that is briefly full."""
+
+    def __init__(self, inner: SQLiteStore, fail_from: int, failures: int) -> None:
+        super().__init__(inner)
+        self.attempts = 0
+        self.fail_from = fail_from
+        self.failures = failures
+        self.cash_seen: list[Decimal] = []
+        self.broker: PaperBroker | None = None
+
+    async def write_trades(self, rows: Sequence[object]) -> WriteResult:
+        attempt, self.attempts = self.attempts, self.attempts + 1
+        if self.broker is not None:
+            self.cash_seen.append(self.broker.cash)
+        if self.fail_from <= attempt < self.fail_from + self.failures:
+            raise StoreUnavailableError("database 'x' is unavailable: disk full")
+        return await super().write_trades(rows)
+
+
+async def test_an_order_is_recorded_before_it_is_executed_and_its_result_after(
+    tmp_path: Path,
+) -> None:
+    """The legs are committed as pending before the account moves, the result (matched
+    orders and their fills) right after; the response comes once both are stored."""
+    async with SQLiteStore(tmp_path / "paper.sqlite") as store:
+        recorder = FlakyRecorder(store, fail_from=0, failures=0)
+        broker = broker_on(market_books(no_asks=[("0.47", "100")]), recorder)
+        recorder.broker = broker
+        responses = await broker.submit_trade(arbitrage())
+        assert [r["status"] for r in responses] == ["matched", "matched"]
+        intent, result = recorder.calls
+        assert [(r.status, r.revision) for r in intent if isinstance(r, PaperOrderRow)] == [
+            ("pending", 0),
+            ("pending", 0),
+        ]
+        assert [type(r).__name__ for r in result] == [
+            "PaperOrderRow",
+            "FillRow",
+            "PaperOrderRow",
+            "FillRow",
+        ]
+        # The cash was untouched when the decision was recorded, spent when the result was.
+        assert recorder.cash_seen == [D(1000), D(1000) - 20 * D("0.92")]
+        assert [o.status for o in await store.recent_orders()] == ["matched", "matched"]
+        assert await store.count(Table.FILLS) == 2
+        assert (broker.journal.intents, broker.journal.rows, broker.journal.written) == (2, 4, 4)
+
+
+async def test_a_signal_the_database_cannot_record_is_not_placed(tmp_path: Path) -> None:
+    """While the database refuses the write-ahead record, the signal is not executed (no
+    fill, no cash spent, counted); once it can be recorded, the same signal is placed."""
+    path = tmp_path / "paper.sqlite"
+    async with SQLiteStore(path, busy_timeout=0.01, exclusive=False) as store:
+        broker = broker_on(market_books(no_asks=[("0.47", "100")]), store)
+        blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            assert await broker.submit_trade(arbitrage()) == []
+            assert (broker.unrecorded_signals, broker.journal.unrecorded) == (1, 1)
+            assert broker.cash == D(1000)
+            assert broker.positions() == []
+            blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        placed = await broker.submit_trade(arbitrage())
+        assert [r["status"] for r in placed] == ["matched", "matched"]
+        assert await store.count(Table.FILLS) == 2
+        order = broker.create_order(OrderArgs("yes", D("0.40"), D(10), BUY))
+        blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            refused = await broker.post_order(order)
+            blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        assert (refused["success"], refused["errorMsg"]) == (False, NOT_RECORDED)
+        assert broker.get_orders() == []
+
+
+async def test_a_result_the_database_refuses_for_a_while_is_stored_once_it_can(
+    tmp_path: Path,
+) -> None:
+    """A result that cannot be stored at first is retried until it is: the trade is on
+    record before the response comes back."""
+    async with SQLiteStore(tmp_path / "paper.sqlite") as store:
+        recorder = FlakyRecorder(store, fail_from=1, failures=3)
+        broker = broker_on(market_books(no_asks=[("0.47", "100")]), recorder)
+        with instant_backoff():
+            responses = await broker.submit_trade(arbitrage())
+        assert [r["status"] for r in responses] == ["matched", "matched"]
+        assert broker.journal.retries == 3
+        assert "disk full" in (broker.journal.last_error or "")
+        assert [o.status for o in await store.recent_orders()] == ["matched", "matched"]
+        assert await store.count(Table.FILLS) == 2
+        assert (broker.journal.lost_rows, broker.journal.pending_rows) == (0, 0)
+
+
+async def test_a_result_lost_at_a_stop_is_resolved_at_the_next_start(tmp_path: Path) -> None:
+    """Stopped while the result cannot be stored, the broker gives up after stop_timeout
+    and counts the rows lost; the next start finds the legs still pending, records them as
+    unmatched, and never places the signal again."""
+    async with SQLiteStore(tmp_path / "paper.sqlite") as store:
+        recorder = FlakyRecorder(store, fail_from=1, failures=10**9)
+        broker = broker_on(market_books(no_asks=[("0.47", "100")]), recorder, stop_timeout=0.1)
+        submit = asyncio.create_task(broker.submit_trade(arbitrage()))
+        while broker.journal.retries < 2:
+            await asyncio.sleep(0.01)
+        submit.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submit
+        assert (broker.journal.lost_rows, broker.journal.pending_rows) == (4, 0)
+        assert [o.status for o in await store.open_orders()] == ["pending", "pending"]
+
+        again = broker_on(market_books(no_asks=[("0.47", "100")]), store)
+        assert await again.load() == 2
+        assert await store.open_orders() == []
+        orders = await store.recent_orders()
+        assert {(o.status, o.error) for o in orders} == {("unmatched", INTERRUPTED)}
+        assert again.cash == D(1000)
+        assert await again.submit_trade(arbitrage()) == []
+        assert await store.count(Table.FILLS) == 0
+
+
+async def test_a_signal_recorded_by_an_earlier_run_is_refused_by_the_store(
+    recorder: RecordingStore,
+) -> None:
+    """A broker that never heard of a signal (not loaded, or long forgotten) still does not
+    place it twice: the store already has its orders."""
+    first = broker_on(market_books(no_asks=[("0.47", "100")]), recorder)
+    await first.submit_trade(arbitrage())
+    fresh = broker_on(market_books(no_asks=[("0.47", "100")]), recorder)
+    assert await fresh.submit_trade(arbitrage()) == []
+    assert fresh.duplicate_signals == 1
+    assert fresh.cash == D(1000)
+    assert await recorder.count(Table.FILLS) == 2
+
+
+async def test_memory_holds_open_orders_and_the_recent_finished_ones() -> None:
+    """Finished orders are forgotten past RECENT_ORDERS (the store keeps them); open ones
+    stay however many orders come after them."""
+    broker = broker_on(market_books(), starting_cash=D(10**9))
+    resting = await broker.create_and_post_order(OrderArgs("yes", D("0.40"), D(10), BUY))
+    killed = [
+        await broker.create_and_post_order(OrderArgs("yes", D("0.45"), D(31), BUY), OrderType.FOK)
+        for _ in range(RECENT_ORDERS + 5)
     ]
-    assert await again.submit_trade(arbitrage()) == []
-    assert [o["id"] for o in again.get_orders()] == [resting["orderID"]]
-    assert again.portfolio().reserved_cash == broker.portfolio().reserved_cash
+    assert broker.get_order(killed[0]["orderID"]) is None
+    assert broker.get_order(killed[-1]["orderID"]) is not None
+    assert [o["id"] for o in broker.get_orders()] == [resting["orderID"]]
+    assert broker.orders == RECENT_ORDERS + 6

@@ -17,6 +17,9 @@
 * :class:`PaperBroker` is py-clob-client's order API (:class:`OrderArgs`,
   :class:`MarketOrderArgs`, :class:`OrderType`, ``create_order``, ``post_order`` ...)
   filled against the local books, with positions, cash and P&L, idempotent per signal.
+  Its :class:`TradeJournal` records each order before it is executed and its result
+  right after, durably, through the store's own path for trades: never behind the
+  market-data queue.
 * :func:`data_ingestion_worker` / :class:`IngestionWorker` move rows from a bounded queue
   (:func:`ingestion_queue`) into a :class:`~polymarket_agents.storage.Store` in batched,
   idempotent transactions: an item is marked done only once stored, a failed batch is
@@ -35,8 +38,8 @@ What each event becomes in the database (one queue item per event):
 * ``best_bid_ask`` and ``new_market`` -> nothing (the first repeats what price changes
   carry; a monitor watches its own market only); ``market_resolved`` of the monitored
   market -> its ``markets`` row again, inactive;
-* each monitor run stores its market's ``markets`` row; the broker stores every order state
-  (``paper_orders``) and fill (``fills``).
+* each monitor run stores its market's ``markets`` row; the broker records every order state
+  (``paper_orders``) and fill (``fills``) through its journal, not the queue.
 """
 
 from ._account import Portfolio, PositionState
@@ -54,6 +57,7 @@ from ._ingestion import (
     data_ingestion_worker,
     ingestion_queue,
 )
+from ._journal import DEFAULT_JOURNAL_POLICY, TradeJournal
 from ._monitor import MarketMonitor, MonitorStats, monitor_market
 from ._orders import (
     BUY,
@@ -66,7 +70,14 @@ from ._orders import (
     OrderSide,
     OrderType,
 )
-from ._paper import PaperBroker, PaperOrder
+from ._paper import (
+    INTERRUPTED,
+    NOT_RECORDED,
+    RECENT_ORDERS,
+    RECENT_SIGNALS,
+    PaperBroker,
+    PaperOrder,
+)
 from ._runtime import (
     HEALTH_TASK,
     INGESTION_TASK,
@@ -87,11 +98,16 @@ __all__ = [
     "DEFAULT_EDGE_THRESHOLD",
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_INGESTION_POLICY",
+    "DEFAULT_JOURNAL_POLICY",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_STRATEGY",
     "HEALTH_TASK",
     "INGESTION_TASK",
+    "INTERRUPTED",
     "MAX_SHARDS",
+    "NOT_RECORDED",
+    "RECENT_ORDERS",
+    "RECENT_SIGNALS",
     "SELL",
     "ZERO_ADDRESS",
     "AgentsConfig",
@@ -116,6 +132,7 @@ __all__ = [
     "RuntimeStats",
     "Shard",
     "Strategy",
+    "TradeJournal",
     "convert_option",
     "data_ingestion_worker",
     "event_rows",

@@ -133,7 +133,8 @@ class IngestionStats:
 _MAX_DOUBLINGS = 64
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``"Type: message"`` (or ``"Type"``), as logs and stats show an error."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -393,7 +394,7 @@ class IngestionWorker:
             except Exception as exc:
                 failures += 1
                 self._retries += 1
-                self._last_error = self._writing_error = _describe(exc)
+                self._last_error = self._writing_error = describe_error(exc)
                 delay = self._retry_delay(exc, failures, len(rows))
             # Waiting outside the except block lets the error and its traceback go now.
             await self._pause(delay)
@@ -428,7 +429,7 @@ class IngestionWorker:
             self._logger.warning(
                 "storing %d rows failed (%s); retry %d in %.2f s",
                 rows,
-                _describe(exc),
+                describe_error(exc),
                 failures,
                 delay,
                 extra={"attempt": failures, "delay": delay},

@@ -4,19 +4,30 @@ The method names, arguments, validation messages and response fields follow py-c
 (``create_order``, ``post_order``, ``create_and_post_order``, ``create_market_order``,
 ``cancel``, ``cancel_all``, ``get_orders`` ...), so code written for the real client runs
 against it. Nothing is signed and nothing leaves the process: orders fill against the books
-the monitors keep, and every order state and fill is put on the ingestion queue as a
-:class:`~polymarket_agents.storage.PaperOrderRow` / :class:`~polymarket_agents.storage.FillRow`.
+the monitors keep, and every order state and fill is stored as a
+:class:`~polymarket_agents.storage.PaperOrderRow` / :class:`~polymarket_agents.storage.FillRow`
+through the broker's own :class:`TradeJournal`, not the market-data queue.
+
+A paper trade is as durable as a real one. An order is recorded (``pending``) before it is
+executed, and its result (fills, final state) right after, each committed to disk before
+the broker goes on: if the decision cannot be recorded the order is not executed, and a
+response is returned only once the result is stored. After a crash, :meth:`PaperBroker.load`
+finds any order still ``pending`` (executed in memory, result never stored) and records it
+as unmatched: a recorded signal is never executed again, and an executed one is never
+forgotten.
+
+The broker keeps only open orders in memory (and the last :data:`RECENT_ORDERS` finished
+ones, for :meth:`PaperBroker.get_order`); the store remembers the rest, and refuses an
+order id or signal it has seen before.
 
 Differences from the real client, on purpose: methods that post or cancel are coroutines
-(they wait for room on the ingestion queue rather than drop a row); prices and sizes are
-exact Decimals; paper fills do not take liquidity out of the books (the same depth can be
-filled by two orders), and resting orders fill at their own price once the book crosses
-them, as a maker, without fee.
+(they wait for the database); prices and sizes are exact Decimals; paper fills do not take
+liquidity out of the books (the same depth can be filled by two orders), and resting
+orders fill at their own price once the book crosses them, as a maker, without fee.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -30,11 +41,12 @@ from typing import Any
 
 from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed import MarketBooks, MarketInfo, OrderBook
-from polymarket_agents.storage import FillRow, PaperOrderRow, Store
+from polymarket_agents.storage import FillRow, PaperOrderRow, Store, Table
 
 from ._account import Account, Portfolio, PositionState
 from ._analysis import Analysis
-from ._handoff import DEFAULT_HANDOFF_TIMEOUT, handoff
+from ._handoff import DEFAULT_HANDOFF_TIMEOUT
+from ._journal import TradeJournal
 from ._orders import (
     BUY,
     InvalidOrder,
@@ -49,7 +61,11 @@ from ._orders import (
 __all__ = [
     "FAK_KILLED",
     "FOK_KILLED",
+    "INTERRUPTED",
     "NOT_ENOUGH_BALANCE",
+    "NOT_RECORDED",
+    "RECENT_ORDERS",
+    "RECENT_SIGNALS",
     "PaperBroker",
     "PaperOrder",
 ]
@@ -65,6 +81,14 @@ FAK_KILLED = (
 """The CLOB's error for a FAK order nothing in the book matches."""
 NOT_ENOUGH_BALANCE = "not enough balance / allowance"
 """The CLOB's error for an order the account cannot pay for (or has not the shares to sell)."""
+NOT_RECORDED = "order could not be recorded before execution; it was not placed"
+"""The error of an order whose write-ahead record the database did not take."""
+INTERRUPTED = "the process stopped before the result of this order was recorded; not placed"
+"""The error a restart records for an order it finds still ``pending``."""
+RECENT_ORDERS = 1_000
+"""Finished orders kept in memory for :meth:`PaperBroker.get_order`."""
+RECENT_SIGNALS = 10_000
+"""Signal ids kept in memory to refuse repeats without asking the database."""
 _POST_ONLY_CROSSES = "invalid post-only order: order crosses book"
 _POST_ONLY_TYPE = "invalid post-only order: only GTC and GTD orders can be post-only"
 _NO_BOOK = "no orderbook exists for the requested token id"
@@ -75,7 +99,9 @@ _BPS = Decimal(10_000)
 _CENT = Decimal("0.01")
 _TRADE_IDS = uuid.UUID("5b6a3c1e-8f0d-4c55-9a57-2f4d0c6e7a11")
 
-# Order statuses, as the CLOB reports them in responses and order listings.
+# Order statuses, as the CLOB reports them in responses and order listings; PENDING is
+# the write-ahead state, recorded before execution.
+PENDING = "pending"
 LIVE = "live"
 MATCHED = "matched"
 UNMATCHED = "unmatched"
@@ -186,7 +212,8 @@ class PaperBroker:
 
     ::
 
-        broker = PaperBroker(queue=queue, starting_cash=Decimal(1000))
+        broker = PaperBroker(store=store, starting_cash=Decimal(1000))
+        await broker.load()  # what an earlier run recorded
         broker.track(feed.books.pair(market.condition_id), market)
         response = await broker.create_and_post_order(
             OrderArgs(token_id=market.yes_token, price=0.45, size=10, side=BUY),
@@ -201,20 +228,25 @@ class PaperBroker:
     ``fee_rate_bps`` of the notional; makers pay nothing. BUY orders need the cash at their
     limit price (resting ones keep it reserved); SELL orders need the shares (no shorting).
 
-    Idempotency: :meth:`submit_trade` places each leg of a signal at most once. The ids it
-    has seen live in the broker, which outlives monitor restarts, and :meth:`load` reads
-    them (with fills, positions and resting orders) back from the store after a process
-    restart; the store's unique ``signal_id`` is the last line of defence.
+    Idempotency: :meth:`submit_trade` places each leg of a signal at most once. The
+    broker, which outlives monitor restarts, remembers the last :data:`RECENT_SIGNALS`
+    signal ids; the store remembers every one (its ``signal_id`` and ``order_id`` are
+    unique, and an order is recorded before it is executed), so a signal seen again after
+    any restart is refused by the write-ahead record itself. :meth:`load` reads the open
+    orders, the fills (cash and positions are rebuilt from them) and each market's latest
+    signal back after a process restart.
 
     Args:
-        queue: The ingestion queue; every order state and fill is put on it. None: nothing
-            is stored.
+        store: Where orders and fills are recorded, durably, through the broker's
+            :class:`TradeJournal` (the store is opened and closed by its owner). None:
+            nothing is recorded, and only the last :data:`RECENT_SIGNALS` signals are
+            remembered.
         starting_cash: USDC the account starts with.
         fee_rate_bps: Taker fee, in basis points of the notional.
         default_tick: Tick of tokens whose market the broker does not know.
         default_min_size: Minimum order size of tokens whose market it does not know.
         now: Wall clock, in seconds since the epoch.
-        handoff_timeout: Seconds a cancelled call still waits to queue its rows.
+        stop_timeout: Seconds a cancelled call still tries to store the result in hand.
         logger: Where to log.
 
     Raises:
@@ -224,13 +256,13 @@ class PaperBroker:
     def __init__(
         self,
         *,
-        queue: asyncio.Queue[Any] | None = None,
+        store: Store | None = None,
         starting_cash: Decimal = Decimal(1000),
         fee_rate_bps: Decimal = _ZERO,
         default_tick: Decimal = _CENT,
         default_min_size: Decimal = Decimal(5),
         now: Callable[[], float] = time.time,
-        handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT,
+        stop_timeout: float = DEFAULT_HANDOFF_TIMEOUT,
         logger: logging.Logger | None = None,
     ) -> None:
         starting_cash = to_decimal(starting_cash, "starting_cash")
@@ -241,34 +273,46 @@ class PaperBroker:
             raise ConfigurationError(f"fee_rate_bps must be >= 0, not {fee_rate_bps!r}")
         if not _ZERO < default_tick < _ONE:
             raise ConfigurationError(f"default_tick must be in (0, 1), not {default_tick!r}")
-        self._queue = queue
         self.starting_cash = starting_cash
         self.fee_rate_bps = fee_rate_bps
         self._fee = fee_rate_bps / _BPS
         self._default_tick = default_tick
         self._default_min_size = default_min_size
         self._now = now
-        self._handoff_timeout = handoff_timeout
         self._logger = logger or _logger
+        self.journal = TradeJournal(store, stop_timeout=stop_timeout, logger=self._logger)
+        """Where the broker's rows go: its counters say what was stored."""
         self._account = Account(starting_cash)
         self._books: dict[str, OrderBook] = {}
         self._markets: dict[str, MarketInfo] = {}  # by token id
-        self._orders: dict[str, _State] = {}
+        # Memory holds what is open; finished orders and old signals live in the store.
+        self._open: dict[str, _State] = {}  # order id -> live (resting) order
+        self._recent: dict[str, _State] = {}  # the last RECENT_ORDERS finished orders
+        self._signals: dict[str, None] = {}  # the last RECENT_SIGNALS signal ids, in order
+        self._latest: dict[str, str] = {}  # condition id -> its latest signal id
+        self._order_count = 0
         self._resting: dict[str, dict[str, _State]] = {}  # token id -> order id -> state
         self._resting_markets: dict[str, int] = {}  # condition id -> resting orders
-        self._signals: set[str] = set()
         self.duplicate_signals = 0
         """Signals (or legs) refused because they were handled before."""
-        self.lost_rows = 0
-        """Rows a stop made the broker abandon because the queue stayed full."""
-        self.rows_queued = 0
-        """Order and fill rows handed to the ingestion queue."""
+        self.unrecorded_signals = 0
+        """Signals not placed because their orders could not be recorded first."""
 
     def __repr__(self) -> str:
         return (
-            f"<PaperBroker cash={self._account.cash} orders={len(self._orders)} "
-            f"fills={self._account.fills}>"
+            f"<PaperBroker cash={self._account.cash} orders={self._order_count} "
+            f"open={len(self._open)} fills={self._account.fills}>"
         )
+
+    @property
+    def rows_queued(self) -> int:
+        """Order and fill rows handed to the journal to be stored."""
+        return self.journal.rows
+
+    @property
+    def lost_rows(self) -> int:
+        """Rows the journal gave up on at a stop because the store would not take them."""
+        return self.journal.lost_rows
 
     # -- books and markets ---------------------------------------------------------------
 
@@ -425,7 +469,11 @@ class PaperBroker:
 
         Refusals are returned, not raised, as the CLOB returns them: ``success`` False and
         ``errorMsg`` (FOK not fully fillable, nothing for a FAK, not enough balance, a
-        post-only order that crosses, a GTD order without expiration, a duplicate).
+        post-only order that crosses, a GTD order without expiration, a duplicate, an
+        order the database could not record before execution: :data:`NOT_RECORDED`).
+
+        The order is recorded as ``pending`` before it is executed, and its result once
+        it is; the response comes after both are stored.
 
         Args:
             order: From :meth:`create_order`.
@@ -435,8 +483,18 @@ class PaperBroker:
         Returns:
             The CLOB's response fields (:class:`OrderResponse`).
         """
-        response, rows = self._post(order, OrderType(orderType), post_only)
-        await self._emit(rows)
+        order_type = OrderType(orderType)
+        if self._known(order.order_id):
+            return _duplicate(order.order_id)
+        try:
+            result = await self.journal.intend([_intent(order, order_type, _ms(self._now))])
+        except Exception as exc:
+            self._logger.warning("order %s not placed: %s (%s)", order.order_id, NOT_RECORDED, exc)
+            return _response(None, order_id=order.order_id, error=NOT_RECORDED)
+        if result is not None and result.total_duplicates:
+            return _duplicate(order.order_id)
+        response, rows = self._post(order, order_type, post_only)
+        await self.journal.record(rows)
         return response
 
     async def create_and_post_order(
@@ -452,24 +510,23 @@ class PaperBroker:
     def _post(
         self, order: PaperOrder, order_type: OrderType, post_only: bool
     ) -> tuple[OrderResponse, list[object]]:
-        if order.order_id in self._orders:
-            error = f"order {order.order_id} is invalid. Duplicated."
-            return _response(None, order_id=order.order_id, error=error), []
+        if self._known(order.order_id):  # posted twice meanwhile, without a store
+            return _duplicate(order.order_id), []
         now_ms = _ms(self._now)
-        state = _State(order, order_type, UNMATCHED, now_ms)
-        self._orders[order.order_id] = state
+        state = _State(order, order_type, UNMATCHED, now_ms, revision=1)
+        self._order_count += 1
         error = self._refusal(order, order_type, post_only)
+        if not error:
+            takes = self._takes(order, order.size)
+            taken = sum((size for _, size in takes), _ZERO)
+            if order_type is OrderType.FOK and taken < order.size:
+                error = FOK_KILLED if order.token_id in self._books else _NO_BOOK
+            elif order_type is OrderType.FAK and not taken:
+                error = FAK_KILLED if order.token_id in self._books else _NO_BOOK
         if error:
             state.error = error
+            self._keep(state)
             return _response(state, error=error), [state.row()]
-        takes = self._takes(order, order.size)
-        taken = sum((size for _, size in takes), _ZERO)
-        if order_type is OrderType.FOK and taken < order.size:
-            state.error = FOK_KILLED if order.token_id in self._books else _NO_BOOK
-            return _response(state, error=state.error), [state.row()]
-        if order_type is OrderType.FAK and not taken:
-            state.error = FAK_KILLED if order.token_id in self._books else _NO_BOOK
-            return _response(state, error=state.error), [state.row()]
         rows: list[object] = []
         making = taking = _ZERO
         for price, size in takes:
@@ -482,6 +539,7 @@ class PaperBroker:
                 making, taking = making + size, taking + notional - fill.fee
         if state.filled >= order.size or order_type in (OrderType.FOK, OrderType.FAK):
             state.status = MATCHED
+            self._keep(state)
         else:
             state.status = LIVE
             self._rest(state)
@@ -571,13 +629,26 @@ class PaperBroker:
         state.trade_ids.append(str(uuid.uuid5(_TRADE_IDS, f"{order.order_id}/{seq}")))
         return fill
 
+    def _known(self, order_id: str) -> bool:
+        return order_id in self._open or order_id in self._recent
+
+    def _keep(self, state: _State) -> None:
+        """Remember a finished order among the recent ones, forgetting the oldest."""
+        recent = self._recent
+        recent[state.order.order_id] = state
+        if len(recent) > RECENT_ORDERS:
+            del recent[next(iter(recent))]
+
     def _rest(self, state: _State) -> None:
         order = state.order
+        self._open[order.order_id] = state
         self._resting.setdefault(order.token_id, {})[order.order_id] = state
         self._resting_markets[order.market] = self._resting_markets.get(order.market, 0) + 1
 
     def _unrest(self, state: _State) -> None:
         order = state.order
+        if self._open.pop(order.order_id, None) is not None:
+            self._keep(state)
         resting = self._resting.get(order.token_id)
         if resting is None or resting.pop(order.order_id, None) is None:
             return
@@ -588,23 +659,6 @@ class PaperBroker:
             self._resting_markets[order.market] = count
         else:
             self._resting_markets.pop(order.market, None)
-
-    async def _emit(self, rows: list[object]) -> None:
-        if self._queue is not None and rows:
-            # Counted before the hand-off, taken back if it is abandoned: a cancellation
-            # during the hand-off would otherwise skip the count of rows that did go in.
-            self.rows_queued += len(rows)
-            await handoff(
-                self._queue,
-                tuple(rows),
-                timeout=self._handoff_timeout,
-                logger=self._logger,
-                on_lost=self._lost,
-            )
-
-    def _lost(self, item: object) -> None:
-        self.lost_rows += len(item)  # type: ignore[arg-type]
-        self.rows_queued -= len(item)  # type: ignore[arg-type]
 
     # -- resting orders --------------------------------------------------------------------
 
@@ -639,7 +693,7 @@ class PaperBroker:
                 state.revision += 1
                 self._unrest(state)
                 rows.append(state.row())
-        await self._emit(rows)
+        await self.journal.record(rows)
 
     # -- cancelling and listing --------------------------------------------------------------
 
@@ -650,7 +704,7 @@ class PaperBroker:
             ``{"canceled": [order_id], "not_canceled": {}}``, or the id under
             ``not_canceled`` with the reason.
         """
-        state = self._orders.get(order_id)
+        state = self._open.get(order_id) or self._recent.get(order_id)
         if state is None:
             return await self._cancel([], missing=[order_id])
         return await self._cancel([state])
@@ -687,7 +741,7 @@ class PaperBroker:
             self._unrest(state)
             canceled.append(order_id)
             rows.append(state.row())
-        await self._emit(rows)
+        await self.journal.record(rows)
         return {"canceled": canceled, "not_canceled": not_canceled}
 
     def get_orders(
@@ -704,16 +758,29 @@ class PaperBroker:
         ]
 
     def get_order(self, order_id: str) -> dict[str, Any] | None:
-        """Any order this broker posted (or loaded), open or not; None if unknown."""
-        state = self._orders.get(order_id)
+        """An open order, or one of the last :data:`RECENT_ORDERS` finished ones (the store
+        has the others: :meth:`~polymarket_agents.storage.Store.recent_orders`); None if
+        neither."""
+        state = self._open.get(order_id) or self._recent.get(order_id)
         return None if state is None else _order_dict(state)
 
     # -- the Broker role -------------------------------------------------------------------
 
     @property
     def signal_ids(self) -> Collection[str]:
-        """Every signal leg handled so far (``<signal id>#<leg>``), loaded ones included."""
-        return self._signals
+        """The signal legs (``<signal id>#<leg>``) handled recently (the last
+        :data:`RECENT_SIGNALS`), and the latest of every market, loaded ones included:
+        enough for a strategy to resume its numbering. The store holds all of them."""
+        return self._signals.keys() | self._latest.values()
+
+    def _claim(self, leg_ids: list[str], market: str) -> None:
+        signals = self._signals
+        for leg_id in leg_ids:
+            signals[leg_id] = None
+        while len(signals) > RECENT_SIGNALS:
+            del signals[next(iter(signals))]
+        if market:
+            self._latest[market] = leg_ids[-1]
 
     async def submit_trade(self, analysis: Analysis) -> list[OrderResponse]:
         """Place the orders of a signal, each leg at most once, all legs or none.
@@ -724,8 +791,15 @@ class PaperBroker:
         the account cannot pay for all of them, every leg is killed, so a complement
         trade is never left with one side.
 
+        Write-ahead: the legs are recorded as ``pending`` before they are executed; if the
+        database does not take that record, nothing is placed (``unrecorded_signals``
+        counts it, and the signal may be traded when it is seen again); if the database
+        already has the legs, the signal was handled before, by this or an earlier run.
+        The result is stored before the responses are returned.
+
         Returns:
-            The responses of the orders placed now; empty for a signal handled before.
+            The responses of the orders placed (or refused) now; empty for a signal handled
+            before or one that could not be recorded.
         """
         legs = analysis.orders
         if not legs:
@@ -733,20 +807,47 @@ class PaperBroker:
         base = analysis.signal_id
         leg_ids: list[str | None] = [None] * len(legs)
         if base is not None:
-            leg_ids = [f"{base}#{leg}" for leg in range(len(legs))]
-            if any(leg_id in self._signals for leg_id in leg_ids):
+            named = [f"{base}#{leg}" for leg in range(len(legs))]
+            if any(leg_id in self._signals for leg_id in named):
                 self.duplicate_signals += 1
                 return []
-            self._signals.update(leg_ids)  # type: ignore[arg-type]
-        responses, rows = self._submit(analysis, leg_ids)
-        await self._emit(rows)
+            self._claim(named, analysis.market)
+            leg_ids = list(named)
+        orders, invalid = self._legs(analysis, leg_ids)
+        order_type = analysis.order_type
+        # Checked before the write-ahead record too: a signal refused now (the usual case
+        # once the cash is tied up) costs one write, not two.
+        error = invalid or self._all_or_none(orders, order_type)
+        if not error:
+            intents = [_intent(order, order_type, _ms(self._now)) for order in orders]
+            try:
+                result = await self.journal.intend(intents)
+            except Exception as exc:
+                self._forget_signal(leg_ids)
+                self.unrecorded_signals += 1
+                self._logger.warning(
+                    "signal %s not placed: %s (%s)", analysis.signal_id, NOT_RECORDED, exc
+                )
+                return []
+            if result is not None and result.total_duplicates:
+                self.duplicate_signals += 1
+                return []
+            # From here to the result, no await: the books cannot change under the legs.
+            error = self._all_or_none(orders, order_type)
+        if error:
+            responses, rows = self._refuse(analysis, orders, error, rejected=bool(invalid))
+        else:
+            responses, rows = self._execute(analysis, orders, order_type)
+        await self.journal.record(rows)
         return responses
 
-    def _submit(
-        self, analysis: Analysis, leg_ids: list[str | None]
-    ) -> tuple[list[OrderResponse], list[object]]:
-        """Everything of :meth:`submit_trade` but the hand-off, with no await in between:
-        the books cannot change from one leg to the next."""
+    def _forget_signal(self, leg_ids: list[str | None]) -> None:
+        for leg_id in leg_ids:
+            if leg_id is not None:
+                self._signals.pop(leg_id, None)
+
+    def _legs(self, analysis: Analysis, leg_ids: list[str | None]) -> tuple[list[PaperOrder], str]:
+        """The orders of the legs, and why the first invalid one is invalid (or ``""``)."""
         orders: list[PaperOrder] = []
         invalid = ""
         for args, leg_id in zip(analysis.orders, leg_ids, strict=True):
@@ -755,30 +856,42 @@ class PaperBroker:
             except InvalidOrder as exc:
                 invalid = invalid or str(exc)
                 orders.append(self._unchecked(args, leg_id))
-        order_type = analysis.order_type
-        error = invalid
-        if not error and len(orders) > 1:
-            error = self._all_or_none(orders, order_type)
-        if error:
-            status = REJECTED if invalid else UNMATCHED
-            # An invalid order is a strategy bug; a book or a balance that cannot fill it
-            # is business as usual, and frequent once the cash is tied up in positions.
-            self._logger.log(
-                logging.WARNING if invalid else logging.INFO,
-                "signal %s not placed: %s",
-                analysis.signal_id,
-                error,
+        return orders, invalid
+
+    def _refuse(
+        self, analysis: Analysis, orders: list[PaperOrder], error: str, *, rejected: bool
+    ) -> tuple[list[OrderResponse], list[object]]:
+        # An invalid order is a strategy bug; a book or a balance that cannot fill it is
+        # business as usual, and frequent once the cash is tied up in positions.
+        self._logger.log(
+            logging.WARNING if rejected else logging.INFO,
+            "signal %s not placed: %s",
+            analysis.signal_id,
+            error,
+        )
+        now_ms = _ms(self._now)
+        responses: list[OrderResponse] = []
+        rows: list[object] = []
+        for order in orders:
+            state = _State(
+                order,
+                analysis.order_type,
+                REJECTED if rejected else UNMATCHED,
+                now_ms,
+                revision=1,
+                error=error,
             )
-            now_ms = _ms(self._now)
-            responses: list[OrderResponse] = []
-            rows: list[object] = []
-            for order in orders:
-                state = _State(order, order_type, status, now_ms, error=error)
-                self._orders.setdefault(order.order_id, state)
-                responses.append(_response(state, error=error))
-                rows.append(state.row())
-            return responses, rows
-        responses, rows = [], []
+            self._order_count += 1
+            self._keep(state)
+            responses.append(_response(state, error=error))
+            rows.append(state.row())
+        return responses, rows
+
+    def _execute(
+        self, analysis: Analysis, orders: list[PaperOrder], order_type: OrderType
+    ) -> tuple[list[OrderResponse], list[object]]:
+        responses: list[OrderResponse] = []
+        rows: list[object] = []
         for order in orders:
             response, order_rows = self._post(order, order_type, False)
             responses.append(response)
@@ -792,7 +905,9 @@ class PaperBroker:
         return responses, rows
 
     def _all_or_none(self, orders: list[PaperOrder], order_type: OrderType) -> str:
-        """Why the legs cannot all be placed together now, or ``""``."""
+        """Why the legs of a signal cannot all be placed together now, or ``""``."""
+        if len(orders) < 2:
+            return ""
         cost = sum((o.price * o.size * (_ONE + self._fee) for o in orders if o.side == BUY), _ZERO)
         if cost > self._available_cash():
             return NOT_ENOUGH_BALANCE
@@ -828,8 +943,8 @@ class PaperBroker:
 
     @property
     def orders(self) -> int:
-        """Orders posted (or refused) so far, loaded ones included."""
-        return len(self._orders)
+        """Orders posted (or refused) so far, those on record at :meth:`load` included."""
+        return self._order_count
 
     @property
     def fills(self) -> int:
@@ -850,68 +965,105 @@ class PaperBroker:
 
     # -- restart ---------------------------------------------------------------------------
 
-    async def load(self, store: Store) -> int:
-        """Read back what a previous run stored: signal ids, orders, fills, resting orders.
+    async def load(self, store: Store | None = None) -> int:
+        """Read back what earlier runs recorded: open orders, fills, latest signals.
 
         Call it before trading (the runtime does, at start). Cash and positions are
         rebuilt by replaying the stored fills from ``starting_cash``; resting (``live``)
-        GTC/GTD orders rest again.
+        GTC/GTD orders rest again; an order still ``pending`` (its process died between
+        the write-ahead record and the result) was never completed and is recorded as
+        unmatched (:data:`INTERRUPTED`). Each market's latest signal is remembered, for
+        strategies to resume from; older ones stay in the store, which refuses them.
 
         Args:
-            store: The open store the previous run wrote to.
+            store: The open store to read; the broker's own if None.
 
         Returns:
-            How many orders were loaded.
+            How many orders the store holds.
 
         Raises:
             StoreUnavailableError: If the store cannot be read now.
         """
-        stored_orders = await store.recent_orders(sys.maxsize)
+        store = store if store is not None else self.journal.store
+        if store is None:
+            return 0
+        open_rows = await store.open_orders()
+        latest = await store.latest_orders()
         stored_fills = await store.recent_fills(sys.maxsize)
-        loaded = 0
-        for row in reversed(stored_orders):
-            if row.order_id in self._orders:
-                continue
-            loaded += 1
-            if row.signal_id is not None:
-                self._signals.add(row.signal_id)
-            order = PaperOrder(
-                order_id=row.order_id,
-                token_id=row.token_id,
-                market=row.market,
-                side=BUY if row.side == BUY else "SELL",
-                price=row.price,
-                size=row.size,
-                tick_size=self.get_tick_size(row.token_id),
-                signal_id=row.signal_id,
-                created_at_ms=row.created_at_ms,
-            )
-            state = _State(
-                order,
-                OrderType(row.order_type),
-                row.status,
-                row.updated_at_ms,
-                filled=row.filled_size,
-                revision=row.revision,
-                error=row.error,
-            )
-            self._orders[row.order_id] = state
+        self._order_count = await store.count(Table.PAPER_ORDERS)
+        now_ms = _ms(self._now)
+        resting: dict[str, _State] = {}
+        resolved: list[object] = []
+        for row in open_rows:
+            state = _loaded(row, self.get_tick_size(row.token_id))
             if row.status == LIVE and state.order_type in (OrderType.GTC, OrderType.GTD):
-                self._rest(state)
+                resting[row.order_id] = state
+            else:
+                state.status = UNMATCHED
+                state.error = INTERRUPTED
+                state.revision += 1
+                state.updated_at_ms = now_ms
+                self._keep(state)
+                resolved.append(state.row())
+        for row in latest:
+            if row.signal_id is not None:
+                self._claim([row.signal_id], row.market)
         for fill in reversed(stored_fills):
             self._account.apply(fill)
-            filled = self._orders.get(fill.order_id)
+            filled = resting.get(fill.order_id)
             if filled is not None:
                 filled.fills = max(filled.fills, fill.seq + 1)
                 filled.trade_ids.append(str(uuid.uuid5(_TRADE_IDS, f"{fill.order_id}/{fill.seq}")))
-        if loaded:
+        for state in resting.values():
+            self._rest(state)
+        if resolved:
+            self._logger.warning(
+                "%d orders were recorded but their process stopped before their result "
+                "was: recorded as unmatched",
+                len(resolved),
+            )
+            await self.journal.record(resolved)
+        if self._order_count:
             self._logger.info(
-                "paper broker loaded %d orders and %d fills: cash %s",
-                loaded,
+                "paper broker loaded %d open orders (of %d) and %d fills: cash %s",
+                len(resting),
+                self._order_count,
                 len(stored_fills),
                 self._account.cash,
             )
-        return loaded
+        return self._order_count
+
+
+def _loaded(row: PaperOrderRow, tick_size: Decimal) -> _State:
+    order = PaperOrder(
+        order_id=row.order_id,
+        token_id=row.token_id,
+        market=row.market,
+        side=BUY if row.side == BUY else "SELL",
+        price=row.price,
+        size=row.size,
+        tick_size=tick_size,
+        signal_id=row.signal_id,
+        created_at_ms=row.created_at_ms,
+    )
+    return _State(
+        order,
+        OrderType(row.order_type),
+        row.status,
+        row.updated_at_ms,
+        filled=row.filled_size,
+        revision=row.revision,
+        error=row.error,
+    )
+
+
+def _intent(order: PaperOrder, order_type: OrderType, now_ms: int) -> PaperOrderRow:
+    """The write-ahead record of an order about to be executed: ``pending``, revision 0."""
+    return _State(order, order_type, PENDING, now_ms).row()
+
+
+def _duplicate(order_id: str) -> OrderResponse:
+    return _response(None, order_id=order_id, error=f"order {order_id} is invalid. Duplicated.")
 
 
 def _order_id(signal_id: str | None) -> str:

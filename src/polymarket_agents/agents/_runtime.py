@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,7 +102,8 @@ class AgentsConfig:
         resync_timeout: Seconds a stale book may wait for its snapshot.
         open_timeout: Seconds allowed for a websocket handshake.
         close_timeout: Seconds allowed for a websocket closing handshake.
-        handoff_timeout: Seconds a stopping monitor still waits to queue rows in hand.
+        handoff_timeout: Seconds a stopping monitor still waits to queue rows in hand, and
+            to store the result of a paper trade in hand.
         ready_silence: Seconds without market data on every open feed connection before
             readiness says the feed is silent (PONGs do not count); None: never.
         ready_write_stall: Seconds a batch may wait to be stored (attempts failing, or one
@@ -314,11 +316,12 @@ class AgentsRuntime:
                 busy_timeout=config.busy_timeout,
             )
         )
+        # Trades go to the store on their own path, never behind the market-data queue.
         self.broker = PaperBroker(
-            queue=self.queue,
+            store=self.store,
             starting_cash=config.starting_cash,
             fee_rate_bps=config.fee_rate_bps,
-            handoff_timeout=config.handoff_timeout,
+            stop_timeout=config.handoff_timeout,
         )
         self.strategy: Strategy = (
             strategy
@@ -392,7 +395,7 @@ class AgentsRuntime:
             raise RuntimeError("an AgentsRuntime can be started only once")
         self._started = True
         await self.store.open()
-        await self.broker.load(self.store)
+        await self.broker.load()
         self.strategy.resume(self.broker.signal_ids)
         supervisor = self.supervisor
         await supervisor.start_task(INGESTION_TASK, self.worker.run)
@@ -519,6 +522,7 @@ class AgentsRuntime:
         monitor_stats = [monitor.stats for monitor in self.monitors.values()]
         metrics = self.supervisor.get_metrics()
         worker = self.worker.stats
+        journal = self.broker.journal
         portfolio = self.broker.portfolio()
         restarts = sum(metrics[name]["restarts"] for name in self.monitors if name in metrics)
         # Every reason, zeros included, so that each one is a series from the start.
@@ -547,15 +551,15 @@ class AgentsRuntime:
             unrealized_pnl=portfolio.unrealized_pnl,
             queue_depth=self.queue.qsize(),
             queue_size=self.queue.maxsize,
-            rows_queued=sum(s.rows for s in monitor_stats) + self.broker.rows_queued,
-            stored_rows=worker.written,
-            duplicate_rows=worker.duplicates,
+            rows_queued=sum(s.rows for s in monitor_stats) + journal.rows,
+            stored_rows=worker.written + journal.written,
+            duplicate_rows=worker.duplicates + journal.duplicates,
             lost_rows=sum(s.lost_rows for s in monitor_stats)
             + worker.lost_rows
             + self.broker.lost_rows,
             ingest_latency=worker.last_batch_seconds,
             ingestion_retries=worker.retries,
-            stored_by_table=dict(worker.written_by_table),
+            stored_by_table=dict(Counter(worker.written_by_table) + journal.written_by_table),
             invalid_frames_by_reason=invalid,
         )
 

@@ -42,6 +42,7 @@ from ._open import create_store
 from ._pgschema import PG_MIGRATIONS
 from ._postgres import PostgresStore, is_postgres_url, redact_url
 from ._rows import (
+    OPEN_STATUSES,
     ORDER_TYPES,
     SIDES,
     BookLevel,
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_PATH",
     "LOGGER_NAME",
     "MIGRATIONS",
+    "OPEN_STATUSES",
     "ORDER_TYPES",
     "PG_MIGRATIONS",
     "SIDES",

@@ -20,6 +20,7 @@ from typing import TypeAlias
 import msgspec
 
 __all__ = [
+    "OPEN_STATUSES",
     "ORDER_TYPES",
     "SIDES",
     "BookLevel",
@@ -40,6 +41,10 @@ SIDES = frozenset({"BUY", "SELL"})
 
 ORDER_TYPES = frozenset({"GTC", "GTD", "FOK", "FAK"})
 """The order types of py-clob-client's ``OrderType``."""
+
+OPEN_STATUSES = ("live", "pending")
+"""Order statuses that are not final: ``live`` (resting in the book) and ``pending``
+(recorded before execution, its result not yet stored)."""
 
 _ZERO = Decimal(0)
 

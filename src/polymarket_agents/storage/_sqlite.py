@@ -34,7 +34,7 @@ from ._codec import (
 )
 from ._errors import StoreBusyError, StoreClosedError, StoreLostError, StoreUnavailableError
 from ._lock import OwnerLock, PriorityLock, lock_holder
-from ._rows import FillRow, PaperOrderRow, Position, Table
+from ._rows import OPEN_STATUSES, FillRow, PaperOrderRow, Position, Table
 from ._schema import INSERT_SQL, MIGRATIONS, Migration, check_migrations, migrate
 from ._store import RejectedRow, WriteResult
 
@@ -616,10 +616,36 @@ class SQLiteStore:
             StoreClosedError: If the store was closed.
         """
         records = await self._fetchall(
-            "SELECT order_id, signal_id, market, token_id, side, price, size, order_type, "
-            "status, created_at_ms, filled_size, updated_at_ms, revision, error "
-            "FROM paper_orders ORDER BY created_at_ms DESC, id DESC LIMIT ?",
+            f"SELECT {_ORDER_COLUMNS} FROM paper_orders "
+            "ORDER BY created_at_ms DESC, id DESC LIMIT ?",
             (limit,),
+        )
+        return [order_from_record(record) for record in records]
+
+    async def open_orders(self) -> list[PaperOrderRow]:
+        """The orders not in a final state (``live``, ``pending``), oldest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetchall(
+            f"SELECT {_ORDER_COLUMNS} FROM paper_orders "
+            f"WHERE status IN ({', '.join(repr(s) for s in OPEN_STATUSES)}) ORDER BY id"
+        )
+        return [order_from_record(record) for record in records]
+
+    async def latest_orders(self) -> list[PaperOrderRow]:
+        """The latest order with a signal id of each market, by market.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetchall(
+            f"SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE id IN "
+            "(SELECT max(id) FROM paper_orders WHERE signal_id IS NOT NULL GROUP BY market) "
+            "ORDER BY market"
         )
         return [order_from_record(record) for record in records]
 
@@ -649,6 +675,12 @@ class SQLiteStore:
             "FROM fills"
         )
         return positions_from_fills([fill_from_record(record) for record in records])
+
+
+_ORDER_COLUMNS = (
+    "order_id, signal_id, market, token_id, side, price, size, order_type, status, "
+    "created_at_ms, filled_size, updated_at_ms, revision, error"
+)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -162,6 +162,28 @@ class Store(Protocol):
         """
         ...
 
+    async def open_orders(self) -> list[PaperOrderRow]:
+        """The paper orders not in a final state (:data:`OPEN_STATUSES`), oldest first.
+
+        The paper broker reads them at start: ``live`` orders rest again, ``pending`` ones
+        (recorded before execution by a process that died before their result was
+        stored) are resolved.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+        """
+        ...
+
+    async def latest_orders(self) -> list[PaperOrderRow]:
+        """The latest paper order that has a signal id, one per market.
+
+        Strategies resume their signal numbering from these after a restart.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+        """
+        ...
+
     async def recent_fills(self, limit: int = 20) -> list[FillRow]:
         """The latest ``limit`` fills, newest first.
 
