@@ -235,6 +235,25 @@ async def test_reads_for_status(store: SQLiteStore) -> None:
     assert (position.token_id, position.size, position.cost) == ("yes", D("12"), D("4.60"))
 
 
+async def test_open_and_latest_orders_for_a_restart(store: SQLiteStore) -> None:
+    """open_orders: live and pending orders, oldest first; latest_orders: the newest order
+    with a signal of each market, by market."""
+    await store.write_batch(
+        [
+            order("o1", market="0xa", status="live"),
+            order("o2", market="0xa", status="pending"),
+            order("o3", market="0xb", status="matched"),
+            order("o4", market="0xb", status="unmatched"),
+            order("o5", market="0xb", status="live", signal_id=None),
+        ]
+    )
+    assert [o.order_id for o in await store.open_orders()] == ["o1", "o2", "o5"]
+    assert [(o.market, o.signal_id) for o in await store.latest_orders()] == [
+        ("0xa", "sig-o2"),
+        ("0xb", "sig-o4"),
+    ]
+
+
 async def test_count_refuses_unknown_tables(store: SQLiteStore) -> None:
     """Only table names of the store are accepted; the name never reaches SQL otherwise."""
     with pytest.raises(ValueError, match="sqlite_master"):

@@ -51,7 +51,7 @@ from ._pgschema import (
     PG_MIGRATIONS,
     UPDATE_ORDER_SQL,
 )
-from ._rows import FillRow, PaperOrderRow, Position, Table
+from ._rows import OPEN_STATUSES, FillRow, PaperOrderRow, Position, Table
 from ._schema import Migration, check_migrations
 from ._sqlite import LOGGER_NAME, _finish
 from ._store import RejectedRow, WriteResult
@@ -683,6 +683,33 @@ class PostgresStore:
             f"SELECT {', '.join(COLUMNS[Table.PAPER_ORDERS])} FROM paper_orders "
             "ORDER BY created_at_ms DESC, id DESC LIMIT $1",
             limit,
+        )
+        return [order_from_record(tuple(record)) for record in records]
+
+    async def open_orders(self) -> list[PaperOrderRow]:
+        """The orders not in a final state (``live``, ``pending``), oldest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetch(
+            f"SELECT {', '.join(COLUMNS[Table.PAPER_ORDERS])} FROM paper_orders "
+            "WHERE status = ANY($1::text[]) ORDER BY id",
+            list(OPEN_STATUSES),
+        )
+        return [order_from_record(tuple(record)) for record in records]
+
+    async def latest_orders(self) -> list[PaperOrderRow]:
+        """The latest order with a signal id of each market, by market.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._fetch(
+            f"SELECT DISTINCT ON (market) {', '.join(COLUMNS[Table.PAPER_ORDERS])} "
+            "FROM paper_orders WHERE signal_id IS NOT NULL ORDER BY market, id DESC"
         )
         return [order_from_record(tuple(record)) for record in records]
 
