@@ -153,10 +153,14 @@ async def test_a_silent_feed_is_not_ready_though_pongs_arrive(
     """Past ready_silence without market data on any connection, readiness says the feed is
     silent while the connections stay open and PONGs keep coming; data brings it back."""
     sim = await make_simulator(markets=2, event_rate=200.0)
-    runtime = await make_runtime(sim, config=fast_config(ready_silence=0.3, silence_timeout=30.0))
+    # A connection per market: the silence must be that of every connection.
+    config = fast_config(ready_silence=0.3, silence_timeout=30.0, assets_per_connection=2)
+    runtime = await make_runtime(sim, config=config)
     await wait_ready(runtime)
     await sim.pause()
-    feeds = [m.feed for m in runtime.monitors.values() if m.feed is not None]
+    assert runtime.feed is not None
+    feeds = [runtime.feed]
+    assert runtime.feed.stats.pool == 2
     pongs = sum(feed.stats.pongs for feed in feeds)
     await eventually(lambda: any(r.startswith("feed silent") for r in runtime.readiness()[1]))
     ready, reasons = runtime.readiness()
@@ -267,7 +271,7 @@ async def test_run_market_agents_runs_until_shutdown_is_signalled(
     await eventually(
         lambda: all(n in supervisor and supervisor.status(n) == "running" for n in names)
     )
-    await eventually(lambda: len(sim.connections()) == 2)
+    await eventually(lambda: len(sim.connections()) == 1)  # both markets on one connection
     await asyncio.sleep(0.2)
     threading.Thread(target=supervisor.signal_shutdown).start()
     await asyncio.wait_for(task, 5.0)
@@ -350,3 +354,25 @@ def test_agents_import_no_higher_layer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["pooled", "socket-per-market"])
+async def test_monitors_share_one_pooled_feed(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, shared: bool
+) -> None:
+    """Six markets at four assets per connection take three sockets, the monitors attach
+    per market and each sees its own events; without the shared feed each monitor opens a
+    socket of its own, as the seed sketches it."""
+    sim = await make_simulator(markets=6, event_rate=300.0)
+    config = fast_config(assets_per_connection=4, shared_feed=shared)
+    runtime = await make_runtime(sim, config=config)
+    await wait_ready(runtime)
+    sockets = [c for c in sim.connections() if c.open]
+    assert len(sockets) == (3 if shared else 6)
+    assert (runtime.feed is not None) is shared
+    if runtime.feed is not None:
+        assert runtime.feed.stats.pool == 3
+    await eventually(lambda: all(m.stats.events >= 5 for m in runtime.monitors.values()))
+    assert runtime.readiness() == (True, [])
+    assert runtime.stats().monitors_ready == 6
+    await runtime.stop()

@@ -58,7 +58,7 @@ def test_credentials_never_show_in_status_logs_or_summary(
     service.terminate(signal.SIGTERM)
     assert service.wait(10) == 0
     connected = [e for e in service.log_entries() if "connected to" in e["message"]]
-    assert len(connected) == 2
+    assert len(connected) == 1  # the pooled feed carries both markets on one connection
     assert "ws://***@127.0.0.1:" in connected[0]["message"]
     _assert_hidden(service.stderr)
     _assert_hidden(service.stdout)

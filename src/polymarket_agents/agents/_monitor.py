@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn, cast
@@ -34,6 +34,7 @@ from polymarket_agents.feed import (
     MarketFeed,
     MarketInfo,
     MarketResolved,
+    MarketStream,
     NewMarket,
     PriceChange,
     TickSizeChange,
@@ -155,9 +156,16 @@ class MarketMonitor:
     restarts it, from the factory ``monitor.run``); its counters, its strategy's memory
     and its broker carry over, and each run opens a new feed.
 
+    With ``feed``, a shared :class:`~polymarket_agents.feed.MarketFeed` (the pooled
+    connections of a whole process), each run attaches to it for this market's events
+    instead of opening a socket of its own, and the feed's counters are the feed's, not
+    the monitor's (``frames``, ``invalid_frames``, ``reconnects`` ... stay 0 here).
+
     Args:
         market: The market (both tokens are subscribed).
-        feed_url: The market channel URL (the simulator's ``ws_url``, or Polymarket's).
+        feed_url: The market channel URL (the simulator's ``ws_url``, or Polymarket's),
+            for a feed of the monitor's own.
+        feed: A started shared feed to attach to, instead of ``feed_url``.
         queue: The bounded ingestion queue rows are put on; None: nothing is stored.
         broker: Where orders go; None: signals are counted, not traded.
         strategy: The analysis; :class:`ComplementArbitrage` with ``min_edge`` equal to
@@ -171,14 +179,16 @@ class MarketMonitor:
         logger: Where to log.
 
     Raises:
-        ConfigurationError: On a negative threshold or invalid feed options.
+        ConfigurationError: On a negative threshold, invalid feed options, or not exactly
+            one of ``feed_url`` and ``feed``.
     """
 
     def __init__(
         self,
         market: MarketInfo,
         *,
-        feed_url: str,
+        feed_url: str | None = None,
+        feed: MarketFeed | None = None,
         queue: asyncio.Queue[Any] | None = None,
         broker: Broker | None = None,
         strategy: Strategy | None = None,
@@ -190,8 +200,11 @@ class MarketMonitor:
     ) -> None:
         if not edge_threshold >= 0:
             raise ConfigurationError(f"edge_threshold must be >= 0, not {edge_threshold!r}")
+        if (feed_url is None) == (feed is None):
+            raise ConfigurationError("give the monitor a feed_url or a shared feed, not both")
         self.market = market
-        self.feed_url = feed_url
+        self.feed_url = feed.url if feed is not None else feed_url
+        self._shared = feed
         self.queue = queue
         self.broker = broker
         self._own_strategy = strategy is None
@@ -201,12 +214,14 @@ class MarketMonitor:
         self.edge_threshold = edge_threshold
         self._feed_options = dict(feed_options or {})
         self._feed_options.setdefault("name", f"feed-{market.condition_id[:10]}")
-        # Check the options now rather than at the first run.
-        MarketFeed(feed_url, markets=(), **self._feed_options)
+        if feed_url is not None:
+            # Check the options now rather than at the first run.
+            MarketFeed(feed_url, markets=(), **self._feed_options)
         self._handoff_timeout = handoff_timeout
         self._clock = clock
         self._logger = logger or _logger
         self._feed: MarketFeed | None = None
+        self._stream: MarketStream | None = None
         self._books: MarketBooks | None = None
         self._running = False
         self._starts = 0
@@ -228,8 +243,27 @@ class MarketMonitor:
 
     @property
     def feed(self) -> MarketFeed | None:
-        """The feed of the run in progress, or None."""
+        """The feed of the run in progress (the shared one, if any), or None."""
         return self._feed
+
+    @property
+    def connected(self) -> bool:
+        """Whether a run is in progress and the connection carrying the market is open."""
+        stream = self._stream
+        if stream is not None:
+            return stream.connected
+        feed = self._feed
+        return feed is not None and feed.connected
+
+    @property
+    def silent_for(self) -> float | None:
+        """Seconds since the market's connection last brought data; None if there is no
+        open connection."""
+        stream = self._stream
+        if stream is not None:
+            return stream.silent_for
+        feed = self._feed
+        return None if feed is None else feed.silent_for
 
     @property
     def books(self) -> MarketBooks | None:
@@ -240,7 +274,8 @@ class MarketMonitor:
     def stats(self) -> MonitorStats:
         """A snapshot of the counters (see :class:`MonitorStats`)."""
         feed = self._feed
-        live: FeedStats | None = feed.stats if feed is not None else None
+        stream = self._stream
+        live: FeedStats | None = feed.stats if feed is not None and stream is None else None
         totals = dict(self._past)
         invalid_by_kind = dict(self._past_invalid)
         if live is not None:
@@ -254,7 +289,7 @@ class MarketMonitor:
         return MonitorStats(
             market=self.market.condition_id,
             running=self._running,
-            connected=live is not None and live.connected,
+            connected=self.connected,
             synced=self._running and books is not None and books.synced,
             starts=self._starts,
             events=events,
@@ -268,7 +303,13 @@ class MarketMonitor:
             analysis_errors=self._analysis_errors,
             frames=totals["frames"],
             feed_events=totals["events"],
-            backlog=live.events - (events - self._events_at_start) if live is not None else 0,
+            backlog=(
+                stream.backlog
+                if stream is not None
+                else live.events - (events - self._events_at_start)
+                if live is not None
+                else 0
+            ),
             invalid_frames=totals["invalid_frames"],
             invalid_by_kind=invalid_by_kind,
             invalid_operations=totals["invalid_operations"],
@@ -290,10 +331,13 @@ class MarketMonitor:
         """
         if self._running:
             raise RuntimeError("this MarketMonitor is already running; create another")
+        if self._shared is not None:
+            await self._run_shared(self._shared)
         self._running = True
         self._starts += 1
         self._events_at_start = sum(self._counts.values())
         market = self.market
+        assert self.feed_url is not None
         feed = MarketFeed(self.feed_url, markets=(market,), **self._feed_options)
         self._feed = feed
         books = feed.books.pair(market.condition_id)
@@ -312,7 +356,7 @@ class MarketMonitor:
                     market.slug,
                     redact_url(self.feed_url),
                 )
-                await self._consume(feed, books)
+                await self._consume(feed.events(), books)
             raise FeedStopped(f"{feed.name}: the feed ended")
         except Exception as exc:
             self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (self.feed_url,))
@@ -320,6 +364,47 @@ class MarketMonitor:
         finally:
             self._running = False
             self._retire(feed, books)
+
+    async def _run_shared(self, feed: MarketFeed) -> NoReturn:
+        """A run on a shared feed: attach, consume this market's stream, detach."""
+        self._running = True
+        self._starts += 1
+        self._events_at_start = sum(self._counts.values())
+        market = self.market
+        self._feed = feed
+        try:
+            stream = await feed.attach(market)
+        except BaseException:
+            self._running = False
+            self._feed = None
+            raise
+        self._stream = stream
+        self._books = stream.books
+        try:
+            if self.broker is not None:
+                self.broker.track(stream.books, market)
+                if self._own_strategy:
+                    self.strategy.resume(self.broker.signal_ids)
+            if self.queue is not None:
+                await self._put(market_row(market, self._now_ms()), Table.MARKETS, 1)
+            self._logger.debug(
+                "monitoring %s (%s) on %s (%s)",
+                market.condition_id,
+                market.slug,
+                redact_url(feed.url),
+                stream.connection,
+            )
+            await self._consume(stream.events(), stream.books)
+            raise FeedStopped(f"{feed.name}: the stream of {market.condition_id} ended")
+        except Exception as exc:
+            self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (feed.url,))
+            raise
+        finally:
+            # The books stay the feed's, kept up to date for the next run.
+            stream.close()
+            self._running = False
+            self._feed = None
+            self._stream = None
 
     def _retire(self, feed: MarketFeed, books: MarketBooks) -> None:
         """Fold a finished feed's counters into the totals; its books are no longer kept."""
@@ -352,7 +437,7 @@ class MarketMonitor:
             self.queue, item, timeout=self._handoff_timeout, logger=self._logger, on_lost=lost
         )
 
-    async def _consume(self, feed: MarketFeed, books: MarketBooks) -> None:
+    async def _consume(self, events: AsyncIterator[MarketEvent], books: MarketBooks) -> None:
         """The hot loop: every event to rows, analysis and trades."""
         queue = self.queue
         strategy = self.strategy
@@ -363,9 +448,9 @@ class MarketMonitor:
         counts = self._counts
         table_rows = self._table_rows
         condition_id = books.condition_id
-        events = cast(AsyncGenerator[MarketEvent, None], feed.events())
-        async with contextlib.aclosing(events):
-            async for event in events:
+        generator = cast(AsyncGenerator[MarketEvent, None], events)
+        async with contextlib.aclosing(generator):
+            async for event in generator:
                 kind = type(event)
                 counts[kind] = counts.get(kind, 0) + 1
                 if queue is not None:
@@ -413,7 +498,8 @@ class MarketMonitor:
 async def monitor_market(
     market: MarketInfo,
     *,
-    feed_url: str,
+    feed_url: str | None = None,
+    feed: MarketFeed | None = None,
     queue: asyncio.Queue[Any] | None = None,
     broker: Broker | None = None,
     strategy: Strategy | None = None,
@@ -432,12 +518,16 @@ async def monitor_market(
             lambda: monitor_market(market, feed_url=url, queue=queue, broker=broker),
         )
 
+    Many monitors share one pooled feed with ``feed=``: ``monitor_market(market,
+    feed=shared_feed)`` attaches to it instead of opening a socket per market.
+
     (A restart of this function builds a new default strategy; it then restores its
     episode counters from the broker's signal ids, so a signal is still traded once.)
 
     Args:
         market: The market.
-        feed_url: The market channel URL.
+        feed_url: The market channel URL, for a socket of the monitor's own.
+        feed: A started shared feed to attach to, instead of ``feed_url``.
         queue: The bounded ingestion queue; None: nothing is stored.
         broker: Where orders go; None: nothing is traded.
         strategy: The analysis; :class:`ComplementArbitrage` if None.
@@ -454,6 +544,7 @@ async def monitor_market(
     monitor = MarketMonitor(
         market,
         feed_url=feed_url,
+        feed=feed,
         queue=queue,
         broker=broker,
         strategy=strategy,

@@ -28,9 +28,11 @@ from polymarket_agents.core.async_utils import (
     TaskSupervisor,
 )
 from polymarket_agents.feed import (
+    DEFAULT_ASSETS_PER_CONNECTION,
     DEFAULT_GAMMA_URL,
     DEFAULT_MARKET_URL,
     InvalidKind,
+    MarketFeed,
     MarketInfo,
     fetch_markets,
 )
@@ -108,6 +110,11 @@ class AgentsConfig:
             readiness says the feed is silent (PONGs do not count); None: never.
         ready_write_stall: Seconds a batch may wait to be stored (attempts failing, or one
             waiting on a lock) before readiness says writes are failing.
+        shared_feed: One pooled :class:`~polymarket_agents.feed.MarketFeed` for every
+            monitor (True), or a socket per monitor as the seed sketches it (False).
+        assets_per_connection: Assets per pooled connection (at most 500).
+        custom_features: Ask the feed for ``best_bid_ask``, ``new_market`` and
+            ``market_resolved``.
 
     Raises:
         ConfigurationError: On a negative or zero interval, size or threshold.
@@ -138,6 +145,9 @@ class AgentsConfig:
     handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT
     ready_silence: float | None = 30.0
     ready_write_stall: float = 2.0
+    shared_feed: bool = True
+    assets_per_connection: int = DEFAULT_ASSETS_PER_CONNECTION
+    custom_features: bool = False
 
     def __post_init__(self) -> None:
         positive: tuple[str, ...] = ("health_interval", "queue_size", "batch_size", "ping_interval")
@@ -158,7 +168,7 @@ class AgentsConfig:
                 raise ConfigurationError(f"{name} must be > 0 or None, not {value!r}")
 
     def feed_options(self) -> dict[str, Any]:
-        """The keyword arguments of each monitor's :class:`~polymarket_agents.feed.MarketFeed`."""
+        """The keyword arguments of a :class:`~polymarket_agents.feed.MarketFeed`."""
         return {
             "policy": self.feed_policy,
             "ping_interval": self.ping_interval,
@@ -167,6 +177,7 @@ class AgentsConfig:
             "resync_timeout": self.resync_timeout,
             "open_timeout": self.open_timeout,
             "close_timeout": self.close_timeout,
+            "custom_feature_enabled": self.custom_features,
         }
 
 
@@ -341,10 +352,21 @@ class AgentsRuntime:
             drain_timeout=config.drain_timeout,
         )
         feed_options = config.feed_options()
+        self.feed: MarketFeed | None = None
+        """The pooled feed every monitor attaches to (None with ``shared_feed=False``)."""
+        if config.shared_feed:
+            self.feed = MarketFeed(
+                feed_url,
+                markets=markets,
+                deliver_events=False,
+                assets_per_connection=config.assets_per_connection,
+                **feed_options,
+            )
         self.monitors: dict[str, MarketMonitor] = {
             monitor_task_name(market.condition_id): MarketMonitor(
                 market,
-                feed_url=feed_url,
+                feed_url=None if self.feed is not None else feed_url,
+                feed=self.feed,
                 queue=self.queue,
                 broker=self.broker,
                 strategy=self.strategy,
@@ -399,6 +421,8 @@ class AgentsRuntime:
         self.strategy.resume(self.broker.signal_ids)
         supervisor = self.supervisor
         await supervisor.start_task(INGESTION_TASK, self.worker.run)
+        if self.feed is not None:
+            await self.feed.start()
         for name, monitor in self.monitors.items():
             await supervisor.start_task(name, monitor.run)
         await supervisor.start_task(HEALTH_TASK, self._health_loop)
@@ -430,6 +454,12 @@ class AgentsRuntime:
             *(supervisor.stop_task(name, timeout=left()) for name in first)
         )
         stuck = [name for name, stopped in zip(first, results, strict=True) if not stopped]
+        if self.feed is not None:
+            try:
+                async with asyncio.timeout(max(left(), 0.1)):
+                    await self.feed.aclose()
+            except TimeoutError:
+                stuck.append(self.feed.name)
         # The drain has its own bound (config.drain_timeout); give it at least a moment
         # even when the monitors took all the time.
         if INGESTION_TASK in supervisor and not await supervisor.stop_task(
@@ -530,6 +560,11 @@ class AgentsRuntime:
         for s in monitor_stats:
             for kind, count in s.invalid_by_kind.items():
                 invalid[kind] = invalid.get(kind, 0) + count
+        # A shared feed's counters are its own, not any monitor's.
+        feed = self.feed.stats if self.feed is not None else None
+        if feed is not None:
+            for kind, count in feed.invalid_by_kind.items():
+                invalid[kind] = invalid.get(kind, 0) + count
         return RuntimeStats(
             markets=len(self.monitors),
             monitors_running=sum(
@@ -537,9 +572,10 @@ class AgentsRuntime:
             ),
             monitors_ready=sum(1 for s in monitor_stats if s.connected and s.synced),
             events=sum(s.events for s in monitor_stats),
-            invalid_frames=sum(s.invalid_frames for s in monitor_stats),
-            reconnects=sum(s.reconnects for s in monitor_stats),
-            resyncs=sum(s.resyncs for s in monitor_stats),
+            invalid_frames=sum(s.invalid_frames for s in monitor_stats)
+            + (feed.invalid_frames if feed else 0),
+            reconnects=sum(s.reconnects for s in monitor_stats) + (feed.reconnects if feed else 0),
+            resyncs=sum(s.resyncs for s in monitor_stats) + (feed.resyncs if feed else 0),
             monitor_restarts=restarts,
             signals=sum(s.signals for s in monitor_stats),
             orders=self.broker.orders,
@@ -588,8 +624,7 @@ class AgentsRuntime:
             if status != "running":
                 reasons.append(f"{name}: task {status}")
                 continue
-            feed = monitor.feed
-            if feed is None or not feed.connected:
+            if not monitor.connected:
                 reasons.append(f"{name}: feed not connected")
             elif monitor.books is None or not monitor.books.synced:
                 reasons.append(f"{name}: books not synced")
@@ -624,11 +659,15 @@ class AgentsRuntime:
         limit = self.config.ready_silence
         if limit is None:
             return None
-        silences = [
-            silent
-            for monitor in self.monitors.values()
-            if monitor.feed is not None and (silent := monitor.feed.silent_for) is not None
-        ]
+        if self.feed is not None:
+            connections = self.feed.connections()
+            silences = [c.silent_for for c in connections if c.silent_for is not None]
+        else:
+            silences = [
+                silent
+                for monitor in self.monitors.values()
+                if (silent := monitor.silent_for) is not None
+            ]
         if not silences or min(silences) <= limit:
             return None
         return (

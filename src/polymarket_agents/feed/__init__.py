@@ -22,12 +22,15 @@
 
 from ._book import BookSet, DepthFill, MarketBooks, OrderBook, SyncState
 from ._client import (
+    DEFAULT_ASSETS_PER_CONNECTION,
     DEFAULT_MARKET_URL,
     MAX_ASSETS_PER_CONNECTION,
     FeedStats,
     MarketFeed,
+    MarketStream,
     default_feed_policy,
 )
+from ._connection import FeedConnectionStats
 from ._errors import (
     DataSilence,
     FeedError,
@@ -71,6 +74,7 @@ from ._protocol import (
 from ._redact import MASK, redact_text, redact_url, url_secrets
 
 __all__ = [
+    "DEFAULT_ASSETS_PER_CONNECTION",
     "DEFAULT_GAMMA_URL",
     "DEFAULT_MARKET_URL",
     "DEFAULT_MAX_FRAME_BYTES",
@@ -85,6 +89,7 @@ __all__ = [
     "DataSilence",
     "DepthFill",
     "EventMessage",
+    "FeedConnectionStats",
     "FeedError",
     "FeedStats",
     "FeedStopped",
@@ -99,6 +104,7 @@ __all__ = [
     "MarketFeed",
     "MarketInfo",
     "MarketResolved",
+    "MarketStream",
     "NewMarket",
     "Operation",
     "OrderBook",

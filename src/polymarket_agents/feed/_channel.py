@@ -52,6 +52,16 @@ class Channel(Generic[T]):
         self._items.append(item)
         self._not_empty.set()
 
+    def put_nowait(self, item: T) -> bool:
+        """Queue ``item`` if there is room (dropped once closed); False if the channel is full."""
+        if self._closed:
+            return True
+        if len(self._items) >= self._maxsize:
+            return False
+        self._items.append(item)
+        self._not_empty.set()
+        return True
+
     async def get(self) -> T:
         """The next item, waiting for one.
 
@@ -70,6 +80,11 @@ class Channel(Generic[T]):
         if len(self._items) < self._maxsize:
             self._not_full.set()
         return item
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def close(self, error: BaseException | None = None) -> None:
         """No more items: the consumer drains what is queued, then sees the end (or ``error``)."""

@@ -1,77 +1,54 @@
-"""``MarketFeed``: the market-channel websocket client the agents use.
+"""``MarketFeed``: the market-channel client, a pool of connections the agents share.
 
-One background task owns the connection. It opens one connection at a time and, when one
-ends, waits the restart policy's backoff (the core's :class:`RestartPolicy`: classification,
-exponential delays with jitter, the restart-intensity limit) before the next. The count of
-consecutive failures starts again once a connection is subscribed and every book synced from
-its snapshot, so a feed that drops every few seconds but syncs each time reconnects at the
-first delay, not at the cap. A connection goes: open -> send the one initial subscribe frame
--> read frames until the socket drops or a watchdog closes it. A PONG watchdog (from the
-first unanswered PING) and a data-silence watchdog raise
-:class:`~polymarket_agents.feed.FeedTimeout` (a ``TimeoutError``: recoverable); a dropped
-socket raises websockets' ``ConnectionClosed`` or an ``OSError`` (recoverable too).
+One feed per process holds every subscribed asset's book in one :class:`BookSet` and a pool
+of connections, each carrying at most ``assets_per_connection`` assets (200 by default,
+Polymarket allows 500). A market's two tokens always share a connection, since one
+``price_change`` covers both. Markets are added and removed at runtime with the protocol's
+``subscribe``/``unsubscribe`` operation frames, never by reconnecting: a new market goes to
+the first connection with room (a new connection when none has), and when removals leave
+the pool a connection larger than it needs, the emptiest connection's markets move to the
+others and it closes. Each connection reconnects on its own (see ``_connection.py``): it
+subscribes exactly its own assets again, and only their books go unsynced and get fresh
+snapshots.
 
-No frame, however malformed, costs the connection: a binary frame, invalid UTF-8, JSON nested
-100,000 deep, an empty array or a broken event is counted by its
-:class:`~polymarket_agents.feed.InvalidKind` and skipped, with one WARNING per connection.
-The one exception is a frame larger than four times ``max_frame_bytes``, which websockets
-refuses to buffer (close code 1009): reading it would let a server exhaust memory.
-
-Frames are decoded, applied to :attr:`MarketFeed.books`, and only then handed to the
-consumer through a bounded channel: when the consumer falls behind, the reader stops reading
-the socket (TCP pushes back on the server) and nothing is dropped.
+Frames are decoded, applied to :attr:`MarketFeed.books`, and only then handed on: to the
+feed's own event iterator (``async for event in feed``) and to the :class:`MarketStream` of
+each market a consumer attached to (:meth:`MarketFeed.attach`), each through a bounded
+channel. When a consumer falls behind, the connection carrying its market stops reading its
+socket (TCP pushes back on the server) and nothing is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Self
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidURI
-from websockets.frames import Frame, Opcode
+from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from polymarket_agents.core.async_utils import (
-    ConfigurationError,
-    ErrorClass,
-    RestartPolicy,
-    managed_resource,
-)
+from polymarket_agents.core.async_utils import ConfigurationError, RestartPolicy, shielded
 
-from ._book import BookSet, SyncState
+from ._book import BookSet, MarketBooks
 from ._channel import Channel
-from ._errors import (
-    DataSilence,
-    FeedStopped,
-    FeedTimeout,
-    InvalidKind,
-    InvalidMessage,
-    PongTimeout,
-    ResyncTimeout,
-)
+from ._connection import FeedConnectionStats, _Connection, group_assets
+from ._errors import FeedStopped
 from ._gamma import MarketInfo
-from ._messages import MarketEvent
-from ._protocol import (
-    DEFAULT_MAX_FRAME_BYTES,
-    PING,
-    FrameDecoder,
-    TextReply,
-    encode_operation,
-    encode_subscribe,
-)
-from ._redact import redact_text, redact_url
+from ._messages import MarketEvent, MarketResolved, NewMarket
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, FrameDecoder
+from ._redact import redact_url
 
 __all__ = [
+    "DEFAULT_ASSETS_PER_CONNECTION",
     "DEFAULT_MARKET_URL",
     "MAX_ASSETS_PER_CONNECTION",
     "FeedStats",
     "MarketFeed",
+    "MarketStream",
     "default_feed_policy",
 ]
 
@@ -81,7 +58,13 @@ DEFAULT_MARKET_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 MAX_ASSETS_PER_CONNECTION = 500
 """Polymarket's documented limit of assets per market-channel connection."""
 
+DEFAULT_ASSETS_PER_CONNECTION = 200
+"""Assets per pooled connection by default (NautilusTrader's choice too)."""
+
 _logger = logging.getLogger("polymarket_agents.feed")
+
+_Delivery = list[tuple[Channel[list[MarketEvent]], list[MarketEvent]]]
+LifecycleEvent = NewMarket | MarketResolved
 
 
 def default_feed_policy() -> RestartPolicy:
@@ -98,22 +81,25 @@ def default_feed_policy() -> RestartPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeedStats:
-    """A snapshot of a feed's counters.
+    """A snapshot of a feed's counters, summed over its connections.
 
     Attributes:
-        connected: Whether a connection is open and subscribed.
+        connected: Whether every connection that carries assets has a socket open and
+            subscribed (and at least one connection exists).
         frames: Frames received, of every kind.
         events: Market events decoded (unknown event types excluded).
         invalid_frames: Frames that failed to decode, counted and skipped.
         invalid_by_kind: ``invalid_frames`` per :class:`InvalidKind` value.
         invalid_operations: ``INVALID OPERATION`` replies from the server.
         pongs: ``PONG`` replies.
-        connections: Connections opened.
-        reconnects: Connection attempts after the first one.
+        connections: Sockets opened.
+        reconnects: Socket attempts after each connection's first.
         resyncs: Snapshots requested again for books that went stale.
         dropped_updates: ``price_change`` entries dropped because their book was unsynced.
-        last_error: The error that ended the last connection, as ``"Type: message"``.
+        last_error: The error that ended the last socket of any connection.
         synced: Per subscribed asset, whether its book is synced.
+        pool: The connections now in the pool.
+        moves: Markets moved between connections by rebalancing.
     """
 
     connected: bool
@@ -129,6 +115,8 @@ class FeedStats:
     dropped_updates: int
     last_error: str | None
     synced: Mapping[str, bool]
+    pool: int = 1
+    moves: int = 0
 
     @property
     def ready(self) -> bool:
@@ -136,41 +124,137 @@ class FeedStats:
         return self.connected and all(self.synced.values())
 
 
+class MarketStream:
+    """One market's events from a shared :class:`MarketFeed`, and its books.
+
+    Made by :meth:`MarketFeed.attach`; iterate it from one task. Events arrive after they
+    were applied to the books, in the order the market's connection received them.
+
+    Attributes:
+        market: The market.
+        books: Its YES and NO books (shared with the feed).
+    """
+
+    __slots__ = ("_channel", "_feed", "books", "market")
+
+    def __init__(self, feed: MarketFeed, market: MarketInfo, queue_size: int) -> None:
+        self._feed = feed
+        self.market = market
+        self.books: MarketBooks = feed.books.pair(market.condition_id)
+        self._channel: Channel[list[MarketEvent]] = Channel(queue_size)
+
+    def __repr__(self) -> str:
+        return f"<MarketStream {self.market.condition_id[:10]}... backlog={len(self._channel)}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> AsyncIterator[MarketEvent]:
+        return self.events()
+
+    async def events(self) -> AsyncIterator[MarketEvent]:
+        """The market's events, each yielded after it was applied to the books.
+
+        Yields:
+            Every decoded event of the market (its ``market_resolved`` included).
+
+        Raises:
+            FeedStopped: If the market's connection failed for good; events received
+                before are yielded first.
+        """
+        get = self._channel.get
+        while True:
+            try:
+                batch = await get()
+            except EOFError:
+                return
+            for event in batch:
+                yield event
+
+    @property
+    def backlog(self) -> int:
+        """Batches of events received and not yet taken."""
+        return len(self._channel)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection carrying the market has a socket open."""
+        connection = self._feed._owner.get(self.market.yes_token)
+        return connection is not None and connection.ws is not None
+
+    @property
+    def silent_for(self) -> float | None:
+        """Seconds since the market's connection last brought data; None if disconnected."""
+        connection = self._feed._owner.get(self.market.yes_token)
+        if connection is None:
+            return None
+        return connection.silent_for(asyncio.get_running_loop().time())
+
+    @property
+    def connection(self) -> str | None:
+        """The name of the connection carrying the market, if any."""
+        connection = self._feed._owner.get(self.market.yes_token)
+        return None if connection is None else connection.name
+
+    def close(self) -> None:
+        """Stop receiving (the market stays subscribed); idempotent."""
+        self._feed._detach(self)
+        self._channel.close()
+
+
 class MarketFeed:
-    """A Polymarket market-channel client: parsed events, local books, automatic recovery.
+    """A Polymarket market-channel client: pooled connections, local books, recovery.
 
     ::
 
-        async with MarketFeed(sim.ws_url, ["<yes token>", "<no token>"]) as feed:
+        async with MarketFeed(sim.ws_url, markets=markets) as feed:
             async for event in feed:
                 book = feed.books[event.asset_id]  # already updated by the event
+
+        # shared by many consumers, one per market:
+        async with MarketFeed(url, markets=markets, deliver_events=False) as feed:
+            async with await feed.attach(markets[0]) as stream:
+                async for event in stream: ...
 
     Args:
         url: The market channel (``.../ws/market``); Polymarket's by default.
         asset_ids: Token ids to subscribe to.
         markets: Binary markets to subscribe to (both tokens), which also pairs their YES
             and NO books in :attr:`books`.
-        policy: Reconnect policy; :func:`default_feed_policy` if None. Tests pass
-            ``instant_policy()``.
+        policy: Reconnect policy of each connection; :func:`default_feed_policy` if None.
+            Tests pass ``instant_policy()``.
         ping_interval: Seconds between ``PING`` frames.
-        pong_timeout: Seconds without ``PONG`` after which the connection is dead.
-        silence_timeout: Seconds without market data after which the connection is taken
+        pong_timeout: Seconds after a ``PING`` without ``PONG`` after which the
+            connection is dead.
+        silence_timeout: Seconds without market data after which a connection is taken
             to be frozen; None turns the watchdog off (for rarely traded assets).
-        resync_timeout: Seconds a stale book may wait for its fresh snapshot before the
+        resync_timeout: Seconds a stale book may wait for its fresh snapshot before its
             connection is opened again to get one.
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds allowed for the closing handshake before the socket is
             aborted.
         max_frame_bytes: Longer frames are counted as invalid and skipped; frames over four
             times this size close the connection (websockets will not buffer them).
-        queue_size: Frames decoded ahead of the consumer before reading pauses.
-        deliver_events: False for a feed used only for its books: events are not queued,
-            so a feed nobody iterates never stalls.
+        queue_size: Batches of events decoded ahead of each consumer before reading pauses.
+        deliver_events: False for a feed used only for its books and its market streams:
+            its own iterator gets nothing, so a feed nobody iterates never stalls.
         custom_feature_enabled: Ask for ``best_bid_ask``, ``new_market``, ``market_resolved``.
-        name: Names the connection task in logs.
+        assets_per_connection: Most assets on one connection (at most 500).
+        on_lifecycle: Called with every ``new_market`` and ``market_resolved`` event (each
+            connection may deliver its own copy); it must not block.
+        name: Names the connections in logs (``<name>-1``, ``<name>-2`` ...).
 
     Raises:
-        ConfigurationError: On an invalid URL or a non-positive interval.
+        ConfigurationError: On an invalid URL, a non-positive interval, or
+            ``assets_per_connection`` outside [2, 500].
     """
 
     def __init__(
@@ -190,6 +274,8 @@ class MarketFeed:
         queue_size: int = 256,
         deliver_events: bool = True,
         custom_feature_enabled: bool = False,
+        assets_per_connection: int = DEFAULT_ASSETS_PER_CONNECTION,
+        on_lifecycle: Callable[[LifecycleEvent], object] | None = None,
         name: str = "market-feed",
     ) -> None:
         try:
@@ -208,8 +294,14 @@ class MarketFeed:
         ):
             if not value > 0:
                 raise ConfigurationError(f"{setting} must be > 0, not {value!r}")
+        if not 2 <= assets_per_connection <= MAX_ASSETS_PER_CONNECTION:
+            raise ConfigurationError(
+                f"assets_per_connection must be in [2, {MAX_ASSETS_PER_CONNECTION}], "
+                f"not {assets_per_connection!r}"
+            )
         self.url = url
         self.name = name
+        self.assets_per_connection = assets_per_connection
         self._policy = policy or default_feed_policy()
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
@@ -218,47 +310,54 @@ class MarketFeed:
         self._open_timeout = open_timeout
         self._close_timeout = close_timeout
         self._max_frame_bytes = max_frame_bytes
-        self._deliver = deliver_events
+        self._queue_size = queue_size
         self._custom = custom_feature_enabled
+        self._on_lifecycle = on_lifecycle
         self._decoder = FrameDecoder(max_frame_bytes=max_frame_bytes)
-        self._channel: Channel[list[MarketEvent]] = Channel(queue_size)
+        self._channel: Channel[list[MarketEvent]] | None = (
+            Channel(queue_size) if deliver_events else None
+        )
         self.books = BookSet()
         """The local books of every subscribed asset; see :class:`BookSet`."""
-        self._assets: dict[str, None] = {}  # insertion-ordered set
+        self._market_assets: dict[str, tuple[str, ...]] = {}  # condition id -> its tokens
+        self._assets: dict[str, None] = {}  # insertion-ordered set of every asset
         for market in markets:
-            self.books.add_market(market.condition_id, market.yes_token, market.no_token)
-            self._assets.update(dict.fromkeys(market.token_ids))
+            self._add_market(market)
         for asset_id in asset_ids:
             self.books.add(asset_id)
             self._assets[asset_id] = None
-        self._task: asyncio.Task[None] | None = None
-        self._ws: _FeedConnection | None = None
-        self._failures = 0
-        self._synced_once = False
-        self._fault: FeedTimeout | None = None
-        self._stale_since: dict[str, float] = {}
-        self._ready_waiters: list[asyncio.Future[None]] = []
-        self._unanswered_since: float | None = None
-        self._last_data = 0.0
+        self._connections: list[_Connection] = []
+        self._owner: dict[str, _Connection] = {}
+        self._streams: dict[str, MarketStream] = {}
+        self._numbers = 0
+        self._started = False
         self._closing = False
-        self._stop_error: BaseException | None = None
-        # Counters, read through `stats`.
-        self._frames = 0
-        self._events = 0
-        self._invalid = 0
-        self._invalid_by_kind: dict[str, int] = {}
-        self._invalid_ops = 0
-        self._pongs = 0
-        self._attempts = 0
-        self._connections = 0
-        self._resyncs = 0
-        self._last_error: str | None = None
+        self._stop_error: FeedStopped | None = None
+        self._ready_waiters: list[asyncio.Future[None]] = []
+        self._lock = asyncio.Lock()
+        self._moves = 0
+        # Counters of connections that left the pool, so totals never go down.
+        self._past: dict[str, int] = {}
+        self._past_invalid: dict[str, int] = {}
+        self._past_error: str | None = None
 
     def __repr__(self) -> str:
-        state = "connected" if self._ws is not None else "disconnected"
-        return f"<MarketFeed {redact_url(self.url)} {state} assets={len(self._assets)}>"
+        up = sum(connection.ws is not None for connection in self._connections)
+        state = "connected" if self.connected else "disconnected"
+        return (
+            f"<MarketFeed {redact_url(self.url)} {state} connections={up}/{len(self._connections)} "
+            f"assets={len(self._assets)}>"
+        )
 
-    # -- lifecycle ---------------------------------------------------------------------
+    def _add_market(self, market: MarketInfo) -> list[str]:
+        """Track a market's books; the tokens not yet subscribed."""
+        self.books.add_market(market.condition_id, market.yes_token, market.no_token)
+        self._market_assets[market.condition_id] = market.token_ids
+        added = [a for a in market.token_ids if a not in self._assets]
+        self._assets.update(dict.fromkeys(added))
+        return added
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -273,331 +372,148 @@ class MarketFeed:
         await self.aclose()
 
     async def start(self) -> None:
-        """Start the connection task (``async with`` does this).
+        """Open the pool's connections (``async with`` does this).
 
         Raises:
             RuntimeError: If the feed was started or closed before.
         """
-        if self._task is not None or self._closing:
+        if self._started or self._closing:
             raise RuntimeError("a MarketFeed can be started only once")
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-connection")
+        self._started = True
+        groups = group_assets(self._market_assets, self._assets)
+        if not groups:
+            # A feed without assets still holds one connection: subscriptions come later.
+            self._new_connection().start()
+            return
+        for group in groups:
+            connection = self._room_for(len(group))
+            connection.assets.update(dict.fromkeys(group))
+            for asset_id in group:
+                self._owner[asset_id] = connection
+        for connection in self._connections:
+            connection.start()
 
     async def aclose(self) -> None:
-        """Stop the connection task and close the socket; idempotent.
+        """Close every connection and end every iteration; idempotent.
 
-        It returns only once the socket is closed, even if the caller is cancelled while
-        waiting (the cancellation is re-raised afterwards); the close itself is bounded by
+        It returns only once every socket is closed, even if the caller is cancelled while
+        waiting (the cancellation is re-raised afterwards); each close is bounded by
         ``close_timeout``.
         """
         self._closing = True
-        task = self._task
-        if task is None:
-            self._channel.close()
-            return
-        task.cancel()
-        cancelled = False
-        while not task.done():
-            try:
-                await asyncio.wait((task,))
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled:
-            raise asyncio.CancelledError()
+        connections = list(self._connections)
+        await shielded(asyncio.gather(*(c.close() for c in connections)))
+        self._end(None)
 
-    async def _run(self) -> None:
-        """The connection task: one connection after another until closed or given up."""
-        error: FeedStopped | None = None
-        try:
-            await self._reconnect_loop()
-            error = FeedStopped(f"{self.name}: the connection failed for good: {self._last_error}")
-            error.__cause__ = self._stop_error
-        finally:
-            self._ws = None
+    def _end(self, error: FeedStopped | None) -> None:
+        """Close every channel and wake every waiter: the feed delivers nothing more."""
+        if self._channel is not None:
             self._channel.close(error)
-            self._wake_ready_waiters(error or FeedStopped(f"{self.name} was closed"))
+        for stream in list(self._streams.values()):
+            stream._channel.close(error)
+        self._wake_ready_waiters(error or FeedStopped(f"{self.name} was closed"))
 
-    async def _reconnect_loop(self) -> None:
-        """Connect, and after each failure wait the policy's backoff; return on a final one."""
-        policy = self._policy
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        restart_times: deque[float] = deque()
-        while True:
-            self._synced_once = False
-            try:
-                await self._connection()
-            except Exception as exc:
-                if task.cancelling():
-                    # A close turned our cancellation into another error (a handshake cut
-                    # short, say); the cancellation still wins.
-                    raise asyncio.CancelledError() from exc
-                error_class = policy.classify_error(exc)
-            else:  # pragma: no cover - _serve only ends by raising
-                error_class = ErrorClass.RECOVERABLE
-            # A connection that synced its books was a success: back off from the start.
-            self._failures = 1 if self._synced_once else self._failures + 1
-            give_up = _give_up_reason(policy, error_class, restart_times, loop.time())
-            if give_up is not None:
-                _logger.error("%s: not reconnecting (%s): %s", self.name, give_up, self._last_error)
-                return
-            delay = policy.delay(self._failures, error_class)
-            _logger.log(
-                logging.ERROR if error_class is ErrorClass.UNEXPECTED else logging.WARNING,
-                "%s: connection lost (%s error, failure %d): %s; reconnecting in %.2f s",
-                self.name,
-                error_class.value,
-                self._failures,
-                self._last_error,
-                delay,
-                exc_info=self._stop_error if error_class is ErrorClass.UNEXPECTED else None,
-                extra={"feed": self.name, "attempt": self._failures, "delay": delay},
-            )
-            await asyncio.sleep(delay)
+    def _new_connection(self) -> _Connection:
+        self._numbers += 1
+        connection = _Connection(self, self._numbers)
+        self._connections.append(connection)
+        return connection
 
-    # -- one connection ----------------------------------------------------------------
+    def _room_for(self, size: int, *, exclude: _Connection | None = None) -> _Connection:
+        """The first live connection with room for ``size`` more assets, or a new one."""
+        limit = self.assets_per_connection
+        for connection in self._connections:
+            if (
+                connection is not exclude
+                and not connection.failed
+                and len(connection.assets) + size <= limit
+            ):
+                return connection
+        return self._new_connection()
 
-    async def _connection(self) -> None:
-        """Open one connection, subscribe, and read until it ends (always with an error)."""
-        self._attempts += 1
-        try:
-            async with managed_resource(self._open, self._close_socket) as ws:
-                await self._serve(ws)
-        except Exception as exc:
-            self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (self.url,))
-            self._stop_error = exc
-            raise
-
-    async def _open(self) -> _FeedConnection:
-        ws = await connect(
-            self.url,
-            ping_interval=None,  # the protocol has its own PING/PONG heartbeat
-            open_timeout=self._open_timeout,
-            close_timeout=self._close_timeout,
-            max_size=4 * self._max_frame_bytes,
-            logger=_logger,
-            create_connection=_FeedConnection,
-        )
-        assert isinstance(ws, _FeedConnection)
-        return ws
-
-    async def _close_socket(self, ws: _FeedConnection) -> None:
-        await ws.close()
-
-    async def _serve(self, ws: _FeedConnection) -> None:
-        loop = asyncio.get_running_loop()
-        self._connections += 1
-        self._fault = None
-        self._stale_since.clear()
-        self._unanswered_since = None
-        self._last_data = loop.time()
-        # Fail closed: nothing from before this connection is trusted.
-        self.books.invalidate_all()
-        if len(self._assets) > MAX_ASSETS_PER_CONNECTION:
-            _logger.warning(
-                "%s: %d assets on one connection; Polymarket allows %d",
-                self.name,
-                len(self._assets),
-                MAX_ASSETS_PER_CONNECTION,
-            )
-        await ws.send(encode_subscribe(self._assets, custom_feature_enabled=self._custom))
-        self._ws = ws
-        self._check_ready()
-        _logger.info(
-            "%s: connected to %s (connection %d), %d assets subscribed",
-            self.name,
-            redact_url(self.url),
-            self._connections,
-            len(self._assets),
-        )
-        heartbeat = asyncio.create_task(self._heartbeat(ws), name=f"{self.name}-heartbeat")
-        try:
-            await self._read(ws)
-        finally:
-            self._ws = None
-            heartbeat.cancel()
-            await asyncio.wait((heartbeat,))
-
-    async def _read(self, ws: _FeedConnection) -> None:
-        loop = asyncio.get_running_loop()
-        decode = self._decoder.decode
-        books = self.books
-        channel = self._channel
-        deliver = self._deliver
-        binary = ws.binary_messages
-        warned = False
-        while True:
-            try:
-                frame = await ws.recv(decode=False)
-            except ConnectionClosed as exc:
-                if self._fault is not None:
-                    raise self._fault from exc
-                raise
-            self._frames += 1
-            ws.messages_read += 1
-            try:
-                if binary and binary[0] == ws.messages_read:
-                    binary.popleft()
-                    raise InvalidMessage(frame, "a binary frame", InvalidKind.BINARY)
-                result = decode(frame)
-            except InvalidMessage as exc:
-                self._invalid += 1
-                kinds = self._invalid_by_kind
-                kinds[exc.kind] = kinds.get(exc.kind, 0) + 1
-                # One warning per connection; a flood of bad frames must not flood the log.
-                level = logging.DEBUG if warned else logging.WARNING
-                warned = True
-                _logger.log(level, "%s: skipping a frame: %s", self.name, exc)
-                continue
-            if isinstance(result, TextReply):
-                if result is TextReply.PONG:
-                    self._pongs += 1
-                    self._unanswered_since = None
-                else:
-                    self._invalid_ops += 1
-                    _logger.warning("%s: the server answered INVALID OPERATION", self.name)
-                continue
-            self._last_data = loop.time()
-            if not result:
-                continue
-            self._events += len(result)
-            snapshots = books.snapshots
-            stale = books.apply(result)
-            if stale:
-                await self._resync(ws, stale)
-            if books.snapshots != snapshots and (self._ready_waiters or not self._synced_once):
-                self._check_ready()
-            if deliver:
-                await channel.put(result)
-
-    async def _resync(self, ws: _FeedConnection, asset_ids: list[str]) -> None:
-        """Ask for fresh snapshots: unsubscribe and subscribe again on this connection."""
-        now = asyncio.get_running_loop().time()
-        for asset_id in asset_ids:
-            self._stale_since.setdefault(asset_id, now)
-        self._resyncs += len(asset_ids)
-        custom = self._custom
-        await ws.send(encode_operation("unsubscribe", asset_ids, custom_feature_enabled=custom))
-        await ws.send(encode_operation("subscribe", asset_ids, custom_feature_enabled=custom))
-
-    async def _heartbeat(self, ws: _FeedConnection) -> None:
-        """PING on schedule; watch PONGs, data silence and stale books; abort when dead."""
-        loop = asyncio.get_running_loop()
-        limits = [self._ping_interval, self._pong_timeout / 3, self._resync_timeout / 3]
-        if self._silence_timeout is not None:
-            limits.append(self._silence_timeout / 3)
-        tick = min(limits)
-        next_ping = loop.time() + self._ping_interval
-        try:
-            while True:
-                await asyncio.sleep(tick)
-                now = loop.time()
-                if self._channel.blocked:
-                    # The reader is waiting for the consumer, not the server: PONGs and data
-                    # sit unread in the socket, which says nothing about the connection.
-                    self._last_data = now
-                    if self._unanswered_since is not None:
-                        self._unanswered_since = now
-                fault = self._check_liveness(now)
-                if fault is not None:
-                    _logger.warning("%s: %s; reconnecting", self.name, fault)
-                    self._fault = fault
-                    ws.transport.abort()
-                    return
-                if now >= next_ping:
-                    next_ping = now + self._ping_interval
-                    if self._unanswered_since is None:
-                        # The PONG timer runs from the first PING left unanswered.
-                        self._unanswered_since = now
-                    await ws.send(PING)
-        except ConnectionClosed:
-            return  # the reader sees the same closure and reports it
-
-    def _check_liveness(self, now: float) -> FeedTimeout | None:
-        """The watchdog that fired, if any."""
-        unanswered = self._unanswered_since
-        if unanswered is not None and now - unanswered > self._pong_timeout:
-            return PongTimeout(f"no PONG for {now - unanswered:.1f} s after a PING")
-        silence = self._silence_timeout
-        # With nothing subscribed, silence is what the server owes us.
-        if silence is not None and self._assets and now - self._last_data > silence:
-            return DataSilence(f"PONGs but no market data for {now - self._last_data:.1f} s")
-        stale_since = self._stale_since
-        if stale_since:
-            for asset_id in list(stale_since):
-                book = self.books.get(asset_id)
-                if book is None or book.state is SyncState.SYNCED:
-                    del stale_since[asset_id]
-                elif now - stale_since[asset_id] > self._resync_timeout:
-                    return ResyncTimeout(
-                        f"the book of {asset_id} stayed stale for {self._resync_timeout:g} s"
-                    )
-        return None
-
-    # -- subscriptions -----------------------------------------------------------------
-
-    async def subscribe(
-        self, asset_ids: Iterable[str] = (), *, markets: Iterable[MarketInfo] = ()
-    ) -> None:
-        """Add assets without reconnecting (an ``operation`` frame on the open connection).
-
-        Their books start unsynced; the server sends their snapshots. If no connection is
-        open, the next one subscribes to them.
-
-        Args:
-            asset_ids: Token ids.
-            markets: Binary markets (both tokens, paired in :attr:`books`).
-        """
-        added: list[str] = []
-        for market in markets:
-            self.books.add_market(market.condition_id, market.yes_token, market.no_token)
-            added.extend(a for a in market.token_ids if a not in self._assets)
-        for asset_id in asset_ids:
-            self.books.add(asset_id)
-            if asset_id not in self._assets:
-                added.append(asset_id)
-        added = list(dict.fromkeys(added))
-        self._assets.update(dict.fromkeys(added))
-        await self._send_operation("subscribe", added)
-
-    async def unsubscribe(self, asset_ids: Iterable[str]) -> None:
-        """Remove assets (and their books) without reconnecting.
-
-        Args:
-            asset_ids: Token ids; unknown ones are ignored.
-        """
-        removed = [a for a in dict.fromkeys(asset_ids) if a in self._assets]
-        for asset_id in removed:
-            del self._assets[asset_id]
-            self.books.remove(asset_id)
-            self._stale_since.pop(asset_id, None)
-        await self._send_operation("unsubscribe", removed)
-
-    async def _send_operation(
-        self, operation: Literal["subscribe", "unsubscribe"], asset_ids: list[str]
-    ) -> None:
-        ws = self._ws
-        if not asset_ids or ws is None:
+    def _connection_ended(self, connection: _Connection, error: FeedStopped | None) -> None:
+        """A connection's task ended: closed by us, or given up (``error``)."""
+        if error is None or self._closing:
             return
+        self._stop_error = error
+        # Its markets' consumers learn it; they may attach again, to a live connection.
+        for asset_id in list(connection.assets):
+            if self._owner.get(asset_id) is connection:
+                del self._owner[asset_id]
+        for condition_id, assets in self._market_assets.items():
+            if assets[0] in connection.assets:
+                stream = self._streams.pop(condition_id, None)
+                if stream is not None:
+                    stream._channel.close(error)
+        if self._channel is not None:
+            self._channel.close(error)
+        self._fold(connection)
+        self._connections.remove(connection)
+        self._wake_ready_waiters(error)
+
+    def _fold(self, connection: _Connection) -> None:
+        """Keep the counters of a connection that leaves the pool."""
+        stats = connection.stats()
+        past = self._past
+        for name in ("frames", "events", "invalid_frames", "pongs", "connections", "resyncs"):
+            past[name] = past.get(name, 0) + getattr(stats, name)
+        past["reconnects"] = past.get("reconnects", 0) + stats.reconnects
+        past["invalid_operations"] = past.get("invalid_operations", 0) + connection.invalid_ops
+        for kind, count in connection.invalid_by_kind.items():
+            self._past_invalid[kind] = self._past_invalid.get(kind, 0) + count
+        self._past_error = connection.last_error or self._past_error
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _deliver(self, events: list[MarketEvent]) -> _Delivery | None:
+        """Hand applied events to the feed's iterator and the market streams.
+
+        Returns:
+            What could not be queued without waiting, in order: the caller awaits each.
+        """
+        blocked: _Delivery | None = None
+        channel = self._channel
+        if channel is not None and not channel.put_nowait(events):
+            blocked = [(channel, events)]
+        streams = self._streams
+        on_lifecycle = self._on_lifecycle
+        if not streams and on_lifecycle is None:
+            return blocked
+        if len(events) == 1:
+            event = events[0]
+            stream = streams.get(event.market)
+            if stream is not None and not stream._channel.put_nowait(events):
+                blocked = blocked or []
+                blocked.append((stream._channel, events))
+            if on_lifecycle is not None and type(event) in (NewMarket, MarketResolved):
+                self._lifecycle(event)  # type: ignore[arg-type]
+            return blocked
+        by_market: dict[str, list[MarketEvent]] = {}
+        for event in events:
+            if event.market in streams:
+                by_market.setdefault(event.market, []).append(event)
+            if on_lifecycle is not None and type(event) in (NewMarket, MarketResolved):
+                self._lifecycle(event)  # type: ignore[arg-type]
+        for market, batch in by_market.items():
+            channel = streams[market]._channel
+            if not channel.put_nowait(batch):
+                blocked = blocked or []
+                blocked.append((channel, batch))
+        return blocked
+
+    def _lifecycle(self, event: LifecycleEvent) -> None:
+        assert self._on_lifecycle is not None
         try:
-            await ws.send(
-                encode_operation(operation, asset_ids, custom_feature_enabled=self._custom)
-            )
-        except ConnectionClosed:
-            pass  # the next connection's initial frame covers the current set
-
-    @property
-    def asset_ids(self) -> tuple[str, ...]:
-        """The subscribed token ids, in subscription order."""
-        return tuple(self._assets)
-
-    # -- consuming -----------------------------------------------------------------------
+            self._on_lifecycle(event)
+        except Exception:
+            _logger.exception("%s: the lifecycle hook raised", self.name)
 
     def __aiter__(self) -> AsyncIterator[MarketEvent]:
         return self.events()
 
     async def events(self) -> AsyncIterator[MarketEvent]:
-        """Parsed events, in arrival order, each yielded after it was applied to the books.
+        """Every parsed event, in arrival order per connection, each yielded after it was
+        applied to the books.
 
         Iterate from one task only. The iteration ends when the feed is closed.
 
@@ -605,13 +521,14 @@ class MarketFeed:
             Every decoded market event; unknown event types are skipped.
 
         Raises:
-            FeedStopped: If the connection failed for good (a fatal error, or the policy's
+            FeedStopped: If a connection failed for good (a fatal error, or the policy's
                 restart budget spent); events received before are yielded first.
-            RuntimeError: If the feed was never started.
+            RuntimeError: If the feed was never started, or made with
+                ``deliver_events=False``.
         """
-        if self._task is None:
+        if not self._started:
             raise RuntimeError("start the feed first: `async with MarketFeed(...) as feed:`")
-        if not self._deliver:
+        if self._channel is None:
             raise RuntimeError("this feed was created with deliver_events=False")
         get = self._channel.get
         while True:
@@ -622,21 +539,231 @@ class MarketFeed:
             for event in batch:
                 yield event
 
+    # -- subscriptions -----------------------------------------------------------------------
+
+    async def attach(self, market: MarketInfo, *, queue_size: int | None = None) -> MarketStream:
+        """A stream of one market's events, subscribing the market if it is not yet.
+
+        A market's stream replaces none: attach once per market (close the stream to
+        attach again). A market whose connection failed for good is subscribed again on a
+        live connection.
+
+        Args:
+            market: The market.
+            queue_size: Batches queued for the stream before its connection pauses; the
+                feed's ``queue_size`` if None.
+
+        Returns:
+            The stream; close it (or leave its ``async with``) to stop receiving.
+
+        Raises:
+            RuntimeError: If a stream of that market is open, or the feed is closed.
+        """
+        if self._closing:
+            raise RuntimeError(f"{self.name} is closed")
+        condition_id = market.condition_id
+        if condition_id in self._streams:
+            raise RuntimeError(f"{condition_id} already has an open stream")
+        if condition_id not in self._market_assets or market.yes_token not in self._owner:
+            await self.subscribe(markets=[market])
+        stream = MarketStream(self, market, queue_size or self._queue_size)
+        self._streams[condition_id] = stream
+        return stream
+
+    def _detach(self, stream: MarketStream) -> None:
+        if self._streams.get(stream.market.condition_id) is stream:
+            del self._streams[stream.market.condition_id]
+
+    async def subscribe(
+        self, asset_ids: Iterable[str] = (), *, markets: Iterable[MarketInfo] = ()
+    ) -> None:
+        """Add assets without reconnecting (operation frames on open connections).
+
+        Each market (or lone asset) goes to the first connection with room, or to a new
+        connection. Their books start unsynced; the server sends their snapshots.
+
+        Args:
+            asset_ids: Token ids.
+            markets: Binary markets (both tokens, paired in :attr:`books`).
+        """
+        groups: list[tuple[str, ...]] = []
+        for market in markets:
+            self._add_market(market)
+            if market.yes_token not in self._owner:
+                groups.append(market.token_ids)
+        for asset_id in asset_ids:
+            self.books.add(asset_id)
+            self._assets[asset_id] = None
+            if asset_id not in self._owner:
+                groups.append((asset_id,))
+        if not self._started or not groups:
+            return
+        async with self._lock:
+            placed: dict[_Connection, list[str]] = {}
+            fresh: list[_Connection] = []
+            for group in dict.fromkeys(groups):
+                group = tuple(a for a in group if a not in self._owner)
+                if not group:
+                    continue
+                known = len(self._connections)
+                connection = self._room_for(len(group))
+                if len(self._connections) > known:
+                    fresh.append(connection)
+                connection.assets.update(dict.fromkeys(group))
+                for asset_id in group:
+                    self._owner[asset_id] = connection
+                    book = self.books.get(asset_id)
+                    if book is not None:
+                        book.invalidate()
+                placed.setdefault(connection, []).extend(group)
+            for connection, assets in placed.items():
+                if connection in fresh:
+                    continue  # its initial frame names them
+                # Already in connection.assets: send the operation for them alone.
+                connection.synced_once = False
+                await connection._send_operation("subscribe", assets)
+            for connection in fresh:
+                connection.start()
+            # An empty connection kept for later subscriptions has done its job.
+            await self._close_empty()
+
+    async def unsubscribe(
+        self, asset_ids: Iterable[str] = (), *, markets: Iterable[MarketInfo | str] = ()
+    ) -> None:
+        """Remove assets or markets (and their books) without reconnecting.
+
+        A removed market's stream ends. Connections left empty close, and when the pool
+        is larger than its assets need, it is rebalanced (:meth:`rebalance`).
+
+        Args:
+            asset_ids: Token ids; unknown ones are ignored.
+            markets: Markets, or their condition ids.
+        """
+        removed: list[str] = []
+        for item in markets:
+            condition_id = item if isinstance(item, str) else item.condition_id
+            removed.extend(self._market_assets.pop(condition_id, ()))
+            stream = self._streams.pop(condition_id, None)
+            if stream is not None:
+                stream._channel.close()
+        removed.extend(asset_ids)
+        removed = [a for a in dict.fromkeys(removed) if a in self._assets]
+        if not removed:
+            return
+        async with self._lock:
+            by_connection: dict[_Connection, list[str]] = {}
+            for asset_id in removed:
+                del self._assets[asset_id]
+                self.books.remove(asset_id)
+                connection = self._owner.pop(asset_id, None)
+                if connection is not None:
+                    by_connection.setdefault(connection, []).append(asset_id)
+            for connection, assets in by_connection.items():
+                await connection.remove(assets, moving=False)
+            await self._close_empty()
+        await self.rebalance()
+
+    async def _close_empty(self) -> None:
+        """Close connections left with no assets, keeping one if the pool would be empty."""
+        for connection in list(self._connections):
+            if connection.assets or len(self._connections) == 1:
+                continue
+            self._connections.remove(connection)
+            self._fold(connection)
+            await connection.close()
+
+    async def rebalance(self) -> int:
+        """Move markets off the emptiest connections while the pool has one too many.
+
+        The pool needs ``ceil(assets / assets_per_connection)`` connections; while it has
+        more, the least loaded connection's markets move (subscribe on the new connection,
+        then unsubscribe on the old, never a reconnect) to connections with room, and the
+        emptied connection closes. The moved books take a fresh snapshot.
+
+        Returns:
+            The markets (or lone assets) moved.
+        """
+        moved = 0
+        async with self._lock:
+            while True:
+                live = [c for c in self._connections if not c.failed]
+                needed = max(math.ceil(len(self._owner) / self.assets_per_connection), 1)
+                if len(live) <= needed:
+                    break
+                source = min(live, key=lambda c: len(c.assets))
+                groups = group_assets(
+                    {
+                        cid: assets
+                        for cid, assets in self._market_assets.items()
+                        if assets[0] in source.assets
+                    },
+                    source.assets,
+                )
+                targets: dict[_Connection, list[str]] = {}
+                limit = self.assets_per_connection
+                for group in groups:
+                    group = tuple(a for a in group if a in source.assets)
+                    target = next(
+                        (
+                            c
+                            for c in live
+                            if c is not source and len(c.assets) + len(group) <= limit
+                        ),
+                        None,
+                    )
+                    if target is None:
+                        break
+                    target.assets.update(dict.fromkeys(group))
+                    for asset_id in group:
+                        self._owner[asset_id] = target
+                        book = self.books.get(asset_id)
+                        if book is not None:
+                            book.invalidate()
+                    targets.setdefault(target, []).extend(group)
+                    moved += 1
+                for target, assets in targets.items():
+                    target.synced_once = False
+                    await target._send_operation("subscribe", assets)
+                    await source.remove(assets, moving=True)
+                if source.assets:
+                    break  # the others had no room after all
+                self._connections.remove(source)
+                self._fold(source)
+                await source.close()
+        if moved:
+            self._moves += moved
+            _logger.info("%s: rebalanced, %d market(s) moved", self.name, moved)
+        return moved
+
+    @property
+    def asset_ids(self) -> tuple[str, ...]:
+        """The subscribed token ids, in subscription order."""
+        return tuple(self._assets)
+
+    @property
+    def markets(self) -> tuple[str, ...]:
+        """The condition ids of the subscribed markets."""
+        return tuple(self._market_assets)
+
+    # -- readiness ---------------------------------------------------------------------------
+
     async def wait_ready(self) -> None:
-        """Wait until connected and every subscribed book is synced.
+        """Wait until every connection is connected and every subscribed book synced.
 
         The live service ignores asset ids it does not know, and sends them no snapshot:
         bound the wait with ``asyncio.timeout()`` when the ids are not known to be good.
 
         Raises:
-            FeedStopped: If the connection fails for good meanwhile.
+            FeedStopped: If a connection fails for good meanwhile.
             RuntimeError: If the feed was never started.
         """
-        if self._task is None:
+        if not self._started:
             raise RuntimeError("start the feed first")
-        if self._task.done():
-            raise FeedStopped(f"{self.name} has stopped")
-        if self._ws is not None and self.books.all_synced:
+        if self._closing:
+            raise FeedStopped(f"{self.name} was closed")
+        if self._stop_error is not None and self._orphaned():
+            raise FeedStopped(f"{self.name} has stopped") from self._stop_error
+        if self._all_ready():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._ready_waiters.append(waiter)
@@ -646,9 +773,19 @@ class MarketFeed:
             if waiter in self._ready_waiters:
                 self._ready_waiters.remove(waiter)
 
+    def _orphaned(self) -> bool:
+        """Whether some assets lost their connection (it failed for good)."""
+        return len(self._owner) < len(self._assets)
+
+    def _all_ready(self) -> bool:
+        return (
+            bool(self._connections)
+            and not self._orphaned()
+            and all(c.all_synced() for c in self._connections)
+        )
+
     def _check_ready(self) -> None:
-        if self._ws is not None and self.books.all_synced:
-            self._synced_once = True
+        if self._ready_waiters and self._all_ready():
             self._wake_ready_waiters(None)
 
     def _wake_ready_waiters(self, error: FeedStopped | None) -> None:
@@ -663,76 +800,71 @@ class MarketFeed:
 
     @property
     def connected(self) -> bool:
-        """Whether a connection is open and subscribed."""
-        return self._ws is not None
+        """Whether every connection carrying assets has a socket open (and one exists)."""
+        connections = self._connections
+        return bool(connections) and all(
+            c.ws is not None for c in connections if c.assets or len(connections) == 1
+        )
 
     @property
     def silent_for(self) -> float | None:
-        """Seconds since the open connection last brought market data (or opened); None
-        when no connection is open. Read it on the feed's event loop."""
-        if self._ws is None:
-            return None
-        return asyncio.get_running_loop().time() - self._last_data
+        """The shortest silence of the open connections, in seconds (see
+        :attr:`FeedConnectionStats.silent_for`); None when none is open. Read it on the feed's
+        event loop."""
+        now = asyncio.get_running_loop().time()
+        silences = [s for c in self._connections if (s := c.silent_for(now)) is not None]
+        return min(silences) if silences else None
+
+    def connections(self) -> list[FeedConnectionStats]:
+        """A snapshot of each connection of the pool: assets, sync, silence, PONG wait."""
+        return [connection.stats() for connection in self._connections]
 
     @property
     def stats(self) -> FeedStats:
-        """A snapshot of the counters and of each book's sync state."""
-        return FeedStats(
-            connected=self._ws is not None,
-            frames=self._frames,
-            events=self._events,
-            invalid_frames=self._invalid,
-            invalid_by_kind=dict(self._invalid_by_kind),
-            invalid_operations=self._invalid_ops,
-            pongs=self._pongs,
-            connections=self._connections,
-            reconnects=max(self._attempts - 1, 0),
-            resyncs=self._resyncs,
-            dropped_updates=self.books.dropped_updates,
-            last_error=self._last_error,
-            synced={asset_id: book.synced for asset_id, book in self.books.items()},
-        )
-
-
-def _give_up_reason(
-    policy: RestartPolicy, error_class: ErrorClass, restart_times: deque[float], now: float
-) -> str | None:
-    """Why the feed should not reconnect after a failure of ``error_class``, or None."""
-    if error_class is ErrorClass.FATAL:
-        return "fatal error"
-    if policy.max_restarts is not None:
-        while restart_times and restart_times[0] <= now - policy.restart_window:
-            restart_times.popleft()
-        if len(restart_times) >= policy.max_restarts:
-            return (
-                f"restart intensity exceeded ({policy.max_restarts} restarts "
-                f"in {policy.restart_window:g} s)"
+        """A snapshot of the counters, summed over the connections (past ones included),
+        and of each book's sync state."""
+        past = self._past
+        totals = {
+            name: past.get(name, 0)
+            for name in (
+                "frames",
+                "events",
+                "invalid_frames",
+                "pongs",
+                "connections",
+                "resyncs",
+                "reconnects",
+                "invalid_operations",
             )
-        restart_times.append(now)
-    return None
-
-
-class _FeedConnection(ClientConnection):
-    """A client connection that remembers which received messages were binary.
-
-    ``recv(decode=False)`` returns text and binary messages alike as bytes, and letting it
-    decode text instead would close the connection (1007) on a text frame holding invalid
-    UTF-8. So the first frame of every message is noted here as it arrives: a binary one by
-    its number, which the reader compares with the number of the message it reads.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.messages_received = 0
-        self.messages_read = 0
-        self.binary_messages: deque[int] = deque()
-
-    def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame):
-            opcode = event.opcode
-            if opcode is Opcode.TEXT:
-                self.messages_received += 1
-            elif opcode is Opcode.BINARY:
-                self.messages_received += 1
-                self.binary_messages.append(self.messages_received)
-        super().process_event(event)
+        }
+        invalid = dict(self._past_invalid)
+        last_error = self._past_error
+        for connection in self._connections:
+            totals["frames"] += connection.frames
+            totals["events"] += connection.events
+            totals["invalid_frames"] += connection.invalid
+            totals["pongs"] += connection.pongs
+            totals["connections"] += connection.connections
+            totals["resyncs"] += connection.resyncs
+            totals["reconnects"] += max(connection.attempts - 1, 0)
+            totals["invalid_operations"] += connection.invalid_ops
+            for kind, count in connection.invalid_by_kind.items():
+                invalid[kind] = invalid.get(kind, 0) + count
+            last_error = connection.last_error or last_error
+        return FeedStats(
+            connected=self.connected,
+            frames=totals["frames"],
+            events=totals["events"],
+            invalid_frames=totals["invalid_frames"],
+            invalid_by_kind=invalid,
+            invalid_operations=totals["invalid_operations"],
+            pongs=totals["pongs"],
+            connections=totals["connections"],
+            reconnects=totals["reconnects"],
+            resyncs=totals["resyncs"],
+            dropped_updates=self.books.dropped_updates,
+            last_error=last_error,
+            synced={asset_id: book.synced for asset_id, book in self.books.items()},
+            pool=len(self._connections),
+            moves=self._moves,
+        )

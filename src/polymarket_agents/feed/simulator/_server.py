@@ -63,6 +63,7 @@ class ConnectionStats:
         id: 1 for the first connection, and so on.
         open: Whether it is still open.
         subscribed: Assets subscribed at the time of the snapshot.
+        asset_ids: Those assets.
         frames: Frames written, of every kind.
         data_frames: Frames of market events (including snapshots).
         events: Market events in those frames.
@@ -82,6 +83,7 @@ class ConnectionStats:
     id: int
     open: bool
     subscribed: int
+    asset_ids: frozenset[str]
     frames: int
     data_frames: int
     events: int
@@ -147,6 +149,7 @@ class _Connection:
             id=self.id,
             open=self.open,
             subscribed=len(self.subscribed),
+            asset_ids=frozenset(self.subscribed),
             frames=self.frames,
             data_frames=self.data_frames,
             events=self.events,
@@ -485,17 +488,21 @@ class MarketSimulator:
         self._broadcast([event])
         return event
 
-    def drop_connections(self, *, abort: bool = False) -> int:
-        """Drop every open connection now: with a close frame, or by aborting TCP.
+    def drop_connections(self, *, abort: bool = False, ids: Iterable[int] | None = None) -> int:
+        """Drop open connections now: with a close frame, or by aborting TCP.
 
         Args:
             abort: Abort without a close frame.
+            ids: Drop only these connections (:attr:`ConnectionStats.id`); all if None.
 
         Returns:
             How many connections were dropped.
         """
         dropped = 0
+        wanted = None if ids is None else set(ids)
         for connection in list(self._open):
+            if wanted is not None and connection.id not in wanted:
+                continue
             self._drop(connection, abort=abort)
             dropped += 1
         return dropped
