@@ -196,6 +196,7 @@ async def test_killing_the_database_connection_mid_batch_loses_nothing(
     tally = Tally()
     runtime = await make_runtime(sim, strategy=tally)
     await wait_ready(runtime)
+    assert isinstance(runtime.store, SQLiteStore)
     conn = runtime.store.connection
     assert conn is not None
     loop = asyncio.get_running_loop()

@@ -36,7 +36,7 @@ from polymarket_agents.feed import (
     MarketInfo,
     fetch_markets,
 )
-from polymarket_agents.storage import DEFAULT_PATH, SQLiteStore
+from polymarket_agents.storage import DEFAULT_PATH, PostgresStore, SQLiteStore
 
 from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
 from ._handoff import DEFAULT_HANDOFF_TIMEOUT
@@ -297,7 +297,7 @@ class AgentsRuntime:
         feed_url: str,
         markets: Sequence[MarketInfo],
         store_path: str | os.PathLike[str] | None = None,
-        store: SQLiteStore | None = None,
+        store: SQLiteStore | PostgresStore | None = None,
         config: AgentsConfig | None = None,
         strategy: Strategy | None = None,
         alert: Callable[[str], None] | None = None,
@@ -319,7 +319,7 @@ class AgentsRuntime:
         self.queue = ingestion_queue(config.queue_size)
         if store is not None and store_path is not None:
             raise ConfigurationError("give the runtime a store_path or a store, not both")
-        self.store = (
+        self.store: SQLiteStore | PostgresStore = (
             store
             if store is not None
             else SQLiteStore(
@@ -426,7 +426,7 @@ class AgentsRuntime:
         for name, monitor in self.monitors.items():
             await supervisor.start_task(name, monitor.run)
         await supervisor.start_task(HEALTH_TASK, self._health_loop)
-        _logger.info("agents started: %d markets, database %s", len(self.monitors), self.store.path)
+        _logger.info("agents started: %d markets, database %s", len(self.monitors), self.where)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully: monitors (sockets closed), health loop, then drain and close.
@@ -630,6 +630,12 @@ class AgentsRuntime:
                 reasons.append(f"{name}: books not synced")
         return reasons
 
+    @property
+    def where(self) -> str:
+        """The database as logs show it: the SQLite path, or the URL without password."""
+        store = self.store
+        return store.location if isinstance(store, PostgresStore) else str(store.path)
+
     def _ingestion_not_ready(self) -> list[str]:
         reasons: list[str] = []
         status = _status(self.supervisor.get_metrics(), INGESTION_TASK)
@@ -647,7 +653,7 @@ class AgentsRuntime:
                     + (f" (writes failing: {error})" if error else " (no write has finished)")
                 )
         if self.store.lost is not None:
-            reasons.append(f"{INGESTION_TASK}: database {self.store.path} {self.store.lost}")
+            reasons.append(f"{INGESTION_TASK}: database {self.where} {self.store.lost}")
         if self.queue.qsize() >= 0.9 * self.queue.maxsize:
             reasons.append(
                 f"{INGESTION_TASK}: queue nearly full ({self.queue.qsize()}/{self.queue.maxsize})"

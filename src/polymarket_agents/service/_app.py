@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import aiohttp
 from rich.console import Console
 
-from polymarket_agents.agents import AgentsConfig, AgentsRuntime, Strategy, load_strategy
+from polymarket_agents.agents import AgentsConfig, AgentsRuntime, Shard, Strategy, load_strategy
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
 from polymarket_agents.feed import (
     DEFAULT_GAMMA_URL,
@@ -41,6 +41,7 @@ from polymarket_agents.feed import (
     redact_url,
 )
 from polymarket_agents.feed.simulator import MarketSimulator
+from polymarket_agents.storage import AdvisoryLock, PostgresStore, create_store
 
 from ._config import ServiceConfig
 from ._http import HttpServer, create_app
@@ -66,6 +67,7 @@ RuntimeFactory = Callable[..., AgentsRuntimeLike]
 
 _HEARTBEAT = "service.heartbeat"
 _VIEW = "service.view"
+_SHARD_LOCK = "service.shard_lock"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,6 +254,8 @@ class Service:
         self._signals = install_signal_handlers
         self._http: HttpServer | None = None
         self._simulator: MarketSimulator | None = None
+        self._shard_lock: AdvisoryLock | None = None
+        self._shard_lost: str | None = None
         self._reason = "stopped"
 
     def __repr__(self) -> str:
@@ -274,6 +278,8 @@ class Service:
             exit_code = await self._start_or_stop()
             if state.phase is Phase.RUNNING:
                 await self._wait()
+            if self._shard_lost is not None:
+                exit_code = 1
         finally:
             started = asyncio.get_running_loop().time()
             clean = await self._shutdown()
@@ -379,9 +385,22 @@ class Service:
                 f"{type(exc).__name__}: {exc} (check --gamma-url)"
             ) from exc
         markets = select_markets(listed, config.markets, config.market_count)
+        shard = config.shard
+        if shard is None and config.shard_count is not None:
+            shard = Shard.from_environment(os.environ, count=config.shard_count)
+        if shard is not None:
+            # Every replica lists the same markets and keeps its shard's.
+            markets = shard.select(markets)
+            if not markets:
+                raise ConfigurationError(
+                    f"shard {shard} has none of the {len(listed)} listed markets; "
+                    "list more markets or use fewer shards"
+                )
+            await self._hold_shard(shard)
         state.markets = [market.slug or market.condition_id for market in markets]
-        db_path = Path(config.db_path)
-        await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
+        db_path = config.db_path
+        if isinstance(db_path, Path):
+            await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
         runtime = self._make_runtime(markets, db_path)
         state.runtime = runtime
         await runtime.start()
@@ -389,11 +408,49 @@ class Service:
         _logger.info(
             "running: %d market(s), database %s",
             len(markets),
-            db_path,
+            state.redact(str(db_path)),
             extra={"markets": state.markets},
         )
 
-    def _make_runtime(self, markets: list[MarketInfo], db_path: Path) -> AgentsRuntimeLike:
+    async def _hold_shard(self, shard: Shard) -> None:
+        """Take the shard's advisory lock, standing by while another replica holds it."""
+        config, state = self.config, self.state
+        assert isinstance(config.db_path, str)  # the settings allow shards on PostgreSQL only
+        # A store of its own for the lock's sessions (never opened itself).
+        lock = AdvisoryLock(
+            PostgresStore(config.db_path, password_file=config.db_password_file),
+            shard.lock_key,
+            name=f"shard {shard}",
+        )
+        state.shard = str(shard)
+        state.shard_role = "standby"
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if not await lock.try_acquire():
+            _logger.info("shard %s is held by another replica: standing by", shard)
+            await lock.acquire()
+            _logger.warning(
+                "shard %s taken over after %.3f s standing by",
+                shard,
+                loop.time() - began,
+                extra={"shard": str(shard), "standby_seconds": loop.time() - began},
+            )
+        self._shard_lock = lock
+        state.shard_role = "holder"
+        await self.supervisor.start_task(
+            _SHARD_LOCK, lambda: self._watch_shard(lock), restart_on_failure=False
+        )
+
+    async def _watch_shard(self, lock: AdvisoryLock) -> None:
+        """Stop the service the moment the shard's lock is lost: a standby may hold it now."""
+        reason = await lock.wait_lost()
+        self._shard_lost = reason
+        self._reason = "shard lock lost"
+        self.state.failure = f"{lock!r}: {reason}"
+        _logger.error("stopping: the lock of shard %s is lost (%s)", self.state.shard, reason)
+        self.supervisor.signal_shutdown()
+
+    def _make_runtime(self, markets: list[MarketInfo], db_path: Path | str) -> AgentsRuntimeLike:
         assert self.state.feed_url is not None
         factory = self._runtime_factory or default_runtime
         return factory(
@@ -449,6 +506,12 @@ class Service:
                 lambda: runtime.stop(timeout=left(reserve)),
                 reserve,
             )
+        if self._shard_lock is not None:
+            # Only once everything of ours is stored: a standby takes over from here.
+            lock = self._shard_lock
+            if _SHARD_LOCK in self.supervisor:
+                await step("the shard lock's watch", lambda: self.supervisor.stop_task(_SHARD_LOCK))
+            await step("the shard lock", lock.release)
         stuck = await self.supervisor.stop_all(timeout=left())
         if stuck:
             clean = False
@@ -497,7 +560,7 @@ def default_runtime(
     *,
     feed_url: str,
     markets: Sequence[MarketInfo],
-    store_path: Path,
+    store_path: Path | str,
     config: ServiceConfig,
     supervisor: TaskSupervisor,
 ) -> AgentsRuntimeLike:
@@ -506,8 +569,8 @@ def default_runtime(
     Args:
         feed_url: The market channel.
         markets: The markets to monitor.
-        store_path: The SQLite file.
-        config: The service settings (edge threshold, health interval).
+        store_path: The SQLite file, or a PostgreSQL URL.
+        config: The service settings (edge threshold, health interval, password file).
         supervisor: The supervisor the agents' tasks run under.
 
     Returns:
@@ -526,7 +589,11 @@ def default_runtime(
     return AgentsRuntime(
         feed_url=feed_url,
         markets=markets,
-        store_path=store_path,
+        store=create_store(
+            store_path,
+            busy_timeout=agents_config.busy_timeout,
+            password_file=config.db_password_file,
+        ),
         config=agents_config,
         strategy=strategy_of(config, agents_config),
         supervisor=supervisor,

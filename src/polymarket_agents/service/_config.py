@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from polymarket_agents.agents import DEFAULT_STRATEGY, convert_option, parse_strategy_options
+from polymarket_agents.agents import (
+    DEFAULT_STRATEGY,
+    MAX_SHARDS,
+    Shard,
+    convert_option,
+    parse_strategy_options,
+)
 from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed import redact_url
 from polymarket_agents.feed.simulator import FaultPlan
+from polymarket_agents.storage import is_postgres_url
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -63,7 +70,13 @@ class ServiceConfig:
         markets: Markets to monitor, each a slug, condition id, Gamma id or token id; empty
             takes the first ``market_count`` listed.
         market_count: How many listed markets to monitor when ``markets`` is empty.
-        db_path: The SQLite database file; its directory is created at start.
+        db_path: The SQLite database file (its directory is created at start), or a
+            ``postgresql://`` URL (a ``str``) of a database several replicas can share.
+        db_password_file: A file holding the PostgreSQL password (a mounted secret).
+        shard: The shard of the listed markets this replica serves (``K/N``); None serves
+            them all, unless ``shard_count`` is given.
+        shard_count: Split the markets into this many shards and take the one of this
+            StatefulSet pod's ordinal (``POD_NAME``, else ``HOSTNAME``) modulo the count.
         http_enabled: Serve ``/healthz``, ``/readyz``, ``/metrics`` and ``/status``.
         http_host: Address of that server.
         http_port: Its port; 0 picks a free one (logged at start).
@@ -98,7 +111,10 @@ class ServiceConfig:
     gamma_url: str | None = None
     markets: tuple[str, ...] = ()
     market_count: int = 5
-    db_path: Path = DEFAULT_DB_PATH
+    db_path: Path | str = DEFAULT_DB_PATH
+    db_password_file: Path | None = None
+    shard: Shard | None = None
+    shard_count: int | None = None
     http_enabled: bool = True
     http_host: str = DEFAULT_HTTP_HOST
     http_port: int = DEFAULT_HTTP_PORT
@@ -127,6 +143,12 @@ class ServiceConfig:
             )
             if problem is not None
         ]
+        postgres = is_postgres_url(self.db_path)
+        for name in ("db_password_file", "shard", "shard_count"):
+            if getattr(self, name) is not None and not postgres:
+                problems.append(
+                    f"{name}: needs a PostgreSQL database (--db postgresql://user@host/db)"
+                )
         if problems:
             raise ConfigurationError("invalid configuration: " + "; ".join(problems))
 
@@ -220,7 +242,17 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
         if isinstance(v, int) and 1 <= v <= 10_000
         else f"must be an integer in 1..10000, not {v!r}"
     ),
-    "db_path": lambda v: None if str(v) not in ("", ".") else "must name a file",
+    "db_path": lambda v: (
+        None
+        if (isinstance(v, Path) and str(v) not in ("", ".")) or is_postgres_url(v)
+        else "must name a file or be a postgresql:// URL"
+    ),
+    "shard": lambda v: None if v is None or isinstance(v, Shard) else f"must be K/N, not {v!r}",
+    "shard_count": lambda v: (
+        None
+        if v is None or (isinstance(v, int) and 1 <= v <= MAX_SHARDS)
+        else f"must be an integer in 1..{MAX_SHARDS}, not {v!r}"
+    ),
     "http_host": lambda v: None if v else "must not be empty",
     "http_port": _port,
     "edge_threshold": _edge,
@@ -293,6 +325,18 @@ def _to_decimal(text: str) -> Decimal:
 
 def _to_bool(text: str) -> bool:
     return bool(convert_option(text, bool))
+
+
+def _to_database(text: str) -> Path | str:
+    text = text.strip()
+    return text if is_postgres_url(text) else Path(text)
+
+
+def _to_shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _to_markets(text: str) -> tuple[str, ...]:
@@ -412,9 +456,33 @@ OPTIONS: tuple[ConfigOption, ...] = (
         "db_path",
         "--db",
         _P + "DB",
+        _to_database,
+        f"SQLite database file ({DEFAULT_DB_PATH}) or postgresql://user@host:port/db URL",
+        metavar="PATH|URL",
+    ),
+    _opt(
+        "db_password_file",
+        "--db-password-file",
+        _P + "DB_PASSWORD_FILE",
         Path,
-        f"SQLite database file ({DEFAULT_DB_PATH})",
+        "file holding the PostgreSQL password (else the URL's, PGPASSWORD or ~/.pgpass)",
         metavar="PATH",
+    ),
+    _opt(
+        "shard",
+        "--shard",
+        _P + "SHARD",
+        _to_shard,
+        "serve shard K of N of the listed markets (e.g. 0/3); replicas share one PostgreSQL",
+        metavar="K/N",
+    ),
+    _opt(
+        "shard_count",
+        "--shard-count",
+        _P + "SHARD_COUNT",
+        _to_int,
+        "N shards; this replica's is its StatefulSet ordinal (POD_NAME) modulo N",
+        metavar="N",
     ),
     _opt(
         "http_enabled",

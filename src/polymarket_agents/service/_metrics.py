@@ -116,6 +116,14 @@ class ServiceCollector(Collector):
             ("loop_lag_seconds", state.loop_lag, "How late the event loop's last heartbeat was."),
         ):
             yield GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, value=float(value))
+        if state.shard is not None:
+            holder = GaugeMetricFamily(
+                f"{NAMESPACE}_shard_holder",
+                "1 while this replica holds its shard's lock, 0 while it stands by.",
+                labels=["shard"],
+            )
+            holder.add_metric([state.shard], float(state.shard_role == "holder"))
+            yield holder
         phase = GaugeMetricFamily(
             f"{NAMESPACE}_phase", "1 for the service's current phase.", labels=["phase"]
         )

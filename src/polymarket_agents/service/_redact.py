@@ -13,15 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from polymarket_agents.feed import redact_text
+from polymarket_agents.storage import redact_url
 
 from ._config import ServiceConfig
 
 __all__ = ["RedactingFormatter", "Redactor", "shown_db_path"]
 
 
-def shown_db_path(path: Path) -> str:
+def shown_db_path(path: Path | str) -> str:
     """The database path as the service shows it: as configured when relative, only the
-    file name when absolute (where the file lives on this machine is nobody's business)."""
+    file name when absolute (where the file lives on this machine is nobody's business);
+    a PostgreSQL URL without its password."""
+    if isinstance(path, str):
+        return redact_url(path)
     return path.name if path.is_absolute() else str(path)
 
 
@@ -54,10 +58,10 @@ class Redactor:
     def for_config(cls, config: ServiceConfig, *, paths: bool = True) -> Redactor:
         """The redactor of a run's settings: its feed and listing URLs, and its database
         path unless ``paths`` is False (logs are the operator's and may name it)."""
-        return cls(
-            urls=(config.feed_url, config.gamma_url),
-            db_path=config.db_path if paths else None,
-        )
+        database = config.db_path
+        if isinstance(database, str):  # a PostgreSQL URL: its password must not show
+            return cls(urls=(config.feed_url, config.gamma_url, database))
+        return cls(urls=(config.feed_url, config.gamma_url), db_path=database if paths else None)
 
     def __repr__(self) -> str:
         return f"<Redactor urls={len(self._urls)} paths={len(self._paths)}>"

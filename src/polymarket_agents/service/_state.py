@@ -128,6 +128,10 @@ class ServiceState:
         self.http_url: str | None = None
         self.markets: list[str] = []
         """Slugs of the monitored markets."""
+        self.shard: str | None = None
+        """The shard served (``K/N``), when the markets are sharded among replicas."""
+        self.shard_role: str | None = None
+        """``"holder"`` of the shard's lock, or ``"standby"`` waiting for it."""
         self.repeated_signals = 0
         """SIGINT/SIGTERM received after shutdown had begun."""
         self.http_requests = 0
@@ -172,6 +176,10 @@ class ServiceState:
         Returns:
             ``(True, [])``, or False and the reasons.
         """
+        if self.shard_role == "standby" and self.phase is Phase.STARTING:
+            # Standing by is a standby's job: not ready, it would stall rolling updates
+            # and block every voluntary eviction (PodDisruptionBudget) for good.
+            return True, []
         if self.phase is not Phase.RUNNING or self.runtime is None:
             return False, [f"service is {self.phase}"]
         reasons = self.readiness_checks.reasons()
@@ -208,6 +216,8 @@ class ServiceState:
             "http_url": self.http_url,
             "db_path": shown_db_path(self.config.db_path),
             "markets": list(self.markets),
+            "shard": self.shard,
+            "shard_role": self.shard_role,
             "repeated_signals": self.repeated_signals,
             "http_requests": self.http_requests,
             "scrapes": self.scrapes,
