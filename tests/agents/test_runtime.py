@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -203,6 +204,29 @@ async def test_failing_writes_are_not_ready_within_the_stall_limit(
         blocker.close()
     await wait_ready(runtime)
     assert runtime.worker.writing_error is None
+
+
+async def test_a_vanished_database_is_not_ready_and_its_rows_count_as_lost(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
+) -> None:
+    """rm -rf of the database directory: readiness names the path within seconds, and
+    from then on nothing counts as stored; every row taken on is lost or pending, and the
+    rows still add up."""
+    sim = await make_simulator(markets=2, event_rate=200.0)
+    path = tmp_path / "data" / "agents.sqlite"
+    runtime = await make_runtime(sim, store_path=path)
+    await wait_ready(runtime)
+    await eventually(lambda: runtime.stats().stored_rows > 0)
+    await asyncio.to_thread(shutil.rmtree, path.parent)
+    await eventually(lambda: not runtime.readiness()[0], timeout=5.0)
+    assert any(f"database {path} vanished" in r for r in runtime.readiness()[1])
+    await runtime.stop(timeout=2.0)
+    stats = runtime.stats()
+    assert stats.database_lost is not None
+    assert (stats.stored_rows, stats.duplicate_rows) == (0, 0)
+    assert stats.rows_queued > 0
+    assert stats.rows_queued == stats.invalid_rows + stats.pending_rows + stats.lost_rows
+    assert not await asyncio.to_thread(path.parent.exists)
 
 
 async def test_stop_closes_sockets_drains_the_queue_and_is_idempotent(

@@ -44,10 +44,12 @@ from ._ingestion import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
+    IngestionStats,
     IngestionWorker,
     ingestion_queue,
 )
-from ._monitor import MarketMonitor
+from ._journal import TradeJournal
+from ._monitor import MarketMonitor, MonitorStats
 from ._paper import PaperBroker
 
 __all__ = [
@@ -185,6 +187,11 @@ class AgentsConfig:
 class RuntimeStats:
     """A snapshot of the whole runtime, for logs, metrics and a status page.
 
+    Rows are counted one by one, never as queue items, and add up exactly at every
+    snapshot: ``rows_queued = stored_rows + duplicate_rows + invalid_rows + pending_rows
+    + lost_rows``. If the database file vanished, what was stored in it this run is gone:
+    it moves from ``stored_rows`` and ``duplicate_rows`` to ``lost_rows``.
+
     Attributes:
         markets: Markets monitored.
         monitors_running: Monitors whose task is running now.
@@ -204,10 +211,16 @@ class RuntimeStats:
         unrealized_pnl: Mark-to-market profit of the positions.
         queue_depth: Items waiting in the ingestion queue.
         queue_size: Its capacity.
-        rows_queued: Rows the monitors and the broker handed to the queue.
-        stored_rows: Rows written to the database.
+        rows_queued: Rows taken on to be stored: market data the monitors made (queued,
+            or given up at a stop before it could be), and the broker's trade results.
+        stored_rows: Rows written to the database (and still in it).
         duplicate_rows: Rows the database already had.
-        lost_rows: Rows abandoned (by stopping monitors or a drain that timed out).
+        invalid_rows: Rows the database refused as invalid.
+        pending_rows: Rows not stored yet: in the queue, in the worker's hands, or being
+            recorded by the broker.
+        lost_rows: Rows that will not be stored: given up at a stop (a full queue, a drain
+            or a trade result that timed out), or stored in a database file that vanished.
+        database_lost: Why the database is gone, if it vanished; else None.
         ingest_latency: Seconds the last batch took to write.
         ingestion_retries: Failed writes, each retried.
         stored_by_table: ``stored_rows`` per table.
@@ -241,6 +254,59 @@ class RuntimeStats:
     ingestion_retries: int
     stored_by_table: dict[str, int] = field(default_factory=dict)
     invalid_frames_by_reason: dict[str, int] = field(default_factory=dict)
+    invalid_rows: int = 0
+    pending_rows: int = 0
+    database_lost: str | None = None
+
+    @property
+    def not_stored_rows(self) -> int:
+        """Rows taken on and not in the database: pending or lost."""
+        return self.pending_rows + self.lost_rows
+
+
+@dataclass(frozen=True, slots=True)
+class _RowCounts:
+    """Where every row taken on went, from the counters of its producers and writers."""
+
+    queued: int
+    stored: int
+    duplicates: int
+    invalid: int
+    pending: int
+    lost: int
+    by_table: dict[str, int]
+
+    @classmethod
+    def of(
+        cls,
+        monitors: Sequence[MonitorStats],
+        worker: IngestionStats,
+        journal: TradeJournal,
+        database_lost: str | None,
+    ) -> _RowCounts:
+        # A monitor counts the rows it queued, and apart those it had to give up.
+        queued_data = sum(s.rows for s in monitors)
+        given_up = sum(s.lost_rows for s in monitors)
+        # The worker took rows off the queue and stored, refused or lost them; the rest
+        # are still queued or in its hands.
+        done = worker.written + worker.duplicates + worker.invalid + worker.lost_rows
+        stored = worker.written + journal.written
+        duplicates = worker.duplicates + journal.duplicates
+        lost = given_up + worker.lost_rows + journal.lost_rows
+        by_table = dict(Counter(worker.written_by_table) + journal.written_by_table)
+        if database_lost is not None:
+            lost += stored + duplicates
+            stored = duplicates = 0
+            by_table = {}
+        return cls(
+            queued=queued_data + given_up + journal.rows,
+            stored=stored,
+            duplicates=duplicates,
+            invalid=worker.invalid + journal.invalid,
+            pending=queued_data - done + journal.pending_rows,
+            lost=lost,
+            by_table=by_table,
+        )
 
 
 def _status(metrics: Mapping[str, TaskMetrics], name: str) -> str | None:
@@ -467,12 +533,12 @@ class AgentsRuntime:
         ):
             stuck.append(INGESTION_TASK)
         await self.store.close()
-        stats = self.worker.stats
+        stats = self.stats()
         _logger.info(
-            "agents stopped: %d rows stored, %d duplicates, %d left in the queue%s",
-            stats.written,
-            stats.duplicates,
-            self.queue.qsize(),
+            "agents stopped: %d rows stored, %d duplicates, %d not stored%s",
+            stats.stored_rows,
+            stats.duplicate_rows,
+            stats.not_stored_rows,
             f"; did not stop in time: {', '.join(stuck)}" if stuck else "",
         )
 
@@ -552,7 +618,7 @@ class AgentsRuntime:
         monitor_stats = [monitor.stats for monitor in self.monitors.values()]
         metrics = self.supervisor.get_metrics()
         worker = self.worker.stats
-        journal = self.broker.journal
+        rows = _RowCounts.of(monitor_stats, worker, self.broker.journal, self.store.lost)
         portfolio = self.broker.portfolio()
         restarts = sum(metrics[name]["restarts"] for name in self.monitors if name in metrics)
         # Every reason, zeros included, so that each one is a series from the start.
@@ -587,15 +653,16 @@ class AgentsRuntime:
             unrealized_pnl=portfolio.unrealized_pnl,
             queue_depth=self.queue.qsize(),
             queue_size=self.queue.maxsize,
-            rows_queued=sum(s.rows for s in monitor_stats) + journal.rows,
-            stored_rows=worker.written + journal.written,
-            duplicate_rows=worker.duplicates + journal.duplicates,
-            lost_rows=sum(s.lost_rows for s in monitor_stats)
-            + worker.lost_rows
-            + self.broker.lost_rows,
+            rows_queued=rows.queued,
+            stored_rows=rows.stored,
+            duplicate_rows=rows.duplicates,
+            invalid_rows=rows.invalid,
+            pending_rows=rows.pending,
+            lost_rows=rows.lost,
+            database_lost=self.store.lost,
             ingest_latency=worker.last_batch_seconds,
             ingestion_retries=worker.retries,
-            stored_by_table=dict(Counter(worker.written_by_table) + journal.written_by_table),
+            stored_by_table=rows.by_table,
             invalid_frames_by_reason=invalid,
         )
 

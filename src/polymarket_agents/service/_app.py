@@ -31,7 +31,14 @@ from typing import Any, NoReturn
 import aiohttp
 from rich.console import Console
 
-from polymarket_agents.agents import AgentsConfig, AgentsRuntime, Shard, Strategy, load_strategy
+from polymarket_agents.agents import (
+    AgentsConfig,
+    AgentsRuntime,
+    RuntimeStats,
+    Shard,
+    Strategy,
+    load_strategy,
+)
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
 from polymarket_agents.feed import (
     DEFAULT_GAMMA_URL,
@@ -89,10 +96,13 @@ class ServiceSummary:
         pnl: Paper profit and loss.
         restarts: Task restarts, summed over every task.
         errors: Task errors, summed over every task.
-        rows_queued: Rows the monitors handed to the ingestion queue.
-        stored_rows: Rows written to the database.
+        rows_queued: Rows taken on to be stored (market data and trade results); always
+            ``stored_rows + duplicate_rows + invalid_rows + lost_rows``.
+        stored_rows: Rows written to the database (0 if its file vanished).
         duplicate_rows: Rows the database already had (replays after a reconnect).
-        lost_rows: Rows that could not be stored (0 after a clean shutdown).
+        lost_rows: Rows not stored: given up, still queued at exit, or stored in a database
+            file that vanished (0 after a clean shutdown).
+        invalid_rows: Rows the database refused as invalid.
         failure: What went wrong, if anything.
         runtime: The runtime's final stats, as plain values.
     """
@@ -113,6 +123,7 @@ class ServiceSummary:
     stored_rows: int
     duplicate_rows: int
     lost_rows: int
+    invalid_rows: int = 0
     failure: str | None = None
     runtime: dict[str, Any] | None = None
 
@@ -125,7 +136,8 @@ class ServiceSummary:
             f"invalid frames skipped: {self.invalid_frames}  reconnects: {self.reconnects}",
             f"trades: {self.trades}  P&L: {self.pnl:.2f}",
             f"rows queued: {self.rows_queued}  stored: {self.stored_rows}  "
-            f"duplicates: {self.duplicate_rows}  lost: {self.lost_rows}",
+            f"duplicates: {self.duplicate_rows}  invalid: {self.invalid_rows}  "
+            f"lost: {self.lost_rows}",
             f"task restarts: {self.restarts}  task errors: {self.errors}",
         ]
         if self.failure:
@@ -152,6 +164,7 @@ class ServiceSummary:
             "stored_rows": self.stored_rows,
             "duplicate_rows": self.duplicate_rows,
             "lost_rows": self.lost_rows,
+            "invalid_rows": self.invalid_rows,
             "failure": self.failure,
             "runtime": self.runtime,
         }
@@ -527,13 +540,10 @@ class Service:
         state = self.state
         metrics = self.supervisor.get_metrics()
         stats = state.runtime.stats() if state.runtime is not None else None
-        if stats is not None and (stats.lost_rows or stats.queue_depth):
+        if stats is not None and stats.not_stored_rows:
             # Accepted but not stored: the one outcome a graceful shutdown must not have.
             exit_code = exit_code or 1
-            state.failure = state.failure or (
-                f"not stored: {stats.lost_rows} row(s) lost, "
-                f"{stats.queue_depth} item(s) left in the ingestion queue"
-            )
+            state.failure = state.failure or _not_stored(stats)
         return ServiceSummary(
             reason=self._reason,
             exit_code=exit_code,
@@ -550,10 +560,21 @@ class Service:
             rows_queued=stats.rows_queued if stats else 0,
             stored_rows=stats.stored_rows if stats else 0,
             duplicate_rows=stats.duplicate_rows if stats else 0,
-            lost_rows=stats.lost_rows if stats else 0,
+            lost_rows=stats.not_stored_rows if stats else 0,
+            invalid_rows=stats.invalid_rows if stats else 0,
             failure=state.failure,
             runtime=plain(stats) if stats else None,
         )
+
+
+def _not_stored(stats: RuntimeStats) -> str:
+    """Why rows are missing from the database, in words."""
+    if stats.database_lost is not None:
+        return f"not stored: {stats.not_stored_rows} row(s); the database {stats.database_lost}"
+    return (
+        f"not stored: {stats.not_stored_rows} row(s): {stats.pending_rows} still queued or "
+        f"in hand when the grace period ended, {stats.lost_rows} given up"
+    )
 
 
 def default_runtime(
