@@ -272,7 +272,8 @@ async def _floor(
             await db.execute("PRAGMA synchronous=NORMAL")
             while True:
                 try:
-                    await asyncio.wait_for(have_rows.wait(), 0.05)
+                    async with asyncio.timeout(0.05):
+                        await have_rows.wait()
                 except TimeoutError:
                     pass
                 have_rows.clear()
@@ -293,7 +294,8 @@ async def _floor(
         try:
             while True:
                 try:
-                    await asyncio.wait_for(have_rows.wait(), 0.05)
+                    async with asyncio.timeout(0.05):
+                        await have_rows.wait()
                 except TimeoutError:
                     pass
                 have_rows.clear()

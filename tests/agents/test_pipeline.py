@@ -216,7 +216,8 @@ async def test_killing_the_database_connection_mid_batch_loses_nothing(
 
     await conn.set_progress_handler(progress, 20)
     try:
-        await asyncio.wait_for(in_batch.wait(), 5.0)
+        async with asyncio.timeout(5.0):
+            await in_batch.wait()
         closing = asyncio.ensure_future(conn.close())
         await asyncio.sleep(0)  # one step: close() queues its call behind the INSERTs
     finally:

@@ -298,7 +298,8 @@ async def test_run_market_agents_runs_until_shutdown_is_signalled(
     await eventually(lambda: len(sim.connections()) == 1)  # both markets on one connection
     await asyncio.sleep(0.2)
     threading.Thread(target=supervisor.signal_shutdown).start()
-    await asyncio.wait_for(task, 5.0)
+    async with asyncio.timeout(5.0):
+        await task
     assert all(supervisor.status(name) == "stopped" for name in names)
     counts = await stored(path)
     assert counts[Table.MARKETS] == 2

@@ -360,7 +360,8 @@ async def test_signal_shutdown_from_a_plain_signal_handler_wakes_the_loop() -> N
         timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
         timer.start()
         sent = time.monotonic()
-        await asyncio.wait_for(supervisor.wait_for_shutdown(), timeout=5)
+        async with asyncio.timeout(5):
+            await supervisor.wait_for_shutdown()
         assert time.monotonic() - sent < 1.0
         timer.join()
     finally:
@@ -384,7 +385,8 @@ async def test_loop_signal_handlers_turn_sigterm_into_shutdown() -> None:
     async with TaskSupervisor() as supervisor:
         supervisor.add_signal_handlers(on_repeat=repeats.append)
         os.kill(os.getpid(), signal.SIGTERM)
-        await asyncio.wait_for(supervisor.wait_for_shutdown(), timeout=5)
+        async with asyncio.timeout(5):
+            await supervisor.wait_for_shutdown()
         os.kill(os.getpid(), signal.SIGTERM)
         await wait_until(lambda: repeats)
     assert repeats == [signal.SIGTERM]

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +31,9 @@ ONE = Decimal(1)
 
 async def recv_json(ws: ClientConnection) -> Any:
     """The next frame, decoded as JSON."""
-    return json.loads(await asyncio.wait_for(ws.recv(), 5))
+    async with asyncio.timeout(5):
+        frame = await ws.recv()
+    return json.loads(frame)
 
 
 async def test_initial_dump_is_one_array_of_books_best_last(make_simulator: MakeSimulator) -> None:
@@ -118,7 +121,8 @@ async def test_idle_connections_are_closed(make_simulator: MakeSimulator) -> Non
     sim = await make_simulator(markets=1, idle_timeout=0.1)
     async with connect(sim.ws_url) as ws:
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 5)
+            async with asyncio.timeout(5):
+                await ws.recv()
     assert sim.connections()[0].close_reason == "idle"
 
 
@@ -246,3 +250,30 @@ async def test_a_rate_faster_than_the_simulator_still_yields_to_its_clients(
                 await ws.recv()
                 received += 1
     assert received == 200
+
+
+@pytest.mark.parametrize("rate", [None, 200.0])
+async def test_the_engine_sleeps_while_nobody_subscribes(
+    make_simulator: MakeSimulator, rate: float | None
+) -> None:
+    """No subscriber, no ticks: flat out, generating for nobody would spin a core. A
+    subscription wakes the engine; when its connection closes the engine sleeps again."""
+    sim = await make_simulator(markets=2, event_rate=rate)
+    started = asyncio.get_running_loop().time()
+    cpu = time.process_time()
+    await asyncio.sleep(0.3)
+    assert sim.ticks == 0
+    # It stops reading before closing: a short close_timeout ends the handshake it cannot see.
+    async with connect(sim.ws_url, close_timeout=0.2) as ws:
+        await ws.send(encode_operation("subscribe", []))  # connected, but subscribed to nothing
+        await asyncio.sleep(0.1)
+        assert sim.ticks == 0
+        # Idle means asleep: a fraction of the CPU the wall time would allow a spinning loop.
+        assert time.process_time() - cpu < 0.5 * (asyncio.get_running_loop().time() - started)
+        await ws.send(encode_operation("subscribe", sim.markets()[0].token_ids))
+        await eventually(lambda: sim.ticks > 10)
+    await eventually(lambda: not sim.connections()[0].open)
+    await asyncio.sleep(0.05)  # the engine notices at its next iteration
+    ticks = sim.ticks
+    await asyncio.sleep(0.2)
+    assert sim.ticks == ticks

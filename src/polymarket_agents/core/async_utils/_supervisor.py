@@ -432,7 +432,8 @@ class TaskSupervisor:
             return []
         timeout = self._stop_timeout if timeout is None else timeout
         try:
-            await asyncio.wait_for(asyncio.shield(latch.future), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(latch.future)
         except TimeoutError:
             pass
         stuck = [rec for rec in records if rec.task is not None and not rec.task.done()]

@@ -315,6 +315,8 @@ class MarketSimulator:
         self._engine_task: asyncio.Task[None] | None = None
         self._running = asyncio.Event()
         self._running.set()
+        # Set once some connection subscribes; the engine sleeps on it while nobody listens.
+        self._audience = asyncio.Event()
         self._connections: list[_Connection] = []
         self._open: list[_Connection] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -638,6 +640,8 @@ class MarketSimulator:
             a for a in dict.fromkeys(asset_ids) if a in books and a not in connection.subscribed
         ]
         connection.subscribed.update(dict.fromkeys(added))
+        if added:
+            self._audience.set()
         if dump and added and not connection.frozen():
             snapshots = [self.universe.snapshot(asset_id) for asset_id in added]
             connection.post(msgspec.json.encode(snapshots), "data", ("book",) * len(snapshots))
@@ -653,6 +657,13 @@ class MarketSimulator:
             if not self._running.is_set():
                 await self._running.wait()
                 next_at = loop.time()
+            if not any(c.open and c.subscribed for c in self._open):
+                # Nobody listens: generate nothing (flat out, that would spin a core) and
+                # sleep until a connection subscribes.
+                self._audience.clear()
+                await self._audience.wait()
+                next_at = loop.time()
+                continue
             if rate is None:
                 frames: list[list[MarketEvent]] = []
                 now = loop.time()
