@@ -46,7 +46,8 @@ async def test_a_standby_takes_over_as_soon_as_the_holder_lets_go(store: Postgre
     assert not waiting.done()
     released = time.monotonic()
     await holder.release()
-    await asyncio.wait_for(waiting, timeout=5)
+    async with asyncio.timeout(5):
+        await waiting
     assert time.monotonic() - released < 2.0
     assert standby.held
     await standby.release()
@@ -71,10 +72,12 @@ async def test_a_holder_whose_session_is_killed_knows_it_and_the_standby_takes_o
     finally:
         await conn.close()
     assert killed == 1
-    reason = await asyncio.wait_for(watch, timeout=5)
+    async with asyncio.timeout(5):
+        reason = await watch
     assert not holder.held
     assert holder.lost == reason
-    await asyncio.wait_for(waiting, timeout=5)
+    async with asyncio.timeout(5):
+        await waiting
     assert standby.held
     await holder.release()
     await standby.release()
@@ -98,7 +101,8 @@ async def test_waiting_survives_a_lost_connection(store: PostgresStore, pg_url: 
     await asyncio.sleep(0.3)
     assert not waiting.done()
     await holder.release()
-    await asyncio.wait_for(waiting, timeout=5)
+    async with asyncio.timeout(5):
+        await waiting
     await standby.release()
 
 

@@ -302,10 +302,12 @@ async def test_trades_are_written_while_market_data_waits(
             stuck = asyncio.ensure_future(store.write_batch(trades(3, start=100)))
             await asyncio.sleep(0.2)
             assert not stuck.done()
-            result = await asyncio.wait_for(store.write_trades([order("o9")]), timeout=5)
+            async with asyncio.timeout(5):
+                result = await store.write_trades([order("o9")])
             assert dict(result.written) == {Table.PAPER_ORDERS: 1}
             assert not stuck.done()
-        assert (await asyncio.wait_for(stuck, timeout=5)).total_written == 3
+        async with asyncio.timeout(5):
+            assert (await stuck).total_written == 3
     finally:
         await holder.close()
     setting = await sql(

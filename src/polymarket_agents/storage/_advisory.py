@@ -267,7 +267,8 @@ class AdvisoryLock:
             return
         conn.remove_termination_listener(self._terminated)
         try:
-            await asyncio.wait_for(conn.close(), timeout=5)
+            async with asyncio.timeout(5):
+                await conn.close()
         except asyncio.CancelledError:
             conn.terminate()
             raise
