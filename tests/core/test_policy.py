@@ -19,6 +19,7 @@ from polymarket_agents.core.async_utils import (
     classify_error,
     instant_backoff,
     instant_policy,
+    retry_after,
 )
 
 
@@ -166,3 +167,28 @@ def test_error_classes_are_configurable() -> None:
     assert policy.classify_error(ValueError()) is ErrorClass.UNEXPECTED
     always_fatal = RestartPolicy(classify=lambda exc: ErrorClass.FATAL)
     assert always_fatal.classify_error(ConnectionError()) is ErrorClass.FATAL
+
+
+def test_retry_after_reads_a_positive_finite_hint() -> None:
+    """An error's retry_after is its wish in seconds; anything else is no wish."""
+
+    def error(value: object) -> ConnectionError:
+        exc = ConnectionError("429")
+        exc.retry_after = value  # type: ignore[attr-defined]
+        return exc
+
+    assert retry_after(error(12)) == 12.0
+    assert retry_after(error(0.5)) == 0.5
+    for nonsense in (0, -3, float("nan"), float("inf"), "12", True, None):
+        assert retry_after(error(nonsense)) == 0.0
+    assert retry_after(ConnectionError("no hint")) == 0.0
+
+
+def test_a_hint_is_a_floor_on_the_delay_capped_at_an_hour() -> None:
+    """at_least lifts the delay, beyond max_backoff, up to one hour; instant mode wins."""
+    policy = RestartPolicy(jitter=0)
+    assert policy.delay(1, ErrorClass.RECOVERABLE, at_least=42.0) == 42.0
+    assert policy.delay(1, ErrorClass.RECOVERABLE, at_least=1.0) == 5.0
+    assert policy.delay(1, ErrorClass.RECOVERABLE, at_least=1e9) == 3600.0
+    with instant_backoff():
+        assert policy.delay(1, ErrorClass.RECOVERABLE, at_least=42.0) == 0.0

@@ -18,10 +18,13 @@
 This package uses the standard library only.
 """
 
+from ._child import Restart, TaskMetrics, TaskOutcome, TaskStatus, beat
 from ._errors import (
     AgentError,
     ConfigurationError,
     NotRestartableError,
+    RestartIntensityError,
+    StalledError,
     TaskAlreadyRunningError,
     UnknownTaskError,
 )
@@ -32,6 +35,7 @@ from ._health import (
     ReadinessCheck,
     check_agents,
 )
+from ._observe import Observer, TaskFailure, TaskRestart
 from ._policy import (
     DEFAULT_FATAL,
     DEFAULT_RECOVERABLE,
@@ -41,11 +45,13 @@ from ._policy import (
     classify_error,
     instant_backoff,
     instant_policy,
+    retry_after,
 )
 from ._resource import managed_resource
 from ._robust import LOGGER_NAME, robust_task
 from ._shield import shielded
-from ._supervisor import TaskMetrics, TaskOutcome, TaskStatus, TaskSupervisor
+from ._supervisor import TaskSupervisor
+from ._tree import NodeSnapshot, Strategy, Supervisor, render_node
 from ._work import Work
 
 __all__ = [
@@ -57,23 +63,35 @@ __all__ = [
     "AgentError",
     "ConfigurationError",
     "ErrorClass",
+    "NodeSnapshot",
     "NotRestartableError",
+    "Observer",
     "Readiness",
     "ReadinessCheck",
+    "Restart",
+    "RestartIntensityError",
     "RestartPolicy",
+    "StalledError",
+    "Strategy",
+    "Supervisor",
     "TaskAlreadyRunningError",
+    "TaskFailure",
     "TaskMetrics",
     "TaskOutcome",
+    "TaskRestart",
     "TaskStatus",
     "TaskSupervisor",
     "UnknownTaskError",
     "Work",
     "backoff_delays",
+    "beat",
     "check_agents",
     "classify_error",
     "instant_backoff",
     "instant_policy",
     "managed_resource",
+    "render_node",
+    "retry_after",
     "robust_task",
     "shielded",
 ]

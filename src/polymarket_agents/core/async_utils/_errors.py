@@ -6,7 +6,9 @@ The tree::
     ├── ConfigurationError         a setting is invalid (also a ValueError); never retried
     ├── TaskAlreadyRunningError    start_task() with the name of a task that is still running
     ├── UnknownTaskError           a task name never started (also a KeyError)
-    └── NotRestartableError        work that cannot be started again (a used coroutine object)
+    ├── NotRestartableError        work that cannot be started again (a used coroutine object)
+    ├── StalledError               a task stopped calling beat() (also a TimeoutError)
+    └── RestartIntensityError      a supervisor restarted too often and gave up
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ __all__ = [
     "AgentError",
     "ConfigurationError",
     "NotRestartableError",
+    "RestartIntensityError",
+    "StalledError",
     "TaskAlreadyRunningError",
     "UnknownTaskError",
 ]
@@ -57,4 +61,17 @@ class NotRestartableError(AgentError, TypeError):
     Raised when restarting work given as a coroutine object whose function and arguments
     cannot be recovered (for example, a coroutine that had already started). Pass a
     zero-argument factory (``lambda: work(arg)``) instead.
+    """
+
+
+class StalledError(AgentError, TimeoutError):
+    """A supervised task declared a heartbeat and stopped beating: it was cancelled and is
+    restarted like a task that failed (a ``TimeoutError``, so recoverable by default)."""
+
+
+class RestartIntensityError(AgentError):
+    """A supervisor restarted its children more often than its restart intensity allows.
+
+    It stops its children and fails; its parent in the tree handles that like the failure of
+    any other child, and the root raises it from :meth:`Supervisor.wait`.
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import math
 import random
 import sqlite3
 import sys
@@ -27,6 +28,7 @@ __all__ = [
     "classify_error",
     "instant_backoff",
     "instant_policy",
+    "retry_after",
 ]
 
 
@@ -250,10 +252,17 @@ class RestartPolicy:
         """Classify ``exc`` with ``classify`` if set, else with :func:`classify_error`."""
         if self.classify is not None:
             return self.classify(exc)
+        if isinstance(exc, self.recoverable) and not isinstance(exc, BaseExceptionGroup):
+            return ErrorClass.RECOVERABLE  # the first rule of classify_error, taken quickly
         return classify_error(exc, recoverable=self.recoverable, fatal=self.fatal)
 
     def delay(
-        self, failures: int, error_class: ErrorClass, rng: random.Random | None = None
+        self,
+        failures: int,
+        error_class: ErrorClass,
+        rng: random.Random | None = None,
+        *,
+        at_least: float = 0.0,
     ) -> float:
         """Seconds to wait before restart number ``failures`` (1-based) after ``error_class``.
 
@@ -261,12 +270,17 @@ class RestartPolicy:
             failures: Consecutive failures so far, counting this one.
             error_class: The class of this failure.
             rng: Source of jitter; the module's shared generator when None.
+            at_least: A floor asked for by the failure itself (a server's ``Retry-After``,
+                see :func:`retry_after`); honoured beyond ``max_backoff``, up to an hour.
 
         Returns:
-            The delay, in [0, ``max_backoff``]; 0 inside :func:`instant_backoff`.
+            The delay, in [0, ``max_backoff``] unless ``at_least`` asks for more; 0 inside
+            :func:`instant_backoff`.
         """
         if _instant_depth:
             return 0.0
+        if at_least > 0:
+            return max(min(at_least, MAX_RETRY_AFTER), self.delay(failures, error_class, rng))
         base = self.backoff_seconds
         if error_class is ErrorClass.UNEXPECTED:
             base *= self.unexpected_multiplier
@@ -284,6 +298,23 @@ class RestartPolicy:
 
 
 _RNG = random.Random()
+
+MAX_RETRY_AFTER = 3600.0
+"""The longest wait a failure's ``retry_after`` can ask for, in seconds."""
+
+
+def retry_after(exc: BaseException) -> float:
+    """The seconds ``exc`` asks to wait before trying again: its ``retry_after`` attribute.
+
+    A layer that turns a server's "try again later" into an exception (an HTTP 429 or 503
+    with a ``Retry-After`` header) sets ``retry_after`` on it; :class:`RestartPolicy` then
+    waits at least that long before the restart. Anything but a positive finite number
+    counts as no wish (0).
+    """
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    return 0.0
 
 
 def instant_policy(**changes: object) -> RestartPolicy:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from ._policy import ErrorClass, RestartPolicy
+from ._observe import Observer, TaskFailure, TaskRestart, notify_failure, notify_restart
+from ._policy import ErrorClass, RestartPolicy, retry_after
 from ._work import Work, WorkSource
 
 __all__ = ["LOGGER_NAME", "robust_task"]
@@ -36,137 +38,289 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class Attempts(WorkSource):
-    """The work of one named task, its failures, and what each failure means.
+_RECOVERABLE = ErrorClass.RECOVERABLE
 
-    Shared by ``robust_task`` (which loops in the caller's task) and ``TaskSupervisor``
-    (which restarts from done-callbacks), so both classify, count, log and back off alike.
-    It extends :class:`WorkSource` rather than holding one: a supervised task is then a
-    single small object, which matters at 100,000 tasks.
+
+def is_plainly_recoverable(exc: Exception, policy: RestartPolicy) -> bool:
+    """Whether ``exc`` is one of the policy's recoverable classes, not a group, and asks
+    for no particular delay (``retry_after``)."""
+    return (
+        isinstance(exc, policy.recoverable)
+        and not isinstance(exc, BaseExceptionGroup)
+        and getattr(exc, "retry_after", None) is None
+    )
+
+
+def over_intensity(times: deque[float], limit: int, window: float, clock: float) -> bool:
+    """Erlang/OTP's restart intensity: whether a restart at ``clock`` would be more than
+    ``limit`` within ``window`` seconds; if not, it is recorded in ``times``."""
+    window_start = clock - window
+    while times and times[0] <= window_start:
+        times.popleft()
+    if len(times) >= limit:
+        return True
+    times.append(clock)
+    return False
+
+
+class Restartable(Protocol):
+    """What can be asked whether it can start again: work, or a supervisor."""
+
+    def restartable(self) -> bool:
+        """Whether another attempt can be made."""
+
+    @property
+    def reason(self) -> str:
+        """Why not, in words."""
+
+
+class Settings:
+    """How the failures of a task are judged and reported; shared by tasks started alike.
+
+    Attributes:
+        policy: Classification, backoff and the per-task restart budget.
+        restart: Whether a failure may be restarted at all.
+        logger: Where failures are logged.
+        now: Wall clock for ``last_error_time``; None for the system's (read cheaply as
+            ``time.time()`` and turned into a ``datetime`` only when asked).
+        observer: Told of failures and restarts, or None.
+        reported: Whether the last error and its time are kept for metrics; without them
+            (``robust_task``) they are worked out only for a log line.
+    """
+
+    __slots__ = (
+        "logger",
+        "no_backoff",
+        "now",
+        "observer",
+        "policy",
+        "quick",
+        "reported",
+        "restart",
+    )
+
+    def __init__(
+        self,
+        policy: RestartPolicy,
+        restart: bool,
+        logger: logging.Logger,
+        now: Callable[[], datetime] | None,
+        observer: Observer | None,
+        *,
+        reported: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.restart = restart
+        self.logger = logger
+        self.now = None if now is datetime.now else now
+        self.observer = observer
+        self.reported = reported
+        # Nothing but the error classes and the backoff to consult: the quick path applies.
+        self.quick = restart and policy.classify is None and policy.max_restarts is None
+        # Every delay is 0 with a zero backoff (unless a failure asks for more, which the
+        # quick path leaves to on_failure).
+        self.no_backoff = policy.backoff_seconds <= 0
+
+
+class Attempts:
+    """The failure record of one task: counts, the last error, the restart-intensity window.
+
+    Created at a task's first failure (work that never fails needs none), and shared by
+    ``robust_task`` (which loops in the caller's task) and the supervisors (which restart
+    from done-callbacks), so all of them classify, count, log and back off alike.
     """
 
     __slots__ = (
         "errors",
         "failures",
+        "heartbeat",
         "last_error",
-        "last_error_time",
-        "logger",
-        "name",
-        "now",
-        "policy",
-        "restart_on_failure",
+        "last_error_at",
         "restart_times",
         "restarts",
+        "stalled",
+        "stalls",
     )
 
-    def __init__(
-        self,
-        name: str,
-        work: Work[Any],
-        policy: RestartPolicy,
-        restart_on_failure: bool,
-        logger: logging.Logger,
-        now: Callable[[], datetime],
-        *,
-        restartable: bool = True,
-    ) -> None:
-        # Not super().__init__(): one call less per supervised task start.
-        self.set_work(work, restartable)
-        self.configure(name, policy, restart_on_failure, logger, now)
-
-    def configure(
-        self,
-        name: str,
-        policy: RestartPolicy,
-        restart_on_failure: bool,
-        logger: logging.Logger,
-        now: Callable[[], datetime],
-    ) -> None:
-        """Set everything but the work; ``robust_task`` defers this to the first failure."""
-        self.name = name
-        self.policy = policy
-        self.restart_on_failure = restart_on_failure
-        self.logger = logger
-        self.now = now
+    def __init__(self) -> None:
         self.restarts = 0
         self.errors = 0
         self.failures = 0
+        self.stalls = 0
+        self.stalled = False
         self.last_error: str | None = None
-        self.last_error_time: datetime | None = None
+        self.last_error_at: datetime | float | None = None
         self.restart_times: deque[float] | None = None
+        self.heartbeat: Any = None
 
-    def on_failure(self, exc: Exception, ran_for: float, clock: float) -> float | None:
+    @property
+    def last_error_time(self) -> datetime | None:
+        """When the last error happened, comparable with ``datetime.now()``."""
+        at = self.last_error_at
+        if isinstance(at, float):
+            return datetime.fromtimestamp(at)
+        return at
+
+    def count_error(self, exc: BaseException, settings: Settings) -> None:
+        """Count ``exc`` as an error and remember it as the last one."""
+        self.errors += 1
+        self.last_error = describe(exc)
+        now = settings.now
+        self.last_error_at = time.time() if now is None else now()
+
+    def on_failure(
+        self,
+        name: str,
+        work: Restartable,
+        settings: Settings,
+        exc: Exception,
+        ran_for: float,
+        clock: float,
+    ) -> float | None:
         """Record a failure; return the delay before the restart, or None if it is final.
 
         Args:
+            name: Names the task in logs and events.
+            work: The task's work, asked whether it can be re-created.
+            settings: The policy and where to report.
             exc: What the attempt raised.
             ran_for: Seconds (loop time) the attempt ran before failing.
             clock: The loop time now, for the restart-intensity window.
         """
+        policy = settings.policy
+        if settings.quick and is_plainly_recoverable(exc, policy) and work.restartable():
+            return self.restart_quickly(name, settings, exc, ran_for)
         self.errors += 1
-        self.last_error = describe(exc)
-        self.last_error_time = self.now()
-        policy = self.policy
-        error_class = policy.classify_error(exc)
+        if settings.reported:
+            self.last_error = describe(exc)
+            now = settings.now
+            self.last_error_at = time.time() if now is None else now()
         if ran_for >= policy.reset_after:
             self.failures = 0
         self.failures += 1
-        log = self.logger
+        error_class = policy.classify_error(exc)
         if error_class is ErrorClass.FATAL:
-            return self._give_up(exc, "fatal error, not restarting")
-        if not self.restart_on_failure:
-            return self._give_up(exc, "restarts disabled")
-        if not self.restartable():
-            return self._give_up(
-                exc,
-                f"cannot restart: {self.reason}; pass a zero-argument factory "
-                f"(for example `lambda: work(arg)`) instead of a coroutine object",
+            why = "fatal error, not restarting"
+        elif not settings.restart:
+            why = "restarts disabled"
+        elif not work.restartable():
+            why = (
+                f"cannot restart: {work.reason}; pass a zero-argument factory "
+                f"(for example `lambda: work(arg)`) instead of a coroutine object"
             )
-        if policy.max_restarts is not None:
-            times = self.restart_times
-            if times is None:
-                times = self.restart_times = deque()
-            window_start = clock - policy.restart_window
-            while times and times[0] <= window_start:
-                times.popleft()
-            if len(times) >= policy.max_restarts:
-                return self._give_up(
-                    exc,
-                    f"restart intensity exceeded ({policy.max_restarts} restarts "
-                    f"in {policy.restart_window:g} s)",
-                )
-            times.append(clock)
-        delay = policy.delay(self.failures, error_class)
-        if log.isEnabledFor(logging.WARNING):
-            unexpected = error_class is ErrorClass.UNEXPECTED
-            log.log(
-                logging.ERROR if unexpected else logging.WARNING,
-                "task %r failed (%s error, failure %d): %s; restarting in %.2f s",
-                self.name,
-                error_class.value,
-                self.failures,
-                self.last_error,
-                delay,
-                exc_info=exc if unexpected else None,
-                extra={
-                    "task": self.name,
-                    "error_class": error_class.value,
-                    "attempt": self.failures,
-                    "delay": delay,
-                },
+        elif policy.max_restarts is not None and self._over_budget(policy, clock):
+            why = (
+                f"restart intensity exceeded ({policy.max_restarts} restarts "
+                f"in {policy.restart_window:g} s)"
             )
+        else:
+            hint = retry_after(exc)
+            if hint:
+                delay = policy.delay(self.failures, error_class, at_least=hint)
+            else:
+                delay = policy.delay(self.failures, error_class)
+            log = settings.logger
+            if log.isEnabledFor(logging.WARNING):
+                self._log_restart(name, settings, exc, error_class, delay)
+            if settings.observer is not None:
+                self._notify(name, settings, exc, error_class, delay, "")
+            return delay
+        settings.logger.error(
+            "task %r failed for good (%s): %s",
+            name,
+            why,
+            self.last_error if settings.reported else describe(exc),
+            exc_info=exc,
+            extra={"task": name, "reason": why},
+        )
+        if settings.observer is not None:
+            self._notify(name, settings, exc, error_class, None, why)
+        return None
+
+    def restart_quickly(
+        self, name: str, settings: Settings, exc: Exception, ran_for: float
+    ) -> float:
+        """Record the common failure; return the delay before the restart.
+
+        The common failure is a recoverable error of restartable work, when the policy has
+        nothing else to consult (``settings.quick`` and :func:`is_plainly_recoverable`): what
+        :meth:`on_failure` would decide, in fewer steps. It can run a hundred thousand times
+        a second.
+        """
+        self.errors += 1
+        if settings.reported:
+            self.last_error = describe(exc)
+            now = settings.now
+            self.last_error_at = time.time() if now is None else now()
+        policy = settings.policy
+        if ran_for >= policy.reset_after:
+            self.failures = 0
+        self.failures += 1
+        delay = 0.0 if settings.no_backoff else policy.delay(self.failures, _RECOVERABLE)
+        if settings.logger.isEnabledFor(logging.WARNING):
+            self._log_restart(name, settings, exc, _RECOVERABLE, delay)
+        if settings.observer is not None:
+            self._notify(name, settings, exc, _RECOVERABLE, delay, "")
         return delay
 
-    def _give_up(self, exc: Exception, why: str) -> float | None:
-        self.logger.error(
-            "task %r failed for good (%s): %s",
-            self.name,
-            why,
-            self.last_error,
-            exc_info=exc,
-            extra={"task": self.name, "reason": why},
+    def _log_restart(
+        self,
+        name: str,
+        settings: Settings,
+        exc: Exception,
+        error_class: ErrorClass,
+        delay: float,
+    ) -> None:
+        unexpected = error_class is ErrorClass.UNEXPECTED
+        settings.logger.log(
+            logging.ERROR if unexpected else logging.WARNING,
+            "task %r failed (%s error, failure %d): %s; restarting in %.2f s",
+            name,
+            error_class.value,
+            self.failures,
+            self.last_error if settings.reported else describe(exc),
+            delay,
+            exc_info=exc if unexpected else None,
+            extra={
+                "task": name,
+                "error_class": error_class.value,
+                "attempt": self.failures,
+                "delay": delay,
+            },
         )
-        return None
+
+    def _over_budget(self, policy: RestartPolicy, clock: float) -> bool:
+        times = self.restart_times
+        if times is None:
+            times = self.restart_times = deque()
+        return over_intensity(times, policy.max_restarts, policy.restart_window, clock)  # type: ignore[arg-type]
+
+    def _notify(
+        self,
+        name: str,
+        settings: Settings,
+        exc: Exception,
+        error_class: ErrorClass,
+        delay: float | None,
+        why: str,
+    ) -> None:
+        event = TaskFailure(
+            task=name,
+            error=exc,
+            error_class=error_class,
+            failures=self.failures,
+            delay=delay,
+            reason=why,
+        )
+        notify_failure(settings.observer, event, settings.logger)  # type: ignore[arg-type]
+
+    def restarted(self, name: str, settings: Settings) -> None:
+        """Count a restart and tell the observer."""
+        self.restarts += 1
+        if settings.observer is not None:
+            notify_restart(
+                settings.observer, TaskRestart(task=name, restarts=self.restarts), settings.logger
+            )
 
 
 async def robust_task(
@@ -178,6 +332,7 @@ async def robust_task(
     policy: RestartPolicy | None = None,
     logger: logging.Logger | None = None,
     now: Callable[[], datetime] = datetime.now,
+    observer: Observer | None = None,
 ) -> T | None:
     """Run ``work`` until it succeeds, restarting it after failures with exponential backoff.
 
@@ -188,8 +343,9 @@ async def robust_task(
     What happens to an exception from the work (see :class:`RestartPolicy` and
     :func:`classify_error`):
 
-    * recoverable (``ConnectionError``, ``TimeoutError``, transport errors): restart after
-      ``backoff_seconds``, doubling per consecutive failure, capped at 300 s;
+    * recoverable (``ConnectionError``, ``TimeoutError``): restart after ``backoff_seconds``,
+      doubling per consecutive failure, capped at 300 s; an error with a ``retry_after``
+      attribute (a server's ``Retry-After``) waits at least that long;
     * unexpected (any other ``Exception``): logged with traceback, restart after a longer
       backoff (from 12 x ``backoff_seconds``);
     * fatal (``ValueError``, ``KeyError``, :class:`ConfigurationError`), restarts disabled,
@@ -208,6 +364,7 @@ async def robust_task(
         policy: The restart policy; ``RestartPolicy()`` if None.
         logger: Where to log; ``logging.getLogger("polymarket_agents.supervisor")`` if None.
         now: Wall clock for reported error times.
+        observer: Told of every failure and restart (see :class:`Observer`).
 
     Returns:
         The work's result, or None after a final failure.
@@ -217,47 +374,98 @@ async def robust_task(
         TypeError: If ``work`` is neither a coroutine object nor callable.
         ConfigurationError: If ``backoff_seconds`` is negative.
     """
-    # Work that succeeds at once needs no bookkeeping: only what re-creating it would need is
-    # taken now (WorkSource.set_work); counters, policy and logger wait for a first failure.
-    attempts = Attempts.__new__(Attempts)
-    attempts.set_work(work, restart_on_failure)
-    configured = False
-    policy = resolve_policy(policy, backoff_seconds)  # raises on a bad backoff_seconds now
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    # Cancellation requests already pending when we start belong to our caller's past.
-    base_cancelling = task.cancelling() if task is not None else 0
+    source = WorkSource.__new__(WorkSource)
+    source.set_work(work)
+    # Work that succeeds at once needs no bookkeeping: the record of failures and the
+    # settings that judge them are made at the first failure.
+    attempts: Attempts | None = None
+    settings: Settings | None = None
+    factory: Callable[[], Awaitable[Any]] | None = None
+    quick = False
+    first = True
     try:
+        policy = resolve_policy(policy, backoff_seconds)  # raises on a bad backoff_seconds now
+        loop = asyncio.get_running_loop()
+        # The loop's clock; the stock one is time.monotonic, called directly (the restart
+        # loop reads it per attempt). A loop that keeps its own time (uvloop, looptime) is
+        # asked.
+        clock_of = (
+            time.monotonic
+            if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time
+            else loop.time
+        )
+        task = asyncio.current_task()
+        # Cancellation requests already pending when we start belong to our caller's past.
+        base_cancelling = task.cancelling() if task is not None else 0
+        started = clock_of()
         while True:
-            started = loop.time()
             try:
-                awaitable = attempts.first
-                if awaitable is not None:
-                    attempts.first = None
+                if factory is not None:
+                    awaitable = factory()
+                elif first:
+                    first = False
+                    awaitable = source.first()
                 else:
-                    awaitable = attempts.next()
+                    awaitable = source.next()
                 return await awaitable  # type: ignore[no-any-return]
             except Exception as exc:
                 if task is not None and task.cancelling() > base_cancelling:
                     # The work turned our cancellation into another error while cleaning
                     # up; the cancellation still wins, or asyncio.timeout() would hang.
                     raise asyncio.CancelledError() from exc
-                if not configured:
-                    attempts.configure(
-                        name,
+                if attempts is None:
+                    attempts = Attempts()
+                    settings = Settings(
                         policy,
                         restart_on_failure,
                         logger or _logger,
                         now,
+                        observer,
+                        reported=False,
                     )
-                    configured = True
-                clock = loop.time()
-                delay = attempts.on_failure(exc, clock - started, clock)
-                if delay is None:
-                    return None
+                    if restart_on_failure:
+                        source.learn(exc)
+                        factory = source.factory
+                    quick = settings.quick and factory is not None
+                clock = clock_of()
+                if (
+                    quick  # and is_plainly_recoverable(exc, policy), inlined: per restart
+                    and isinstance(exc, policy.recoverable)
+                    and not isinstance(exc, BaseExceptionGroup)
+                    and getattr(exc, "retry_after", None) is None
+                ):
+                    delay = attempts.restart_quickly(
+                        name,
+                        settings,  # type: ignore[arg-type]
+                        exc,
+                        clock - started,
+                    )
+                else:
+                    failed = attempts.on_failure(
+                        name,
+                        source,
+                        settings,  # type: ignore[arg-type]
+                        exc,
+                        clock - started,
+                        clock,
+                    )
+                    if failed is None:
+                        return None
+                    delay = failed
             # Outside the except block, so the failed attempt's traceback is already freed.
-            await asyncio.sleep(delay)
+            if delay > 0:
+                await asyncio.sleep(delay)
+                started = clock_of()
+            else:
+                await asyncio.sleep(0)
+                started = clock
             attempts.restarts += 1
+            if observer is not None:
+                notify_restart(
+                    observer,
+                    TaskRestart(task=name, restarts=attempts.restarts),
+                    settings.logger,  # type: ignore[union-attr]
+                )
     finally:
-        if attempts.first is not None:
-            attempts.close()
+        if first:
+            source.close()  # never awaited: closing it avoids a "never awaited" warning

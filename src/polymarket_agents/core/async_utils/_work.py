@@ -2,16 +2,18 @@
 
 Work is either a zero-argument factory returning an awaitable, or a coroutine object such as
 ``monitor_market(market_id)``. A coroutine object can be awaited only once, so to restart it
-we call its function again with the same arguments. On CPython 3.11+ both are reachable from a
-coroutine that has not started yet: the function through the garbage collector's view of the
-coroutine (its frame holds a reference to the function, closure included), the arguments
-through the frame's locals.
+we call its function again with the same arguments. On CPython 3.11+ both are reachable from
+the coroutine's frame: the function through the garbage collector's view of the frame (it
+holds a reference to the function, closure included), the arguments through its locals.
 
-Reading the arguments at receipt costs about a microsecond, too much for the success path, so
-we only keep the frame object and read it after a failure (a finished frame keeps its
-locals). That is exact unless the function rebinds one of its parameters (``url =
-url.strip()``): such functions are found once per code object by scanning the bytecode, and
-their arguments are read at receipt instead.
+Nothing is read when the work is received, so work that never fails pays nothing: an
+exception that escapes the coroutine carries its frame in the traceback, and a frame keeps
+its locals after the coroutine ends, so the function and arguments are read from there at
+the first failure (a cancellation included). That is exact unless the function rebinds one
+of its parameters (``url = url.strip()``): such functions are found once per code object by
+scanning the bytecode, and their arguments are read at receipt instead. Work that must also
+restart after it *returns* (a permanent child of a supervision tree) keeps the frame object
+from receipt, since a return leaves no traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ Work: TypeAlias = Callable[[], Awaitable[T]] | Coroutine[Any, Any, T]
 """A zero-argument factory returning an awaitable, or a coroutine object."""
 
 _STORE_OPS = ("STORE_FAST", "DELETE_FAST", "STORE_DEREF", "DELETE_DEREF")
-_rebinds_cache: dict[types.CodeType, bool] = {}
+rebinds_cache: dict[types.CodeType, bool] = {}
 
 
 def _names_in(argval: object) -> tuple[object, ...]:
@@ -62,9 +64,9 @@ def _parameter_names(code: types.CodeType) -> tuple[str, ...]:
 
 
 def _rebinds_parameters(code: types.CodeType) -> bool:
-    cached = _rebinds_cache.get(code)
+    cached = rebinds_cache.get(code)
     if cached is None:
-        cached = _rebinds_cache[code] = _stores_to(
+        cached = rebinds_cache[code] = _stores_to(
             code, frozenset(_parameter_names(code)), deref_only=False
         )
     return cached
@@ -114,44 +116,45 @@ def _recreate_from(holder: object, frame: types.FrameType, code: types.CodeType)
 
 
 class WorkSource:
-    """Hands out the awaitable of each attempt: the original first, then re-created ones.
+    """The work of one task and what is known about starting it again.
+
+    ``origin`` is the work as given. ``source`` is what re-creates it: the factory itself, a
+    :class:`Recreate` built from a coroutine's frame, that frame (read when first needed), a
+    ``str`` saying why the work cannot be restarted, or None while a coroutine's function and
+    arguments are still to be learnt from the traceback of its first failure.
 
     Args:
         work: A factory or a coroutine object.
-        restartable: Whether later attempts will be asked for; when False nothing is kept
-            for re-creation.
+        keep_frame: Keep a coroutine's frame from now on, so that it can be re-created even
+            after it returns.
 
     Raises:
         TypeError: If ``work`` is neither callable nor a coroutine object.
     """
 
-    __slots__ = ("_code", "_frame", "factory", "first", "origin", "reason")
+    __slots__ = ("origin", "source")
 
-    def __init__(self, work: Work[Any], *, restartable: bool = True) -> None:
-        self.set_work(work, restartable)
+    def __init__(self, work: Work[Any], *, keep_frame: bool = False) -> None:
+        self.set_work(work, keep_frame)
 
-    def set_work(self, work: Work[Any], restartable: bool) -> None:
+    def set_work(self, work: Work[Any], keep_frame: bool = False) -> None:
         """Take ``work`` as the source of attempts (``__init__`` for subclasses).
 
         Raises:
             TypeError: If ``work`` is neither callable nor a coroutine object.
         """
-        self.first: Awaitable[Any] | None = None
-        self.factory: Callable[[], Awaitable[Any]] | None = None
-        self.origin: object = None
-        self.reason = ""
-        self._frame: types.FrameType | None = None
-        self._code: types.CodeType | None = None
-        if isinstance(work, types.CoroutineType):
-            self.first = work
-            self.origin = work
-            if restartable:
+        self.origin: object = work
+        self.source: Callable[[], Awaitable[Any]] | types.FrameType | str | None = None
+        if type(work) is types.CoroutineType:
+            # Cheap checks only: this runs for every task started.
+            if work.cr_suspended:
+                self.source = f"coroutine {work.__qualname__!r} had already started"
+            elif keep_frame or _rebinds_parameters(work.cr_code):
                 self._keep(work)
         elif callable(work):
-            self.factory = work
+            self.source = work
         elif isinstance(work, Coroutine):
-            self.first = work
-            self.reason = f"{type(work).__qualname__} objects cannot be re-created"
+            self.source = f"{type(work).__qualname__} objects cannot be re-created"
         else:
             raise TypeError(
                 f"work must be a coroutine object or a zero-argument callable returning an "
@@ -160,52 +163,95 @@ class WorkSource:
 
     def _keep(self, coro: types.CoroutineType[Any, Any, Any]) -> None:
         frame = coro.cr_frame
-        if frame is None or coro.cr_running or coro.cr_suspended:
-            self.reason = f"coroutine {coro.__qualname__!r} had already started"
+        if frame is None:
+            self.source = f"coroutine {coro.__qualname__!r} had already finished"
             return
         code = coro.cr_code
         if _rebinds_parameters(code):
             try:
-                self.factory = _recreate_from(coro, frame, code)
+                self.source = _recreate_from(coro, frame, code)
             except NotRestartableError as exc:
-                self.reason = str(exc)
+                self.source = str(exc)
+        else:
+            self.source = frame  # read after it ran: a finished frame keeps its locals
+
+    def first(self) -> Awaitable[Any]:
+        """The awaitable of the first attempt: the coroutine object itself, or a factory's.
+
+        Raises:
+            Exception: Whatever the factory raises.
+        """
+        origin = self.origin
+        if type(origin) is types.CoroutineType or not callable(origin):
+            return origin  # type: ignore[return-value]
+        return origin()  # type: ignore[no-any-return]
+
+    def learn(self, exc: BaseException) -> None:
+        """Recover a coroutine's function and arguments from the traceback of ``exc``.
+
+        Called with what an attempt raised (a ``CancelledError`` included) before anything
+        asks whether the work can be restarted; a no-op once the source is known.
+        """
+        if self.source is not None:
             return
-        self._frame = frame
-        self._code = code
+        origin = self.origin
+        if type(origin) is not types.CoroutineType:
+            return
+        code = origin.cr_code
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code is code:  # the outermost one is the coroutine's own frame
+                try:
+                    self.source = _recreate_from(frame, frame, code)
+                except NotRestartableError as err:
+                    self.source = str(err)
+                return
+            tb = tb.tb_next
 
     def next(self) -> Awaitable[Any]:
-        """The awaitable for the next attempt.
+        """The awaitable of a later attempt.
 
         Raises:
             NotRestartableError: If the work cannot be started again.
             Exception: Whatever the factory raises.
         """
-        first = self.first
-        if first is not None:
-            self.first = None
-            return first
-        if self.factory is None and not self.restartable():
+        if not self.restartable():
             raise NotRestartableError(self.reason)
-        assert self.factory is not None
-        return self.factory()
+        return self.source()  # type: ignore[misc, operator]
 
     def restartable(self) -> bool:
         """Whether another attempt can be made; resolves a kept frame into a factory."""
-        if self.factory is not None:
-            return True
-        if self._frame is not None and self._code is not None:
+        source = self.source
+        if isinstance(source, types.FrameType):
+            code = source.f_code
             try:
-                self.factory = _recreate_from(self._frame, self._frame, self._code)
+                self.source = source = _recreate_from(source, source, code)
             except NotRestartableError as exc:
-                self.reason = str(exc)
-            self._frame = self._code = None
-        if self.factory is None and not self.reason:
-            self.reason = "the coroutine's function and arguments cannot be recovered"
-        return self.factory is not None
+                self.source = source = str(exc)
+        return callable(source)
+
+    @property
+    def factory(self) -> Callable[[], Awaitable[Any]] | None:
+        """What re-creates the work, if it is known and possible."""
+        return self.source if self.restartable() else None  # type: ignore[return-value]
+
+    @property
+    def reason(self) -> str:
+        """Why the work cannot be restarted, in words ("" if it can)."""
+        if self.restartable():
+            return ""
+        source = self.source
+        if isinstance(source, str):
+            return source
+        return (
+            "the coroutine's function and arguments are known only after it fails, "
+            "and it had not failed"
+        )
 
     def close(self) -> None:
-        """Close an original coroutine that was never awaited, so it does not warn."""
-        first = self.first
-        self.first = None
-        if first is not None and isinstance(first, Coroutine):
-            first.close()
+        """Close the original coroutine; for callers that never awaited it, so it does not
+        warn that it was never awaited."""
+        origin = self.origin
+        if isinstance(origin, Coroutine):
+            origin.close()
