@@ -15,6 +15,7 @@ def test_all_is_exactly_the_documented_surface() -> None:
             "HEALTH_URL_ENV",
             "LOGGER_NAME",
             "AgentError",
+            "LoopWatchdog",
             "retry_after",
             "render_node",
             "beat",

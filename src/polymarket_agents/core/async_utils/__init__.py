@@ -52,6 +52,7 @@ from ._robust import LOGGER_NAME, robust_task
 from ._shield import shielded
 from ._supervisor import TaskSupervisor
 from ._tree import NodeSnapshot, Strategy, Supervisor, render_node
+from ._watchdog import LoopWatchdog
 from ._work import Work
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "AgentError",
     "ConfigurationError",
     "ErrorClass",
+    "LoopWatchdog",
     "NodeSnapshot",
     "NotRestartableError",
     "Observer",
