@@ -6,6 +6,8 @@
     polymarket-agents simulate          serve the market simulator alone
     polymarket-agents health            exit 0 if the running service is alive, else 1
     polymarket-agents status            print the running service's /status
+    polymarket-agents report            trades, positions and P&L of a paper account
+    polymarket-agents account show      a paper account's cash, equity and P&L
 
 Every ``run`` option also reads an environment variable (``polymarket-agents run --help``
 lists them); flags win. This is the only module that configures logging.
@@ -33,7 +35,7 @@ from polymarket_agents.core.async_utils import (
 __all__ = ["main"]
 
 _PROG = "polymarket-agents"
-_COMMANDS = ("run", "simulate", "health", "status")
+_COMMANDS = ("run", "simulate", "health", "status", "report", "account")
 _logger = logging.getLogger("polymarket_agents.service")
 
 
@@ -87,7 +89,45 @@ def _parser(command: str) -> argparse.ArgumentParser:
     )
     status.add_argument("--url", help="base URL of the service (as for health, without /healthz)")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (5)")
+
+    report = commands.add_parser(
+        "report",
+        help="trades, positions, P&L per market and per run, signals, of a paper account",
+        description="Read a paper account's history from the database: a table per "
+        "section on a terminal, or one table as CSV, or everything as JSON. The database "
+        "must not be in use by a running service.",
+    )
+    _database_options(report)
+    report.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output (table)"
+    )
+    report.add_argument(
+        "--table",
+        choices=("summary", "trades", "positions", "markets", "runs", "signals"),
+        help="only this table (CSV: which one; trades by default)",
+    )
+
+    account = commands.add_parser(
+        "account",
+        help="show a paper account's cash, equity and P&L",
+        description="show: the account's cash, equity and P&L over every run.",
+    )
+    account.add_argument("action", choices=("show",))
+    _database_options(account)
     return parser
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("POLYMARKET_AGENTS_DB", "data/agents.sqlite"),
+        help="SQLite file or postgresql:// URL [POLYMARKET_AGENTS_DB] (data/agents.sqlite)",
+    )
+    parser.add_argument(
+        "--account",
+        default=os.environ.get("POLYMARKET_AGENTS_ACCOUNT", "default"),
+        help="the paper account's name [POLYMARKET_AGENTS_ACCOUNT] (default)",
+    )
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -309,6 +349,22 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0 if code == 200 else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    """``report``, and ``account show`` (the report's summary)."""
+    from polymarket_agents.service import print_report, read_report
+
+    try:
+        report = asyncio.run(read_report(args.db, args.account))
+    except (LookupError, OSError, ConnectionError, ValueError) as exc:
+        print(f"{_PROG} {args.command}: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "account":
+        print_report(report, table="summary")
+    else:
+        print_report(report, fmt=args.format, table=args.table)
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
@@ -340,4 +396,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(args, environ)
     if args.command == "status":
         return _status(args, environ)
+    if args.command in ("report", "account"):
+        return _report(args)
     return _run(args, environ)

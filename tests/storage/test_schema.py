@@ -24,8 +24,11 @@ TRADE = TradeRow(
     asset_id="a", market="m", timestamp_ms=1, side="BUY", price=Decimal("0.5"), size=Decimal(1)
 )
 
+LATEST = MIGRATIONS[-1].version
+NEXT = LATEST + 1
+
 ADD_INDEX = Migration(
-    2, "index trades by market", ("CREATE INDEX trades_market ON trades(market)",)
+    NEXT, "index trades by market", ("CREATE INDEX trades_market ON trades(market)",)
 )
 
 
@@ -72,9 +75,9 @@ async def test_a_new_migration_upgrades_an_existing_file(
         await store.write_batch([TRADE])
     caplog.set_level(logging.INFO, logger=LOGGER_NAME)
     async with SQLiteStore(db_path, migrations=(*MIGRATIONS, ADD_INDEX)) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == NEXT
         assert await store.count(Table.TRADES) == 1
-    assert applied(caplog) == [f"{db_path}: applied migration 2 (index trades by market)"]
+    assert applied(caplog) == [f"{db_path}: applied migration {NEXT} (index trades by market)"]
     conn = sqlite3.connect(db_path)
     try:
         names = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
@@ -87,11 +90,11 @@ async def test_a_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
     """A migration that fails halfway leaves neither its first statements nor its version."""
     async with SQLiteStore(db_path):
         pass
-    broken = Migration(2, "half done", ("CREATE TABLE extra (x)", "CREATE TABLE trades (x)"))
+    broken = Migration(NEXT, "half done", ("CREATE TABLE extra (x)", "CREATE TABLE trades (x)"))
     with pytest.raises(sqlite3.OperationalError, match="already exists"):
         async with SQLiteStore(db_path, migrations=(*MIGRATIONS, broken)):
             pass
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == LATEST
     conn = sqlite3.connect(db_path)
     try:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchall() == []
@@ -103,20 +106,23 @@ async def test_a_file_from_a_newer_version_is_refused(db_path: Path) -> None:
     """A schema newer than the code is a fatal configuration error, and the file is untouched."""
     async with SQLiteStore(db_path, migrations=(*MIGRATIONS, ADD_INDEX)):
         pass
-    with pytest.raises(SchemaVersionError, match="schema version 2") as caught:
+    with pytest.raises(SchemaVersionError, match=f"schema version {NEXT}") as caught:
         async with SQLiteStore(db_path):
             pass
-    assert (caught.value.found, caught.value.supported) == (2, 1)
+    assert (caught.value.found, caught.value.supported) == (NEXT, LATEST)
     assert classify_error(caught.value) is ErrorClass.FATAL
-    assert user_version(db_path) == 2
+    assert user_version(db_path) == NEXT
 
 
 @pytest.mark.parametrize(
     ("migrations", "message"),
     [
-        ((ADD_INDEX,), "found 2 where 1 was expected"),
-        ((*MIGRATIONS, Migration(3, "gap", ("SELECT 1",))), "found 3 where 2 was expected"),
-        ((*MIGRATIONS, Migration(2, "empty", ())), "migration 2 has no statements"),
+        ((ADD_INDEX,), f"found {NEXT} where 1 was expected"),
+        (
+            (*MIGRATIONS, Migration(NEXT + 1, "gap", ("SELECT 1",))),
+            f"found {NEXT + 1} where {NEXT} was expected",
+        ),
+        ((*MIGRATIONS, Migration(NEXT, "empty", ())), f"migration {NEXT} has no statements"),
     ],
 )
 def test_migration_lists_must_be_consecutive(
@@ -125,3 +131,51 @@ def test_migration_lists_must_be_consecutive(
     """Versions run 1, 2, 3 ... and every step has statements."""
     with pytest.raises(ConfigurationError, match=message):
         SQLiteStore(tmp_path / "x.sqlite", migrations=migrations)
+
+
+async def test_version_1_files_keep_their_orders_in_the_default_account(db_path: Path) -> None:
+    """Migration 2 on a file written by version 1: its orders and fills belong to account 1
+    ('default', 1000 USDC); a signal id is then unique per account, not overall."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for statement in MIGRATIONS[0].statements:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO paper_orders (order_id, signal_id, market, token_id, side, price, size, "
+            "order_type, status, created_at_ms, filled_size, updated_at_ms, revision, error) "
+            "VALUES ('o1', 's1', 'm', 't', 'BUY', '0.4', '10', 'FOK', 'matched', 1, '10', 1, 1, '')"
+        )
+        conn.execute(
+            "INSERT INTO fills (order_id, seq, token_id, side, price, size, timestamp_ms, "
+            "market, fee) VALUES ('o1', 0, 't', 'BUY', '0.4', '10', 1, 'm', '0')"
+        )
+    finally:
+        conn.close()
+    async with SQLiteStore(db_path) as store:
+        assert store.schema_version == LATEST
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        assert conn.execute("SELECT account_id, signal_id FROM paper_orders").fetchall() == [
+            (1, "s1")
+        ]
+        assert conn.execute("SELECT account_id, kind FROM fills").fetchall() == [(1, "trade")]
+        assert conn.execute(
+            "SELECT id, name, starting_cash, closed_at_ms FROM accounts"
+        ).fetchall() == [(1, "default", "1000", None)]
+        conn.execute(
+            "INSERT INTO paper_orders (order_id, signal_id, market, token_id, side, price, size, "
+            "order_type, status, created_at_ms, filled_size, updated_at_ms, revision, error, "
+            "account_id) VALUES ('o2', 's1', 'm', 't', 'BUY', '0.4', '10', 'FOK', 'matched', "
+            "1, '10', 1, 1, '', 2)"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute(
+                "INSERT INTO paper_orders (order_id, signal_id, market, token_id, side, price, "
+                "size, order_type, status, created_at_ms, filled_size, updated_at_ms, revision, "
+                "error, account_id) VALUES ('o3', 's1', 'm', 't', 'BUY', '0.4', '10', 'FOK', "
+                "'matched', 1, '10', 1, 1, '', 2)"
+            )
+    finally:
+        conn.close()

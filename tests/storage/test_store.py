@@ -18,6 +18,7 @@ from polymarket_agents.storage import (
     MIGRATIONS,
     BookSnapshotRow,
     FillRow,
+    MarketResolutionRow,
     MarketRow,
     Migration,
     PaperOrderRow,
@@ -98,6 +99,7 @@ def one_of_each(n: int = 0) -> list[object]:
             size=D("10"),
             timestamp_ms=1_004 + n,
         ),
+        MarketResolutionRow(market=f"0xc{n}", winning_asset_id=f"y{n}", timestamp_ms=1_005 + n),
     ]
 
 
@@ -184,9 +186,11 @@ async def test_orders_move_forward_by_revision_and_one_per_signal(store: SQLiteS
 
 async def test_invalid_rows_are_reported_and_the_rest_committed(store: SQLiteStore) -> None:
     """A refused row does not block its batch: the others are committed."""
-    rows = [*one_of_each(), "junk", order("bad", side="HOLD")]
+    good = one_of_each()
+    rows = [*good, "junk", order("bad", side="HOLD")]
     result = await store.write_batch(rows)
-    assert [(r.index, r.row) for r in result.rejected] == [(7, "junk"), (8, rows[8])]
+    junk = len(good)
+    assert [(r.index, r.row) for r in result.rejected] == [(junk, "junk"), (junk + 1, rows[-1])]
     assert result.total_written == len(Table)
 
 
@@ -194,7 +198,7 @@ async def test_rows_the_database_refuses_are_found_row_by_row(db_path: Path) -> 
     """When a constraint refuses a row mid-batch, the batch is written again row by row
     in one transaction: the good rows are stored, the refused one reported."""
     unlucky = Migration(
-        2,
+        MIGRATIONS[-1].version + 1,
         "refuse one price",
         (
             "CREATE TRIGGER no_13 BEFORE INSERT ON trades WHEN NEW.price = '0.13' "
@@ -365,3 +369,120 @@ async def test_the_database_file_is_its_owners_alone(tmp_path: Path) -> None:
         assert stat.S_IMODE(shared.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+# -- the ledger: accounts, runs and history (run on PostgreSQL too) ---------------------------
+
+
+async def test_accounts_open_once_per_name_and_reset_keeps_history(store: SQLiteStore) -> None:
+    """'default' is the account of older files; a name opens once; a reset closes it and
+    opens a new one with its own id, the closed one still listed."""
+    default = await store.open_account("default", starting_cash=D(5), settings={}, now_ms=10)
+    assert (default.id, default.starting_cash, default.closed_at_ms) == (1, D(1000), None)
+    alice = await store.open_account(
+        "alice", starting_cash=D(500), settings={"order_size": "5"}, now_ms=20
+    )
+    again = await store.open_account(
+        "alice", starting_cash=D(900), settings={"order_size": "7"}, now_ms=30
+    )
+    assert again.id == alice.id
+    assert again.starting_cash == D(500)
+    assert again.settings == {"order_size": "7"}
+    closed, opened = await store.reset_account(
+        "alice", starting_cash=D(250), settings={}, now_ms=40
+    )
+    assert closed is not None
+    assert (closed.id, closed.closed_at_ms) == (alice.id, 40)
+    assert opened.id not in (alice.id, default.id)
+    assert (opened.name, opened.starting_cash, opened.opened_at_ms) == ("alice", D(250), 40)
+    listed = [(a.name, a.id, a.closed_at_ms) for a in await store.accounts()]
+    assert listed == [("alice", alice.id, 40), ("alice", opened.id, None), ("default", 1, None)]
+    none, bob = await store.reset_account("bob", starting_cash=D(1), settings={}, now_ms=50)
+    assert none is None
+    assert bob.name == "bob"
+
+
+async def test_runs_are_numbered_and_keep_their_counters(store: SQLiteStore) -> None:
+    """begin_run numbers runs in order; record_run stores counters, then the end."""
+    first = await store.begin_run(
+        account_id=1, strategy="a.b:C", settings={"x": 1}, started_at_ms=100
+    )
+    second = await store.begin_run(account_id=1, strategy="a.b:C", settings={}, started_at_ms=200)
+    assert second > first
+    await store.record_run(first, counters={"events": 5})
+    await store.record_run(first, counters={"events": 9}, ended_at_ms=150)
+    runs = await store.runs()
+    assert [(r.id, r.started_at_ms, r.ended_at_ms) for r in runs] == [
+        (first, 100, 150),
+        (second, 200, None),
+    ]
+    assert (runs[0].strategy, runs[0].settings, runs[0].counters) == (
+        "a.b:C",
+        {"x": 1},
+        {"events": 9},
+    )
+
+
+async def test_history_is_read_per_account(store: SQLiteStore) -> None:
+    """Orders and fills of one account only; markets and resolutions as stored."""
+    await store.write_batch(
+        [
+            MarketRow(condition_id="0xm", yes_token="y", no_token="n", slug="will-it"),
+            order("o1"),
+            order("o2", account_id=2),
+            FillRow(order_id="o1", seq=0, token_id="y", side="BUY", price=D("0.4"), size=D(5),
+                    timestamp_ms=2, market="0xm", fee=D("0.01")),
+            FillRow(order_id="o2", seq=0, token_id="y", side="BUY", price=D("0.4"), size=D(5),
+                    timestamp_ms=1, market="0xm", account_id=2),
+            FillRow(order_id="settle:0xm", seq=0, token_id="y", side="SELL", price=D(1),
+                    size=D(5), timestamp_ms=3, market="0xm", kind="settlement"),
+            MarketResolutionRow(market="0xm", winning_asset_id="y", timestamp_ms=3),
+        ]
+    )  # fmt: skip
+    assert [o.order_id for o in await store.orders(1)] == ["o1"]
+    assert [o.account_id for o in await store.orders(2)] == [2]
+    fills = await store.fills(1)
+    assert [(f.order_id, f.kind, f.fee) for f in fills] == [
+        ("o1", "trade", D("0.01")),
+        ("settle:0xm", "settlement", D(0)),
+    ]
+    assert [m.slug for m in await store.markets()] == ["will-it"]
+    assert [(r.market, r.winning_asset_id) for r in await store.resolutions()] == [("0xm", "y")]
+
+
+async def test_events_stream_in_the_order_they_were_taken(store: SQLiteStore) -> None:
+    """Every market-data table as one stream: by event order, a price change's entries in
+    their order; filtered by receive time and market; in chunks."""
+    change = {"market": "0xa", "timestamp_ms": 5, "side": "BUY", "size": D(1), "received_at_ms": 50}
+    await store.write_batch(
+        [
+            PriceChangeRow(asset_id="y", price=D("0.3"), hash="h1", event_seq=3, entry=1, **change),  # type: ignore[arg-type]
+            PriceChangeRow(asset_id="n", price=D("0.7"), hash="h0", event_seq=3, entry=0, **change),  # type: ignore[arg-type]
+            BookSnapshotRow(asset_id="y", market="0xa", timestamp_ms=4, hash="b",
+                            bids=((D("0.2"), D(3)),), received_at_ms=40, event_seq=1),
+            TradeRow(asset_id="y", market="0xa", timestamp_ms=6, side="SELL", price=D("0.3"),
+                     size=D(2), transaction_hash="0xt", received_at_ms=60, event_seq=4,
+                     books_ahead=2),
+            TickSizeChangeRow(asset_id="y", market="0xb", timestamp_ms=3, old_tick_size=D("0.01"),
+                              new_tick_size=D("0.001"), received_at_ms=30, event_seq=2),
+            MarketResolutionRow(market="0xa", winning_asset_id="y", timestamp_ms=7,
+                                received_at_ms=70, event_seq=5),
+        ]
+    )  # fmt: skip
+    chunks = [chunk async for chunk in store.events(chunk=2)]
+    assert [len(chunk) for chunk in chunks] == [2, 2, 2]
+    records = [record for chunk in chunks for record in chunk]
+    assert [(r.kind, r.event_seq, r.entry, r.asset_id) for r in records] == [
+        ("book_snapshots", 1, 0, "y"),
+        ("tick_size_changes", 2, 0, "y"),
+        ("price_changes", 3, 0, "n"),
+        ("price_changes", 3, 1, "y"),
+        ("trades", 4, 0, "y"),
+        ("market_resolutions", 5, 0, "y"),
+    ]
+    book = records[0]
+    assert (book.timestamp_ms, book.received_at_ms, book.fields[0]) == (4, 40, "b")
+    assert records[4].books_ahead == 2
+    assert records[4].fields[:3] == ("SELL", "0.3", "2")
+    only_a = [r async for chunk in store.events(markets=["0xa"], since_ms=45) for r in chunk]
+    assert [r.event_seq for r in only_a] == [3, 3, 4, 5]

@@ -78,6 +78,16 @@ from ._paper import (
     PaperBroker,
     PaperOrder,
 )
+from ._report import (
+    MarketPnl,
+    PositionLine,
+    Report,
+    RunLine,
+    SignalSummary,
+    TradeLine,
+    build_report,
+    load_report,
+)
 from ._runtime import (
     HEALTH_TASK,
     INGESTION_TASK,
@@ -88,6 +98,7 @@ from ._runtime import (
     resolve_markets,
     run_market_agents,
 )
+from ._sequence import EventSequence
 from ._shards import MAX_SHARDS, Shard, shard_owner
 from ._strategies import DEFAULT_STRATEGY, convert_option, load_strategy, parse_strategy_options
 
@@ -115,11 +126,13 @@ __all__ = [
     "Analysis",
     "Broker",
     "ComplementArbitrage",
+    "EventSequence",
     "IngestionStats",
     "IngestionWorker",
     "InvalidOrder",
     "MarketMonitor",
     "MarketOrderArgs",
+    "MarketPnl",
     "MonitorStats",
     "OrderArgs",
     "OrderResponse",
@@ -128,15 +141,22 @@ __all__ = [
     "PaperBroker",
     "PaperOrder",
     "Portfolio",
+    "PositionLine",
     "PositionState",
+    "Report",
+    "RunLine",
     "RuntimeStats",
     "Shard",
+    "SignalSummary",
     "Strategy",
     "TradeJournal",
+    "TradeLine",
+    "build_report",
     "convert_option",
     "data_ingestion_worker",
     "event_rows",
     "ingestion_queue",
+    "load_report",
     "load_strategy",
     "market_row",
     "monitor_market",

@@ -11,13 +11,17 @@ event                   rows (one queue item per event)
 ``best_bid_ask``        none: it repeats the ``best_bid``/``best_ask`` that every
                         stored price change already carries
 ``new_market``          none: a monitor watches its own market only
-``market_resolved``     the monitor stores its market again as inactive
+``market_resolved``     one :class:`~polymarket_agents.storage.MarketResolutionRow`;
+                        the monitor also stores its market again as inactive
                         (:class:`~polymarket_agents.storage.MarketRow`)
 ======================  ==========================================================
 
 Every row carries the event's own identity (timestamp, asset, the feed's hash or
 transaction hash), which the store's unique keys are built on: an event stored twice
-(replayed, or re-sent after a restart) is a duplicate, never a second row.
+(replayed, or re-sent after a restart) is a duplicate, never a second row. Every row also
+carries the event's ``event_seq`` (its place in the order the service took events, shared
+by the rows of one event) and ``books_ahead``, so that a backtest can replay the events in
+exactly that order against books in exactly the state the strategy saw.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from polymarket_agents.feed import (
     LastTradePrice,
     MarketEvent,
     MarketInfo,
+    MarketResolved,
     PriceChange,
     TickSizeChange,
 )
 from polymarket_agents.storage import (
     BookSnapshotRow,
+    MarketResolutionRow,
     MarketRow,
     PriceChangeRow,
     Table,
@@ -44,11 +50,17 @@ from polymarket_agents.storage import (
 
 __all__ = ["CONVERTERS", "EventRows", "event_rows", "market_row"]
 
-EventRows = BookSnapshotRow | TradeRow | TickSizeChangeRow | tuple[PriceChangeRow, ...]
+EventRows = (
+    BookSnapshotRow
+    | TradeRow
+    | TickSizeChangeRow
+    | MarketResolutionRow
+    | tuple[PriceChangeRow, ...]
+)
 """What one event becomes: a row, or a tuple of rows stored together."""
 
 
-def _book(event: Book, received_ms: int) -> BookSnapshotRow:
+def _book(event: Book, received_ms: int, seq: int | None, ahead: int) -> BookSnapshotRow:
     return BookSnapshotRow(
         asset_id=event.asset_id,
         market=event.market,
@@ -57,10 +69,14 @@ def _book(event: Book, received_ms: int) -> BookSnapshotRow:
         bids=tuple([(level.price, level.size) for level in event.bids]),
         asks=tuple([(level.price, level.size) for level in event.asks]),
         received_at_ms=received_ms,
+        event_seq=seq,
+        books_ahead=ahead,
     )
 
 
-def _price_change(event: PriceChange, received_ms: int) -> tuple[PriceChangeRow, ...]:
+def _price_change(
+    event: PriceChange, received_ms: int, seq: int | None, ahead: int
+) -> tuple[PriceChangeRow, ...]:
     market = event.market
     timestamp = int(event.timestamp)
     return tuple(
@@ -76,13 +92,16 @@ def _price_change(event: PriceChange, received_ms: int) -> tuple[PriceChangeRow,
                 best_bid=change.best_bid,
                 best_ask=change.best_ask,
                 received_at_ms=received_ms,
+                event_seq=seq,
+                books_ahead=ahead,
+                entry=entry,
             )
-            for change in event.price_changes
+            for entry, change in enumerate(event.price_changes)
         ]
     )
 
 
-def _trade(event: LastTradePrice, received_ms: int) -> TradeRow:
+def _trade(event: LastTradePrice, received_ms: int, seq: int | None, ahead: int) -> TradeRow:
     return TradeRow(
         asset_id=event.asset_id,
         market=event.market,
@@ -93,10 +112,14 @@ def _trade(event: LastTradePrice, received_ms: int) -> TradeRow:
         fee_rate_bps=event.fee_rate_bps,
         transaction_hash=event.transaction_hash,
         received_at_ms=received_ms,
+        event_seq=seq,
+        books_ahead=ahead,
     )
 
 
-def _tick_size_change(event: TickSizeChange, received_ms: int) -> TickSizeChangeRow:
+def _tick_size_change(
+    event: TickSizeChange, received_ms: int, seq: int | None, ahead: int
+) -> TickSizeChangeRow:
     return TickSizeChangeRow(
         asset_id=event.asset_id,
         market=event.market,
@@ -104,24 +127,44 @@ def _tick_size_change(event: TickSizeChange, received_ms: int) -> TickSizeChange
         old_tick_size=event.old_tick_size,
         new_tick_size=event.new_tick_size,
         received_at_ms=received_ms,
+        event_seq=seq,
+        books_ahead=ahead,
     )
 
 
-CONVERTERS: dict[type, tuple[Table, Callable[[Any, int], Any]]] = {
+def _resolution(
+    event: MarketResolved, received_ms: int, seq: int | None, ahead: int
+) -> MarketResolutionRow:
+    return MarketResolutionRow(
+        market=event.market,
+        winning_asset_id=event.winning_asset_id,
+        timestamp_ms=int(event.timestamp),
+        received_at_ms=received_ms,
+        event_seq=seq,
+    )
+
+
+CONVERTERS: dict[type, tuple[Table, Callable[[Any, int, int | None, int], Any]]] = {
     PriceChange: (Table.PRICE_CHANGES, _price_change),
     Book: (Table.BOOK_SNAPSHOTS, _book),
     LastTradePrice: (Table.TRADES, _trade),
     TickSizeChange: (Table.TICK_SIZE_CHANGES, _tick_size_change),
+    MarketResolved: (Table.MARKET_RESOLUTIONS, _resolution),
 }
-"""Event type -> (the table its rows go to, the converter ``(event, received_ms)``)."""
+"""Event type -> (the table its rows go to, the converter
+``(event, received_ms, event_seq, books_ahead)``)."""
 
 
-def event_rows(event: MarketEvent, received_ms: int) -> EventRows | None:
+def event_rows(
+    event: MarketEvent, received_ms: int, *, event_seq: int | None = None, books_ahead: int = 0
+) -> EventRows | None:
     """The rows an event is stored as (see the module's table), or None.
 
     Args:
         event: A decoded market-channel event.
         received_ms: When the client received it, epoch milliseconds.
+        event_seq: Its place in the order events were taken, if known.
+        books_ahead: Later events of its market already applied to the books.
 
     Returns:
         One row, a tuple of rows (a ``price_change``), or None for kinds not stored.
@@ -129,7 +172,7 @@ def event_rows(event: MarketEvent, received_ms: int) -> EventRows | None:
     entry = CONVERTERS.get(type(event))
     if entry is None:
         return None
-    result: EventRows = entry[1](event, received_ms)
+    result: EventRows = entry[1](event, received_ms, event_seq, books_ahead)
     return result
 
 

@@ -47,6 +47,7 @@ from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
 from ._broker import Broker
 from ._convert import CONVERTERS, market_row
 from ._handoff import DEFAULT_HANDOFF_TIMEOUT, handoff
+from ._sequence import EventSequence
 
 __all__ = ["MarketMonitor", "MonitorStats", "monitor_market"]
 
@@ -176,6 +177,8 @@ class MarketMonitor:
         handoff_timeout: Seconds a cancelled monitor still waits to queue the rows in
             hand before it abandons them.
         clock: Wall clock (seconds since the epoch) for the rows' ``received_at_ms``.
+        sequence: Numbers the events taken (share one among the monitors of a process);
+            a sequence of its own, run 0, if None.
         logger: Where to log.
 
     Raises:
@@ -196,6 +199,7 @@ class MarketMonitor:
         feed_options: Mapping[str, Any] | None = None,
         handoff_timeout: float = DEFAULT_HANDOFF_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        sequence: EventSequence | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         if not edge_threshold >= 0:
@@ -219,6 +223,7 @@ class MarketMonitor:
             MarketFeed(feed_url, markets=(), **self._feed_options)
         self._handoff_timeout = handoff_timeout
         self._clock = clock
+        self.sequence = sequence if sequence is not None else EventSequence()
         self._logger = logger or _logger
         self._feed: MarketFeed | None = None
         self._stream: MarketStream | None = None
@@ -356,7 +361,7 @@ class MarketMonitor:
                     market.slug,
                     redact_url(self.feed_url),
                 )
-                await self._consume(feed.events(), books)
+                await self._consume(feed.events(), books, lambda: feed.events_received)
             raise FeedStopped(f"{feed.name}: the feed ended")
         except Exception as exc:
             self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (self.feed_url,))
@@ -394,7 +399,7 @@ class MarketMonitor:
                 redact_url(feed.url),
                 stream.connection,
             )
-            await self._consume(stream.events(), stream.books)
+            await self._consume(stream.events(), stream.books, lambda: stream.received)
             raise FeedStopped(f"{feed.name}: the stream of {market.condition_id} ended")
         except Exception as exc:
             self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (feed.url,))
@@ -437,37 +442,58 @@ class MarketMonitor:
             self.queue, item, timeout=self._handoff_timeout, logger=self._logger, on_lost=lost
         )
 
-    async def _consume(self, events: AsyncIterator[MarketEvent], books: MarketBooks) -> None:
-        """The hot loop: every event to rows, analysis and trades."""
+    async def _consume(
+        self,
+        events: AsyncIterator[MarketEvent],
+        books: MarketBooks,
+        received: Callable[[], int],
+    ) -> None:
+        """The hot loop: every event to rows, analysis and trades.
+
+        Nothing awaits between numbering an event and the broker's decision on it (the
+        queue's fast path does not yield; rows that must wait for room are handed over
+        after the trade), so the event numbers order the trades.
+
+        Args:
+            events: The market's events, each applied to ``books`` before it comes.
+            books: The market's books.
+            received: How many events the source has applied and handed over so far; minus
+                the events taken, how far ``books`` are ahead of the event in hand.
+        """
         queue = self.queue
         strategy = self.strategy
         broker = self.broker
         threshold = self.edge_threshold
         clock = self._clock
+        sequence = self.sequence
         converters = CONVERTERS
         counts = self._counts
         table_rows = self._table_rows
         condition_id = books.condition_id
+        taken = 0
         generator = cast(AsyncGenerator[MarketEvent, None], events)
         async with contextlib.aclosing(generator):
             async for event in generator:
                 kind = type(event)
                 counts[kind] = counts.get(kind, 0) + 1
+                taken += 1
+                seq = sequence()
+                waiting: tuple[object, str, int] | None = None
                 if queue is not None:
                     entry = converters.get(kind)
                     if entry is not None:
                         table, convert = entry
-                        rows = convert(event, int(clock() * 1000))
+                        # The feed applies a frame to the books before handing its events
+                        # over: books_ahead says how many later events the strategy's
+                        # books already hold (0 while the monitor keeps up).
+                        rows = convert(event, int(clock() * 1000), seq, received() - taken)
                         count = len(rows) if type(rows) is tuple else 1
                         try:
                             queue.put_nowait(rows)
                         except asyncio.QueueFull:
-                            await self._put(rows, table, count)
+                            waiting = (rows, table, count)
                         else:
                             table_rows[table] = table_rows.get(table, 0) + count
-                    elif kind is MarketResolved and event.market == condition_id:
-                        row = market_row(self.market, self._now_ms(), active=False)
-                        await self._put(row, Table.MARKETS, 1)
                 try:
                     analysis = strategy.analyze(books, event)
                 except Exception as exc:
@@ -480,6 +506,11 @@ class MarketMonitor:
                         self._orders += len(await broker.submit_trade(analysis))
                 if broker is not None and broker.resting(condition_id):
                     await broker.on_book_update(books)
+                if waiting is not None:
+                    await self._put(*waiting)
+                if kind is MarketResolved and queue is not None and event.market == condition_id:
+                    row = market_row(self.market, self._now_ms(), active=False)
+                    await self._put(row, Table.MARKETS, 1)
 
     def _analysis_failed(self, exc: Exception) -> None:
         self._analysis_errors += 1

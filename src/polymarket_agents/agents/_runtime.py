@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from polymarket_agents.feed import (
     MarketInfo,
     fetch_markets,
 )
-from polymarket_agents.storage import DEFAULT_PATH, PostgresStore, SQLiteStore
+from polymarket_agents.storage import DEFAULT_PATH, AccountRecord, PostgresStore, SQLiteStore
 
 from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
 from ._handoff import DEFAULT_HANDOFF_TIMEOUT
@@ -51,6 +52,7 @@ from ._ingestion import (
 from ._journal import TradeJournal
 from ._monitor import MarketMonitor, MonitorStats
 from ._paper import PaperBroker
+from ._sequence import EventSequence
 
 __all__ = [
     "HEALTH_TASK",
@@ -117,6 +119,7 @@ class AgentsConfig:
         assets_per_connection: Assets per pooled connection (at most 500).
         custom_features: Ask the feed for ``best_bid_ask``, ``new_market`` and
             ``market_resolved``.
+        account: The paper account traded: its name in the database (``--account``).
 
     Raises:
         ConfigurationError: On a negative or zero interval, size or threshold.
@@ -150,8 +153,11 @@ class AgentsConfig:
     shared_feed: bool = True
     assets_per_connection: int = DEFAULT_ASSETS_PER_CONNECTION
     custom_features: bool = False
+    account: str = "default"
 
     def __post_init__(self) -> None:
+        if not self.account.strip():
+            raise ConfigurationError("account must be a non-empty name")
         positive: tuple[str, ...] = ("health_interval", "queue_size", "batch_size", "ping_interval")
         positive += ("pong_timeout", "resync_timeout", "open_timeout", "close_timeout")
         positive += ("ready_write_stall",)
@@ -428,6 +434,12 @@ class AgentsRuntime:
                 assets_per_connection=config.assets_per_connection,
                 **feed_options,
             )
+        self.sequence = EventSequence()
+        """Numbers the events every monitor takes; its run is the store's run id."""
+        self.account: AccountRecord | None = None
+        """The paper account traded, once started."""
+        self.run_id: int | None = None
+        """This run's id in the store, once started."""
         self.monitors: dict[str, MarketMonitor] = {
             monitor_task_name(market.condition_id): MarketMonitor(
                 market,
@@ -439,6 +451,7 @@ class AgentsRuntime:
                 edge_threshold=config.edge_threshold,
                 feed_options=feed_options,
                 handoff_timeout=config.handoff_timeout,
+                sequence=self.sequence,
             )
             for market in markets
         }
@@ -483,6 +496,7 @@ class AgentsRuntime:
             raise RuntimeError("an AgentsRuntime can be started only once")
         self._started = True
         await self.store.open()
+        await self._begin_run()
         await self.broker.load()
         self.strategy.resume(self.broker.signal_ids)
         supervisor = self.supervisor
@@ -493,6 +507,62 @@ class AgentsRuntime:
             await supervisor.start_task(name, monitor.run)
         await supervisor.start_task(HEALTH_TASK, self._health_loop)
         _logger.info("agents started: %d markets, database %s", len(self.monitors), self.where)
+
+    def run_settings(self) -> dict[str, Any]:
+        """The settings a run records with itself (and a report shows)."""
+        strategy = self.strategy
+        return {
+            "strategy": repr(strategy),
+            "edge_threshold": str(self.config.edge_threshold),
+            "fee_rate_bps": str(self.config.fee_rate_bps),
+            "max_notional": str(self.config.max_notional),
+            "markets": [market.condition_id for market in self.markets],
+        }
+
+    def run_counters(self) -> dict[str, Any]:
+        """What a run records of itself: events, signals seen and submitted, orders, fills."""
+        monitors = [monitor.stats for monitor in self.monitors.values()]
+        return {
+            "events": sum(s.events for s in monitors),
+            "signals": sum(s.signals for s in monitors),
+            "submitted": sum(s.submitted for s in monitors),
+            "orders": sum(s.orders for s in monitors),
+            "duplicate_signals": self.broker.duplicate_signals,
+            "analysis_errors": sum(s.analysis_errors for s in monitors),
+        }
+
+    async def _begin_run(self) -> None:
+        """Open the account and record the run."""
+        store = self.store
+        now_ms = int(time.time() * 1000)
+        self.account = await store.open_account(
+            self.config.account,
+            starting_cash=self.config.starting_cash,
+            settings={},
+            now_ms=now_ms,
+        )
+        strategy = type(self.strategy)
+        self.run_id = await store.begin_run(
+            account_id=self.account.id,
+            strategy=f"{strategy.__module__}:{strategy.__qualname__}",
+            settings=self.run_settings(),
+            started_at_ms=now_ms,
+        )
+        self.sequence.start(self.run_id)
+
+    async def _record_run(self, *, ended: bool, timeout: float) -> None:
+        """Store the run's counters (and its end); a failure is logged, never raised."""
+        store, run_id = self.store, self.run_id
+        if run_id is None:
+            return
+        ended_at_ms = int(time.time() * 1000) if ended else None
+        try:
+            async with asyncio.timeout(timeout):
+                await store.record_run(
+                    run_id, counters=self.run_counters(), ended_at_ms=ended_at_ms
+                )
+        except Exception as exc:
+            _logger.warning("could not record run %d: %s: %s", run_id, type(exc).__name__, exc)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully: monitors (sockets closed), health loop, then drain and close.
@@ -532,6 +602,7 @@ class AgentsRuntime:
             INGESTION_TASK, timeout=max(left(), 1.0)
         ):
             stuck.append(INGESTION_TASK)
+        await self._record_run(ended=True, timeout=max(min(left(), 1.0), 0.1))
         await self.store.close()
         stats = self.stats()
         _logger.info(
@@ -549,6 +620,8 @@ class AgentsRuntime:
         while True:
             await asyncio.sleep(interval)
             await self.check_health()
+            # A run killed without a shutdown keeps the counters of its last check.
+            await self._record_run(ended=False, timeout=interval)
 
     async def check_health(self) -> list[str]:
         """One health check (the health loop runs it every ``health_interval``).

@@ -135,13 +135,16 @@ class MarketStream:
         books: Its YES and NO books (shared with the feed).
     """
 
-    __slots__ = ("_channel", "_feed", "books", "market")
+    __slots__ = ("_channel", "_feed", "books", "market", "received")
 
     def __init__(self, feed: MarketFeed, market: MarketInfo, queue_size: int) -> None:
         self._feed = feed
         self.market = market
         self.books: MarketBooks = feed.books.pair(market.condition_id)
         self._channel: Channel[list[MarketEvent]] = Channel(queue_size)
+        self.received = 0
+        """Events handed to this stream, each already applied to :attr:`books`: minus
+        the events taken, how far the books are ahead of the consumer."""
 
     def __repr__(self) -> str:
         return f"<MarketStream {self.market.condition_id[:10]}... backlog={len(self._channel)}>"
@@ -317,6 +320,7 @@ class MarketFeed:
         self._channel: Channel[list[MarketEvent]] | None = (
             Channel(queue_size) if deliver_events else None
         )
+        self._delivered = 0
         self.books = BookSet()
         """The local books of every subscribed asset; see :class:`BookSet`."""
         self._market_assets: dict[str, tuple[str, ...]] = {}  # condition id -> its tokens
@@ -473,8 +477,10 @@ class MarketFeed:
         """
         blocked: _Delivery | None = None
         channel = self._channel
-        if channel is not None and not channel.put_nowait(events):
-            blocked = [(channel, events)]
+        if channel is not None:
+            self._delivered += len(events)
+            if not channel.put_nowait(events):
+                blocked = [(channel, events)]
         streams = self._streams
         on_lifecycle = self._on_lifecycle
         if not streams and on_lifecycle is None:
@@ -482,9 +488,11 @@ class MarketFeed:
         if len(events) == 1:
             event = events[0]
             stream = streams.get(event.market)
-            if stream is not None and not stream._channel.put_nowait(events):
-                blocked = blocked or []
-                blocked.append((stream._channel, events))
+            if stream is not None:
+                stream.received += 1
+                if not stream._channel.put_nowait(events):
+                    blocked = blocked or []
+                    blocked.append((stream._channel, events))
             if on_lifecycle is not None and type(event) in (NewMarket, MarketResolved):
                 self._lifecycle(event)  # type: ignore[arg-type]
             return blocked
@@ -495,7 +503,9 @@ class MarketFeed:
             if on_lifecycle is not None and type(event) in (NewMarket, MarketResolved):
                 self._lifecycle(event)  # type: ignore[arg-type]
         for market, batch in by_market.items():
-            channel = streams[market]._channel
+            stream = streams[market]
+            stream.received += len(batch)
+            channel = stream._channel
             if not channel.put_nowait(batch):
                 blocked = blocked or []
                 blocked.append((channel, batch))
@@ -805,6 +815,13 @@ class MarketFeed:
         return bool(connections) and all(
             c.ws is not None for c in connections if c.assets or len(connections) == 1
         )
+
+    @property
+    def events_received(self) -> int:
+        """Events handed to the feed's own iterator (:meth:`events`), each already applied
+        to :attr:`books`: minus the events taken, how far the books are ahead of the
+        consumer. A cheap read."""
+        return self._delivered
 
     @property
     def silent_for(self) -> float | None:

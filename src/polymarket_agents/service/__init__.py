@@ -47,6 +47,15 @@ from ._http import HttpServer, create_app
 from ._logging import JsonFormatter, TextFormatter
 from ._metrics import NAMESPACE, ServiceCollector, service_registry
 from ._redact import RedactingFormatter, Redactor, shown_db_path
+from ._report import (
+    REPORT_TABLES,
+    ReportTable,
+    print_report,
+    read_report,
+    report_csv,
+    report_json,
+    report_renderable,
+)
 from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState
 from ._view import LiveView
 
@@ -57,6 +66,7 @@ __all__ = [
     "LOGGER_NAME",
     "NAMESPACE",
     "OPTIONS",
+    "REPORT_TABLES",
     "AgentsRuntimeLike",
     "ConfigOption",
     "HttpServer",
@@ -67,6 +77,7 @@ __all__ = [
     "Phase",
     "RedactingFormatter",
     "Redactor",
+    "ReportTable",
     "RuntimeFactory",
     "Service",
     "ServiceCollector",
@@ -80,6 +91,11 @@ __all__ = [
     "flush_and_exit",
     "load_config",
     "parse_faults",
+    "print_report",
+    "read_report",
+    "report_csv",
+    "report_json",
+    "report_renderable",
     "run_service",
     "select_markets",
     "service_registry",

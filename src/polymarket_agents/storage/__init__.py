@@ -38,16 +38,19 @@ from ._errors import (
     StoreLostError,
     StoreUnavailableError,
 )
+from ._ledger import AccountRecord, EventRecord, Ledger, RunRecord
 from ._open import create_store
 from ._pgschema import PG_MIGRATIONS
 from ._postgres import PostgresStore, is_postgres_url, redact_url
 from ._rows import (
+    FILL_KINDS,
     OPEN_STATUSES,
     ORDER_TYPES,
     SIDES,
     BookLevel,
     BookSnapshotRow,
     FillRow,
+    MarketResolutionRow,
     MarketRow,
     PaperOrderRow,
     Position,
@@ -63,16 +66,21 @@ from ._store import RejectedRow, Store, WriteResult
 
 __all__ = [
     "DEFAULT_PATH",
+    "FILL_KINDS",
     "LOGGER_NAME",
     "MIGRATIONS",
     "OPEN_STATUSES",
     "ORDER_TYPES",
     "PG_MIGRATIONS",
     "SIDES",
+    "AccountRecord",
     "AdvisoryLock",
     "BookLevel",
     "BookSnapshotRow",
+    "EventRecord",
     "FillRow",
+    "Ledger",
+    "MarketResolutionRow",
     "MarketRow",
     "Migration",
     "PaperOrderRow",
@@ -81,6 +89,7 @@ __all__ = [
     "PriceChangeRow",
     "RejectedRow",
     "Row",
+    "RunRecord",
     "SQLiteStore",
     "SchemaVersionError",
     "Store",

@@ -14,10 +14,12 @@ from typing import Any, TypeAlias
 import msgspec
 
 from ._rows import (
+    FILL_KINDS,
     ORDER_TYPES,
     SIDES,
     BookSnapshotRow,
     FillRow,
+    MarketResolutionRow,
     MarketRow,
     PaperOrderRow,
     Position,
@@ -104,6 +106,17 @@ def _levels(levels: object, name: str) -> str:
     return text
 
 
+def _opt_int(value: object, name: str) -> int | None:
+    return None if value is None else _int(value, name)
+
+
+def _seq_ok(seq: object, ahead: object) -> bool:
+    """Whether an event's order fields are plainly valid (the hot paths' quick check)."""
+    return (seq is None or (type(seq) is int and 0 <= seq <= _INT64_MAX)) and (
+        type(ahead) is int and 0 <= ahead <= _INT64_MAX
+    )
+
+
 def _market(row: MarketRow) -> Params:
     return (
         _text(row.condition_id, "condition_id"),
@@ -128,6 +141,8 @@ def _book(row: BookSnapshotRow) -> Params:
         _levels(row.bids, "bids"),
         _levels(row.asks, "asks"),
         _int(row.received_at_ms, "received_at_ms"),
+        _opt_int(row.event_seq, "event_seq"),
+        _int(row.books_ahead, "books_ahead"),
     )
 
 
@@ -154,6 +169,9 @@ def _price_change(row: PriceChangeRow) -> Params:
         and size.is_finite()
         and (best_bid is None or (type(best_bid) is Decimal and best_bid.is_finite()))
         and (best_ask is None or (type(best_ask) is Decimal and best_ask.is_finite()))
+        and _seq_ok(row.event_seq, row.books_ahead)
+        and type(row.entry) is int
+        and 0 <= row.entry <= _INT64_MAX
     ):
         return (
             market,
@@ -166,6 +184,9 @@ def _price_change(row: PriceChangeRow) -> Params:
             None if best_bid is None else str(best_bid),
             None if best_ask is None else str(best_ask),
             received,
+            row.event_seq,
+            row.books_ahead,
+            row.entry,
         )
     return _price_change_checked(row)
 
@@ -182,6 +203,9 @@ def _price_change_checked(row: PriceChangeRow) -> Params:
         _opt_dec(row.best_bid, "best_bid"),
         _opt_dec(row.best_ask, "best_ask"),
         _int(row.received_at_ms, "received_at_ms"),
+        _opt_int(row.event_seq, "event_seq"),
+        _int(row.books_ahead, "books_ahead"),
+        _int(row.entry, "entry"),
     )
 
 
@@ -205,6 +229,7 @@ def _trade(row: TradeRow) -> Params:
         and size.is_finite()
         and type(fee_rate) is Decimal
         and fee_rate.is_finite()
+        and _seq_ok(row.event_seq, row.books_ahead)
     ):
         return (
             asset,
@@ -216,6 +241,8 @@ def _trade(row: TradeRow) -> Params:
             str(fee_rate),
             row.transaction_hash,
             received,
+            row.event_seq,
+            row.books_ahead,
         )
     return _trade_checked(row)
 
@@ -231,6 +258,8 @@ def _trade_checked(row: TradeRow) -> Params:
         _dec(row.fee_rate_bps, "fee_rate_bps"),
         _opt_text(row.transaction_hash, "transaction_hash"),
         _int(row.received_at_ms, "received_at_ms"),
+        _opt_int(row.event_seq, "event_seq"),
+        _int(row.books_ahead, "books_ahead"),
     )
 
 
@@ -242,6 +271,8 @@ def _tick_size_change(row: TickSizeChangeRow) -> Params:
         _dec(row.old_tick_size, "old_tick_size"),
         _dec(row.new_tick_size, "new_tick_size"),
         _int(row.received_at_ms, "received_at_ms"),
+        _opt_int(row.event_seq, "event_seq"),
+        _int(row.books_ahead, "books_ahead"),
     )
 
 
@@ -263,6 +294,7 @@ def _order(row: PaperOrderRow) -> Params:
         _int(row.updated_at_ms, "updated_at_ms"),
         _int(row.revision, "revision"),
         _opt_text(row.error, "error"),
+        _int(row.account_id, "account_id"),
     )
 
 
@@ -277,6 +309,24 @@ def _fill(row: FillRow) -> Params:
         _int(row.timestamp_ms, "timestamp_ms"),
         _opt_text(row.market, "market"),
         _dec(row.fee, "fee"),
+        _int(row.account_id, "account_id"),
+        _fill_kind(row.kind),
+    )
+
+
+def _fill_kind(value: object) -> str:
+    if type(value) is str and value in FILL_KINDS:
+        return value
+    raise InvalidRow(f"kind must be one of {sorted(FILL_KINDS)}, not {value!r}")
+
+
+def _resolution(row: MarketResolutionRow) -> Params:
+    return (
+        _text(row.market, "market"),
+        _text(row.winning_asset_id, "winning_asset_id"),
+        _int(row.timestamp_ms, "timestamp_ms"),
+        _int(row.received_at_ms, "received_at_ms"),
+        _opt_int(row.event_seq, "event_seq"),
     )
 
 
@@ -288,6 +338,7 @@ _ENCODERS: dict[type, tuple[Table, Callable[[Any], Params]]] = {
     TickSizeChangeRow: (Table.TICK_SIZE_CHANGES, _tick_size_change),
     PaperOrderRow: (Table.PAPER_ORDERS, _order),
     FillRow: (Table.FILLS, _fill),
+    MarketResolutionRow: (Table.MARKET_RESOLUTIONS, _resolution),
 }
 
 
@@ -362,6 +413,7 @@ def order_from_record(record: Sequence[Any]) -> PaperOrderRow:
         updated_at_ms=record[11],
         revision=record[12],
         error=record[13],
+        account_id=record[14] if len(record) > 14 else 1,
     )
 
 
@@ -377,6 +429,8 @@ def fill_from_record(record: Sequence[Any]) -> FillRow:
         timestamp_ms=record[6],
         market=record[7],
         fee=Decimal(record[8]),
+        account_id=record[9] if len(record) > 9 else 1,
+        kind=record[10] if len(record) > 10 else "trade",
     )
 
 

@@ -15,10 +15,10 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -42,6 +42,7 @@ from ._errors import (
     StoreLostError,
     StoreUnavailableError,
 )
+from ._ledger import Ledger, numbered
 from ._pgschema import (
     ADVISORY_NAMESPACE,
     COLUMNS,
@@ -144,7 +145,7 @@ _ROW_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class PostgresStore:
+class PostgresStore(Ledger):
     """A :class:`~polymarket_agents.storage.Store` in a PostgreSQL database, through asyncpg.
 
     ::
@@ -736,6 +737,44 @@ class PostgresStore:
         """
         records = await self._fetch(f"SELECT {', '.join(COLUMNS[Table.FILLS])} FROM fills")
         return positions_from_fills([fill_from_record(tuple(record)) for record in records])
+
+    # -- the ledger's primitives (see Ledger) ----------------------------------------------
+
+    def _sql(self, sql: str) -> str:
+        return numbered(sql)
+
+    async def _query(self, sql: str, params: Sequence[object] = ()) -> list[Sequence[Any]]:
+        return [tuple(record) for record in await self._fetch(sql, *params)]
+
+    async def _transaction(
+        self, steps: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[list[Sequence[Any]]]:
+        self._check_open()
+        async with self._data.lock:
+            conn = await self._live(self._data)
+            try:
+                async with conn.transaction():
+                    return [
+                        [tuple(record) for record in await conn.fetch(sql, *p)] for sql, p in steps
+                    ]
+            except BaseException as exc:
+                self._recover(self._data, conn, exc)
+                raise
+
+    async def _stream(
+        self, sql: str, params: Sequence[object], chunk: int
+    ) -> AsyncIterator[list[Sequence[Any]]]:
+        self._check_open()
+        async with self._data.lock:
+            conn = await self._live(self._data)
+            try:
+                async with conn.transaction():
+                    cursor = await conn.cursor(sql, *params)
+                    while records := await cursor.fetch(chunk):
+                        yield [tuple(record) for record in records]
+            except BaseException as exc:
+                self._recover(self._data, conn, exc)
+                raise
 
 
 class _Session:

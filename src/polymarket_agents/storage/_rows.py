@@ -20,12 +20,14 @@ from typing import TypeAlias
 import msgspec
 
 __all__ = [
+    "FILL_KINDS",
     "OPEN_STATUSES",
     "ORDER_TYPES",
     "SIDES",
     "BookLevel",
     "BookSnapshotRow",
     "FillRow",
+    "MarketResolutionRow",
     "MarketRow",
     "PaperOrderRow",
     "Position",
@@ -62,6 +64,7 @@ class Table(enum.StrEnum):
     TICK_SIZE_CHANGES = "tick_size_changes"
     PAPER_ORDERS = "paper_orders"
     FILLS = "fills"
+    MARKET_RESOLUTIONS = "market_resolutions"
 
 
 class MarketRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -109,6 +112,11 @@ class BookSnapshotRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         bids: Bid levels, in the order received.
         asks: Ask levels, in the order received.
         received_at_ms: When the client received the event.
+        event_seq: The event's place in the order the service took events from its feeds
+            (rows of one event share it); None in rows written
+            before it was recorded.
+        books_ahead: Later events of the same market already applied to the books when
+            the strategy saw this one (0 unless the consumer fell behind the feed).
     """
 
     asset_id: str
@@ -118,6 +126,8 @@ class BookSnapshotRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     bids: tuple[BookLevel, ...] = ()
     asks: tuple[BookLevel, ...] = ()
     received_at_ms: int = 0
+    event_seq: int | None = None
+    books_ahead: int = 0
 
 
 class PriceChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -136,6 +146,12 @@ class PriceChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         best_bid: Best bid after the change, if the feed sent it.
         best_ask: Best ask after the change, if the feed sent it.
         received_at_ms: When the client received the event.
+        entry: The entry's place in its event's ``price_changes``, from 0.
+        event_seq: The event's place in the order the service took events from its feeds
+            (rows of one event share it); None in rows written
+            before it was recorded.
+        books_ahead: Later events of the same market already applied to the books when
+            the strategy saw this one (0 unless the consumer fell behind the feed).
     """
 
     market: str
@@ -148,6 +164,9 @@ class PriceChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     best_bid: Decimal | None = None
     best_ask: Decimal | None = None
     received_at_ms: int = 0
+    event_seq: int | None = None
+    books_ahead: int = 0
+    entry: int = 0
 
 
 class TradeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -166,6 +185,11 @@ class TradeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         fee_rate_bps: The fee rate in basis points.
         transaction_hash: The settlement transaction, if the feed sent it.
         received_at_ms: When the client received the event.
+        event_seq: The event's place in the order the service took events from its feeds
+            (rows of one event share it); None in rows written
+            before it was recorded.
+        books_ahead: Later events of the same market already applied to the books when
+            the strategy saw this one (0 unless the consumer fell behind the feed).
     """
 
     asset_id: str
@@ -177,6 +201,8 @@ class TradeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     fee_rate_bps: Decimal = _ZERO
     transaction_hash: str = ""
     received_at_ms: int = 0
+    event_seq: int | None = None
+    books_ahead: int = 0
 
 
 class TickSizeChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -191,6 +217,11 @@ class TickSizeChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         old_tick_size: The tick size before.
         new_tick_size: The tick size after.
         received_at_ms: When the client received the event.
+        event_seq: The event's place in the order the service took events from its feeds
+            (rows of one event share it); None in rows written
+            before it was recorded.
+        books_ahead: Later events of the same market already applied to the books when
+            the strategy saw this one (0 unless the consumer fell behind the feed).
     """
 
     asset_id: str
@@ -199,6 +230,28 @@ class TickSizeChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     old_tick_size: Decimal
     new_tick_size: Decimal
     received_at_ms: int = 0
+    event_seq: int | None = None
+    books_ahead: int = 0
+
+
+class MarketResolutionRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A market's resolution (a ``market_resolved`` event, or Gamma's final prices).
+
+    Unique by ``market``: a market resolves once.
+
+    Attributes:
+        market: The market's condition id.
+        winning_asset_id: The token that pays 1; the other pays 0.
+        timestamp_ms: When it resolved, by the feed's (or Gamma's) clock.
+        received_at_ms: When the client learnt of it.
+        event_seq: As for the other market-data rows.
+    """
+
+    market: str
+    winning_asset_id: str
+    timestamp_ms: int
+    received_at_ms: int = 0
+    event_seq: int | None = None
 
 
 class PaperOrderRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -224,6 +277,8 @@ class PaperOrderRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         updated_at_ms: When the state was last changed.
         revision: Grows by at least one with each state change.
         error: The broker's error message, empty if none.
+        account_id: The paper account it belongs to (1: the account of every order stored
+            before accounts had names).
     """
 
     order_id: str
@@ -240,6 +295,7 @@ class PaperOrderRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     updated_at_ms: int = 0
     revision: int = 0
     error: str = ""
+    account_id: int = 1
 
 
 class FillRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -257,6 +313,9 @@ class FillRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         timestamp_ms: When the fill happened.
         market: The market's condition id, if known.
         fee: The fee paid, in USDC.
+        account_id: The paper account it belongs to.
+        kind: ``"trade"`` for a fill of an order; ``"settlement"`` for shares paid out
+            (at 1 or 0) when their market resolved.
     """
 
     order_id: str
@@ -268,6 +327,12 @@ class FillRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     timestamp_ms: int
     market: str = ""
     fee: Decimal = _ZERO
+    account_id: int = 1
+    kind: str = "trade"
+
+
+FILL_KINDS = frozenset({"trade", "settlement"})
+"""What a fill may be: an order's fill, or a position paid out at resolution."""
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
@@ -299,5 +364,6 @@ Row: TypeAlias = (
     | TickSizeChangeRow
     | PaperOrderRow
     | FillRow
+    | MarketResolutionRow
 )
 """Any row a store can write."""

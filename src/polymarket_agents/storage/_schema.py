@@ -46,6 +46,10 @@ class Migration:
 
 
 _SIDE = "CHECK (side IN ('BUY', 'SELL'))"
+_ORDER_FIELDS = (
+    "order_id, signal_id, market, token_id, side, price, size, order_type, status, "
+    "created_at_ms, filled_size, updated_at_ms, revision, error"
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -143,6 +147,80 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "named paper accounts, runs, event order, market resolutions",
+        (
+            """CREATE TABLE accounts (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL CHECK (name <> ''),
+                opened_at_ms INTEGER NOT NULL,
+                closed_at_ms INTEGER,
+                starting_cash TEXT NOT NULL,
+                settings TEXT NOT NULL
+            )""",
+            # One open account per name; a reset closes it and opens the next.
+            "CREATE UNIQUE INDEX accounts_open_name ON accounts (name) WHERE closed_at_ms IS NULL",
+            # Orders and fills stored before accounts had names belong to this one.
+            "INSERT INTO accounts (id, name, opened_at_ms, closed_at_ms, starting_cash, settings) "
+            "VALUES (1, 'default', 0, NULL, '1000', '{}')",
+            """CREATE TABLE runs (
+                id INTEGER PRIMARY KEY,
+                account_id INTEGER NOT NULL,
+                started_at_ms INTEGER NOT NULL,
+                ended_at_ms INTEGER,
+                strategy TEXT NOT NULL,
+                settings TEXT NOT NULL,
+                counters TEXT NOT NULL
+            )""",
+            *(
+                statement
+                for table in ("book_snapshots", "price_changes", "trades", "tick_size_changes")
+                for statement in (
+                    f"ALTER TABLE {table} ADD COLUMN event_seq INTEGER",
+                    f"ALTER TABLE {table} ADD COLUMN books_ahead INTEGER NOT NULL DEFAULT 0",
+                )
+            ),
+            # A price change's entries in the order the event held them.
+            "ALTER TABLE price_changes ADD COLUMN entry INTEGER NOT NULL DEFAULT 0",
+            """CREATE TABLE market_resolutions (
+                market TEXT PRIMARY KEY CHECK (market <> ''),
+                winning_asset_id TEXT NOT NULL CHECK (winning_asset_id <> ''),
+                timestamp_ms INTEGER NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                event_seq INTEGER
+            )""",
+            # A signal is unique per account now: SQLite changes a constraint by rebuilding
+            # the table.
+            f"""CREATE TABLE paper_orders_v2 (
+                id INTEGER PRIMARY KEY,
+                order_id TEXT NOT NULL UNIQUE CHECK (order_id <> ''),
+                signal_id TEXT,
+                market TEXT NOT NULL,
+                token_id TEXT NOT NULL CHECK (token_id <> ''),
+                side TEXT NOT NULL {_SIDE},
+                price TEXT NOT NULL,
+                size TEXT NOT NULL,
+                order_type TEXT NOT NULL CHECK (order_type IN ('GTC', 'GTD', 'FOK', 'FAK')),
+                status TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                filled_size TEXT NOT NULL,
+                updated_at_ms INTEGER NOT NULL,
+                revision INTEGER NOT NULL,
+                error TEXT NOT NULL,
+                account_id INTEGER NOT NULL DEFAULT 1,
+                UNIQUE (account_id, signal_id)
+            )""",
+            f"INSERT INTO paper_orders_v2 (id, {_ORDER_FIELDS}, account_id) "
+            f"SELECT id, {_ORDER_FIELDS}, 1 FROM paper_orders",
+            "DROP TABLE paper_orders",
+            "ALTER TABLE paper_orders_v2 RENAME TO paper_orders",
+            "ALTER TABLE fills ADD COLUMN account_id INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE fills ADD COLUMN kind TEXT NOT NULL DEFAULT 'trade' "
+            "CHECK (kind IN ('trade', 'settlement'))",
+            "CREATE INDEX fills_account ON fills (account_id, timestamp_ms)",
+        ),
+    ),
 )
 """Every migration, in order; the last one's version is the current schema version."""
 
@@ -162,30 +240,31 @@ INSERT_SQL: Mapping[Table, str] = {
     ),
     Table.BOOK_SNAPSHOTS: (
         "INSERT INTO book_snapshots "
-        "(asset_id, market, timestamp_ms, hash, bids, asks, received_at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "(asset_id, market, timestamp_ms, hash, bids, asks, received_at_ms, event_seq, "
+        "books_ahead) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.PRICE_CHANGES: (
         "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
-        "best_bid, best_ask, received_at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "best_bid, best_ask, received_at_ms, event_seq, books_ahead, entry) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.TRADES: (
         "INSERT INTO trades (asset_id, market, timestamp_ms, side, price, size, fee_rate_bps, "
-        "transaction_hash, received_at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "transaction_hash, received_at_ms, event_seq, books_ahead) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.TICK_SIZE_CHANGES: (
         "INSERT INTO tick_size_changes "
-        "(asset_id, market, timestamp_ms, old_tick_size, new_tick_size, received_at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "(asset_id, market, timestamp_ms, old_tick_size, new_tick_size, received_at_ms, "
+        "event_seq, books_ahead) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     # An order's state moves forward by revision; a conflict on signal_id (another order
     # for a signal that already has one) falls through to the final DO NOTHING.
     Table.PAPER_ORDERS: (
-        "INSERT INTO paper_orders (order_id, signal_id, market, token_id, side, price, size, "
-        "order_type, status, created_at_ms, filled_size, updated_at_ms, revision, error) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO paper_orders ({_ORDER_FIELDS}, account_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, "
         "filled_size = excluded.filled_size, updated_at_ms = excluded.updated_at_ms, "
         "revision = excluded.revision, error = excluded.error "
@@ -194,8 +273,14 @@ INSERT_SQL: Mapping[Table, str] = {
     ),
     Table.FILLS: (
         "INSERT INTO fills "
-        "(order_id, seq, token_id, side, price, size, timestamp_ms, market, fee) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "(order_id, seq, token_id, side, price, size, timestamp_ms, market, fee, account_id, "
+        "kind) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    ),
+    Table.MARKET_RESOLUTIONS: (
+        "INSERT INTO market_resolutions "
+        "(market, winning_asset_id, timestamp_ms, received_at_ms, event_seq) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
 }
 """The idempotent ``INSERT`` for each table, taking the parameters the codec makes."""

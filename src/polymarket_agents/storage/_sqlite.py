@@ -14,10 +14,10 @@ import enum
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiosqlite
 
@@ -33,6 +33,7 @@ from ._codec import (
     prepare,
 )
 from ._errors import StoreBusyError, StoreClosedError, StoreLostError, StoreUnavailableError
+from ._ledger import Ledger
 from ._lock import OwnerLock, PriorityLock, lock_holder
 from ._rows import OPEN_STATUSES, FillRow, PaperOrderRow, Position, Table
 from ._schema import INSERT_SQL, MIGRATIONS, Migration, check_migrations, migrate
@@ -104,7 +105,7 @@ def _translate(exc: BaseException, failure: _Failure, path: Path) -> BaseExcepti
     return exc
 
 
-class SQLiteStore:
+class SQLiteStore(Ledger):
     """A :class:`~polymarket_agents.storage.Store` in one SQLite file, through aiosqlite.
 
     ::
@@ -657,8 +658,8 @@ class SQLiteStore:
             StoreClosedError: If the store was closed.
         """
         records = await self._fetchall(
-            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee "
-            "FROM fills ORDER BY timestamp_ms DESC, id DESC LIMIT ?",
+            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee, "
+            "account_id, kind FROM fills ORDER BY timestamp_ms DESC, id DESC LIMIT ?",
             (limit,),
         )
         return [fill_from_record(record) for record in records]
@@ -671,15 +672,52 @@ class SQLiteStore:
             StoreClosedError: If the store was closed.
         """
         records = await self._fetchall(
-            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee "
-            "FROM fills"
+            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee, "
+            "account_id, kind FROM fills"
         )
         return positions_from_fills([fill_from_record(record) for record in records])
+
+    # -- the ledger's primitives (see Ledger) ----------------------------------------------
+
+    async def _query(self, sql: str, params: Sequence[object] = ()) -> list[Sequence[Any]]:
+        return list(await self._fetchall(sql, params))
+
+    async def _transaction(
+        self, steps: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[list[Sequence[Any]]]:
+        async with self._lock.hold():
+            conn = await self._live()
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                results: list[list[Sequence[Any]]] = [
+                    list(await conn.execute_fetchall(sql, p)) for sql, p in steps
+                ]
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                await self._recover(conn, exc)
+                raise
+            return results
+
+    async def _stream(
+        self, sql: str, params: Sequence[object], chunk: int
+    ) -> AsyncIterator[list[Sequence[Any]]]:
+        async with self._lock.hold():
+            conn = await self._live()
+            try:
+                cursor = await conn.execute(sql, params)
+            except BaseException as exc:
+                await self._recover(conn, exc)
+                raise
+            try:
+                while records := list(await cursor.fetchmany(chunk)):
+                    yield list[Sequence[Any]](records)
+            finally:
+                await _finish(cursor.close())
 
 
 _ORDER_COLUMNS = (
     "order_id, signal_id, market, token_id, side, price, size, order_type, status, "
-    "created_at_ms, filled_size, updated_at_ms, revision, error"
+    "created_at_ms, filled_size, updated_at_ms, revision, error, account_id"
 )
 
 
