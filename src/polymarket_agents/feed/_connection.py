@@ -22,7 +22,9 @@ buffer (close code 1009): reading it would let a server exhaust memory.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -196,7 +198,9 @@ class _Connection:
             if give_up is not None:
                 _logger.error("%s: not reconnecting (%s): %s", self.name, give_up, self.last_error)
                 return
-            delay = policy.delay(self._failures, error_class)
+            # A server that refused us with a Retry-After (a 429, a 503) is waited for.
+            hint = retry_after_header(self._stop_error)
+            delay = policy.delay(self._failures, error_class, at_least=hint)
             _logger.log(
                 logging.ERROR if error_class is ErrorClass.UNEXPECTED else logging.WARNING,
                 "%s: connection lost (%s error, failure %d): %s; reconnecting in %.2f s",
@@ -531,18 +535,53 @@ def _concerns(event: MarketEvent, assets: set[str]) -> bool:
 def _classify(policy: RestartPolicy, exc: BaseException) -> ErrorClass:
     """The policy's class of ``exc``, with the feed's own knowledge of websockets first.
 
-    A refused handshake (a 404 for a wrong path, a 403) will not heal by itself, but a
-    proxy's 502 or 503 will, so handshake errors are told apart by status here rather than
-    all called transient.
+    The core classifies the standard library's errors only; websockets' are the feed's to
+    tell. A dropped socket (``ConnectionClosed``) is recoverable. A refused handshake (a 404
+    for a wrong path, a 401 or 403) will not heal by itself, but a proxy's 502 or 503 will,
+    and a 429 asks to come back later, so handshake errors are told apart by status rather
+    than all called transient. A malformed URL stays malformed.
     """
-    if policy.classify is None and isinstance(exc, InvalidHandshake):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status is not None and 400 <= status < 500 and status not in (408, 429):
+    if policy.classify is None:
+        if isinstance(exc, InvalidHandshake):
+            status = _status(exc)
+            if status is not None and 400 <= status < 500 and status not in (408, 429):
+                return ErrorClass.FATAL
+            return ErrorClass.RECOVERABLE
+        if isinstance(exc, ConnectionClosed):
+            return ErrorClass.RECOVERABLE
+        if isinstance(exc, InvalidURI):
             return ErrorClass.FATAL
-        return ErrorClass.RECOVERABLE
-    if policy.classify is None and isinstance(exc, InvalidURI):
-        return ErrorClass.FATAL
     return policy.classify_error(exc)
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a refused handshake (websockets' ``InvalidStatus``), if any."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def retry_after_header(exc: BaseException | None, now: float | None = None) -> float:
+    """Seconds a refused handshake's ``Retry-After`` header asks to wait (0 if none).
+
+    The header holds seconds or an HTTP date (RFC 9110 section 10.2.3); a date in the past,
+    or anything unreadable, asks for nothing.
+
+    Args:
+        exc: What the connection attempt raised.
+        now: The wall clock for a date, ``time.time()`` if None.
+    """
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    if not isinstance(value, str):
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def _give_up_reason(
