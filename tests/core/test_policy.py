@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import random
 import re
 import socket
@@ -12,6 +13,7 @@ from itertools import islice
 import pytest
 
 from polymarket_agents.core.async_utils import (
+    DEFAULT_RECOVERABLE,
     ConfigurationError,
     ErrorClass,
     RestartPolicy,
@@ -21,6 +23,7 @@ from polymarket_agents.core.async_utils import (
     instant_policy,
     retry_after,
 )
+from polymarket_agents.core.async_utils import _policy as policy_module
 
 
 def test_default_schedule_doubles_from_five_and_caps_at_300() -> None:
@@ -126,8 +129,7 @@ class _Custom(Exception):
         (ConnectionError("down"), ErrorClass.RECOVERABLE),
         (ConnectionResetError(), ErrorClass.RECOVERABLE),
         (TimeoutError(), ErrorClass.RECOVERABLE),
-        (sqlite3.OperationalError("database is locked"), ErrorClass.RECOVERABLE),
-        (sqlite3.OperationalError("no such table: x"), ErrorClass.UNEXPECTED),
+        (sqlite3.OperationalError("database is locked"), ErrorClass.UNEXPECTED),
         (OSError(errno.ENETUNREACH, "Network is unreachable"), ErrorClass.RECOVERABLE),
         (socket.gaierror(-3, "Temporary failure in name resolution"), ErrorClass.RECOVERABLE),
         (FileNotFoundError("x"), ErrorClass.UNEXPECTED),
@@ -145,18 +147,19 @@ def test_classify_error_follows_the_documented_table(exc: Exception, expected: E
     assert classify_error(exc) is expected
 
 
-def test_library_transport_errors_are_recoverable() -> None:
-    """websockets' ConnectionClosed counts as a network fault."""
-    from websockets.exceptions import ConnectionClosedError
+def test_other_libraries_errors_are_unknown_to_the_core() -> None:
+    """The core names no library above it: their errors are unexpected until a layer
+    turns them into ConnectionError subclasses or configures them."""
+    from websockets.exceptions import ConnectionClosedError, InvalidURI
 
-    assert classify_error(ConnectionClosedError(None, None)) is ErrorClass.RECOVERABLE
-
-
-def test_a_malformed_websocket_url_is_fatal() -> None:
-    """websockets' InvalidURI cannot be fixed by retrying."""
-    from websockets.exceptions import InvalidURI
-
-    assert classify_error(InvalidURI("htp://x", "scheme isn't ws or wss")) is ErrorClass.FATAL
+    closed = ConnectionClosedError(None, None)
+    assert classify_error(closed) is ErrorClass.UNEXPECTED
+    assert classify_error(InvalidURI("htp://x", "scheme isn't ws or wss")) is ErrorClass.UNEXPECTED
+    configured = RestartPolicy(recoverable=(*DEFAULT_RECOVERABLE, ConnectionClosedError))
+    assert configured.classify_error(closed) is ErrorClass.RECOVERABLE
+    source = inspect.getsource(policy_module)
+    for name in ("websockets", "sqlite", "httpx", "aiohttp", "asyncpg"):
+        assert name not in source
 
 
 def test_error_classes_are_configurable() -> None:

@@ -12,8 +12,7 @@ import enum
 import errno
 import math
 import random
-import sqlite3
-import sys
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -49,22 +48,6 @@ DEFAULT_RECOVERABLE: tuple[type[BaseException], ...] = (ConnectionError, Timeout
 DEFAULT_FATAL: tuple[type[BaseException], ...] = (ValueError, KeyError)
 """Fatal by default; :class:`ConfigurationError` is a ``ValueError``, so it is fatal too."""
 
-# Transport errors of libraries the package uses, looked up only if the library is already
-# imported: core must not import third-party code, and an error class from a library that was
-# never imported cannot have been raised.
-_LIBRARY_TRANSIENT: tuple[tuple[str, str], ...] = (
-    ("websockets.exceptions", "ConnectionClosed"),
-    ("websockets.exceptions", "InvalidHandshake"),
-    ("aiohttp", "ClientConnectionError"),
-    ("httpx", "TransportError"),
-)
-
-# Errors of those libraries that no retry can fix: a malformed URL stays malformed.
-_LIBRARY_FATAL: tuple[tuple[str, str], ...] = (("websockets.exceptions", "InvalidURI"),)
-
-# sqlite3.OperationalError messages that go away by themselves (another writer holds a lock).
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
-
 # OSErrors that are network faults although they are not ConnectionError subclasses.
 _NETWORK_ERRNOS = frozenset(
     {errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ETIMEDOUT}
@@ -72,28 +55,16 @@ _NETWORK_ERRNOS = frozenset(
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a known transient fault beyond the configured classes."""
-    if isinstance(exc, sqlite3.OperationalError):
-        message = str(exc).lower()
-        return any(text in message for text in _SQLITE_TRANSIENT)
+    """Whether ``exc`` is a network fault of the standard library beyond the configured classes.
+
+    Only the standard library is known here: the layers above turn their libraries' transport
+    errors into ``ConnectionError`` subclasses (the store's ``StoreUnavailableError``) or
+    classify them themselves (the feed, those of its connection library).
+    """
     if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
         return True
     # socket.gaierror: a failed DNS lookup is a network blip for a long-running service.
-    if type(exc).__name__ == "gaierror" and isinstance(exc, OSError):
-        return True
-    return _is_library_error(exc, _LIBRARY_TRANSIENT)
-
-
-def _is_library_error(exc: BaseException, names: tuple[tuple[str, str], ...]) -> bool:
-    """Whether ``exc`` is one of the named classes of libraries that are already imported."""
-    for module_name, class_name in names:
-        module = sys.modules.get(module_name)
-        if module is None:
-            continue
-        cls = getattr(module, class_name, None)
-        if isinstance(cls, type) and isinstance(exc, cls):
-            return True
-    return False
+    return isinstance(exc, socket.gaierror)
 
 
 def classify_error(
@@ -111,14 +82,15 @@ def classify_error(
     ====================================================================  ===============
     an instance of ``recoverable`` (default ``ConnectionError``,
     ``TimeoutError``)                                                     RECOVERABLE
-    ``sqlite3.OperationalError`` "database is locked" / "is busy",
-    ``OSError`` for an unreachable network or host, DNS failure,
-    websockets' ``ConnectionClosed`` / ``InvalidHandshake``, aiohttp's
-    ``ClientConnectionError``, httpx's ``TransportError``                 RECOVERABLE
+    ``OSError`` for an unreachable network or host, a failed DNS lookup   RECOVERABLE
     an instance of ``fatal`` (default ``ValueError``, ``KeyError``,
-    hence :class:`ConfigurationError`); websockets' ``InvalidURI``        FATAL
+    hence :class:`ConfigurationError`)                                    FATAL
     any other ``Exception``                                               UNEXPECTED
     ====================================================================  ===============
+
+    Only the standard library's errors are known. Another library's transport errors are
+    recoverable once they are turned into ``ConnectionError`` subclasses, listed in
+    ``recoverable``, or classified by a policy's ``classify``.
 
     An ``ExceptionGroup`` (say, from a ``TaskGroup`` inside the work) is fatal if any of its
     leaves is fatal, recoverable if all of them are, and unexpected otherwise.
@@ -145,7 +117,7 @@ def classify_error(
         return ErrorClass.UNEXPECTED
     if isinstance(exc, recoverable) or _is_transient(exc):
         return ErrorClass.RECOVERABLE
-    if isinstance(exc, fatal) or _is_library_error(exc, _LIBRARY_FATAL):
+    if isinstance(exc, fatal):
         return ErrorClass.FATAL
     return ErrorClass.UNEXPECTED
 
