@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -222,3 +223,33 @@ def test_a_killed_holder_is_replaced_by_its_standby_and_nothing_else_is_lost(
     )
     orders = rows(postgres_server, database, "SELECT count(*) FROM paper_orders")
     assert int(orders[0][0]) > 0
+
+    # One account for all replicas: the fills never spent more than the starting cash, and
+    # cash plus the cost of the positions held is the starting cash plus realized P&L.
+    starting = Decimal(1000)
+    cash = starting
+    held: dict[str, tuple[Decimal, Decimal]] = {}  # token: (size, cost)
+    realized = Decimal(0)
+    fills = rows(
+        postgres_server,
+        database,
+        "SELECT token_id, side, price, size, fee FROM fills ORDER BY timestamp_ms, id",
+    )
+    for token, side, price_text, size_text, fee_text in fills:
+        price, size, fee = Decimal(price_text), Decimal(size_text), Decimal(fee_text)
+        quantity, cost = held.get(token, (Decimal(0), Decimal(0)))
+        if side == "BUY":
+            cash -= price * size + fee
+            held[token] = (quantity + size, cost + price * size + fee)
+        else:
+            basis = cost * size / quantity
+            cash += price * size - fee
+            realized += price * size - fee - basis
+            held[token] = (quantity - size, cost - basis)
+        assert cash >= 0, "two replicas spent the same cash"
+    invested = sum((cost for _, cost in held.values()), Decimal(0))
+    assert cash + invested == starting + realized
+    print(
+        f"shared account: {len(fills)} fills, cash {cash:.2f} + positions at cost "
+        f"{invested:.2f} = {starting} + realized {realized:.2f}"
+    )

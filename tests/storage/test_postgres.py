@@ -25,8 +25,11 @@ from polymarket_agents.core.async_utils import (
 from polymarket_agents.storage import (
     MIGRATIONS,
     PG_MIGRATIONS,
+    AccountOverdrawnError,
+    FillRow,
     MarketRow,
     Migration,
+    PaperOrderRow,
     PostgresStore,
     PriceChangeRow,
     SchemaVersionError,
@@ -38,6 +41,7 @@ from polymarket_agents.storage import (
     StoreUnavailableError,
     Table,
     TradeRow,
+    WriteResult,
     create_store,
     is_postgres_url,
     redact_url,
@@ -462,3 +466,61 @@ def test_it_is_a_store() -> None:
     """PostgresStore implements the Store protocol (checked by mypy on this assignment)."""
     store: Store = PostgresStore("postgresql://h/db")
     assert store.lost is None
+
+
+def intent(order_id: str, notional: str) -> PaperOrderRow:
+    """A write-ahead purchase of ``notional`` USDC (price 0.5)."""
+    return order(order_id, status="pending", side="BUY", price=D("0.5"), size=D(notional) * 2)
+
+
+async def test_replicas_share_one_paper_account(pg_url: str) -> None:
+    """Two stores (two replicas) on one database spend one account (its row locked FOR
+    UPDATE while a trade is recorded): a purchase the account's cash left cannot pay for
+    is refused, whichever replica decided the others."""
+    one = PostgresStore(pg_url)
+    two = PostgresStore(pg_url)
+    async with one, two:
+        await sql(pg_url, "UPDATE accounts SET starting_cash = '100' WHERE id = 1")
+        await one.write_trades([intent("a", "60")])
+        with pytest.raises(AccountOverdrawnError, match=r"40\.00 USDC left.*need 60\.00"):
+            await two.write_trades([intent("b", "60")])
+        # The first purchase fills for 60: the reservation becomes a fill.
+        filled = order("a", status="matched", revision=1, price=D("0.5"), size=D(120))
+        fill = FillRow(
+            order_id="a",
+            seq=0,
+            token_id="yes",
+            side="BUY",
+            price=D("0.5"),
+            size=D(120),
+            timestamp_ms=5,
+        )
+        await one.write_trades([filled, fill])
+        await two.write_trades([intent("b", "40")])  # exactly what is left
+        with pytest.raises(AccountOverdrawnError):
+            await one.write_trades([intent("c", "0.01")])
+        # A replayed record is not charged twice.
+        assert (await two.write_trades([intent("b", "40")])).total_duplicates == 1
+        assert sorted(o.order_id for o in await one.recent_orders()) == ["a", "b"]
+
+
+async def test_concurrent_replicas_never_spend_the_same_cash(pg_url: str) -> None:
+    """Twenty purchases of 10 decided at once by two replicas with 100 shared: exactly ten
+    are recorded."""
+    stores = [PostgresStore(pg_url) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    await sql(pg_url, "UPDATE accounts SET starting_cash = '100' WHERE id = 1")
+    try:
+        results = await asyncio.gather(
+            *(stores[n % 2].write_trades([intent(f"o{n}", "10")]) for n in range(20)),
+            return_exceptions=True,
+        )
+    finally:
+        for store in stores:
+            await store.close()
+    refused = [r for r in results if isinstance(r, AccountOverdrawnError)]
+    assert len(refused) == 10
+    assert all(isinstance(r, AccountOverdrawnError | WriteResult) for r in results)
+    pending = await sql(pg_url, "SELECT count(*) FROM paper_orders WHERE status = 'pending'")
+    assert pending[0][0] == 10

@@ -29,6 +29,7 @@ only.
 
 from ._advisory import AdvisoryLock
 from ._errors import (
+    AccountOverdrawnError,
     SchemaVersionError,
     StoreBusyError,
     StoreClosedError,
@@ -73,6 +74,7 @@ __all__ = [
     "ORDER_TYPES",
     "PG_MIGRATIONS",
     "SIDES",
+    "AccountOverdrawnError",
     "AccountRecord",
     "AdvisoryLock",
     "BookLevel",

@@ -9,6 +9,7 @@ The tree::
         │   └── StoreLostError      the database was removed or replaced under the store
         ├── StoreInUseError         another process owns the database
         ├── StoreClosedError        the store was closed by its owner (also a RuntimeError)
+        ├── AccountOverdrawnError   the shared paper account cannot pay for a decided order
         ├── SchemaVersionError      the file's schema is newer than this code (a ConfigurationError)
         └── StoreDefinitionError    the database refuses the statements or the credentials
                                     (a ConfigurationError)
@@ -24,9 +25,12 @@ them and retries (they are counted as not stored in the end) rather than drops t
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from polymarket_agents.core.async_utils import AgentError, ConfigurationError
 
 __all__ = [
+    "AccountOverdrawnError",
     "SchemaVersionError",
     "StoreBusyError",
     "StoreClosedError",
@@ -120,3 +124,24 @@ class StoreDefinitionError(StoreError, ConfigurationError):
     database that does not exist; a person has to fix the database or the configuration.
     The original exception is chained as ``__cause__``.
     """
+
+
+class AccountOverdrawnError(StoreError):
+    """The paper account replicas share cannot pay for the orders about to be recorded.
+
+    Raised by :meth:`PostgresStore.write_trades` for a write-ahead record of purchases
+    whose notional is more than the shared cash left (fills of every replica and the
+    purchases other replicas have decided but not yet carried out are counted); nothing was
+    recorded, so the orders must not be executed.
+
+    Attributes:
+        available: The cash left, USDC.
+        needed: What the orders need, USDC.
+    """
+
+    def __init__(self, available: Decimal, needed: Decimal) -> None:
+        super().__init__(
+            f"the shared paper account has {available:.2f} USDC left; the orders need {needed:.2f}"
+        )
+        self.available = available
+        self.needed = needed

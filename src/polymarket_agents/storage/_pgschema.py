@@ -21,6 +21,7 @@ from ._rows import Table
 from ._schema import INSERT_SQL, Migration
 
 __all__ = [
+    "ACCOUNT_CASH_SQL",
     "ADVISORY_NAMESPACE",
     "COLUMNS",
     "COPY_TABLES",
@@ -36,6 +37,16 @@ cannot collide with another application's on a shared server."""
 
 MIGRATE_LOCK = -1
 """The second advisory key held while migrating (shard locks use 0 and up)."""
+
+ACCOUNT_CASH_SQL = (
+    "SELECT "
+    "(SELECT coalesce(sum(CASE WHEN side = 'SELL' THEN 1 ELSE -1 END "
+    "* price::numeric * size::numeric - fee::numeric), 0) FROM fills WHERE account_id = $1), "
+    "(SELECT coalesce(sum(price::numeric * size::numeric), 0) FROM paper_orders "
+    "WHERE status = 'pending' AND side = 'BUY' AND account_id = $1)"
+)
+"""For account ``$1``: the cash its fills moved (sales less purchases and fees), and the
+notional of its purchases decided but not yet carried out (write-ahead ``pending`` orders)."""
 
 _SIDE = "CHECK (side IN ('BUY', 'SELL'))"
 _ID = "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"

@@ -15,10 +15,11 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -35,6 +36,7 @@ from ._codec import (
     prepare,
 )
 from ._errors import (
+    AccountOverdrawnError,
     SchemaVersionError,
     StoreClosedError,
     StoreDefinitionError,
@@ -44,6 +46,7 @@ from ._errors import (
 )
 from ._ledger import Ledger, numbered
 from ._pgschema import (
+    ACCOUNT_CASH_SQL,
     ADVISORY_NAMESPACE,
     COLUMNS,
     COPY_TABLES,
@@ -137,6 +140,8 @@ def _rowcount(status: str) -> int:
     # "INSERT 0 12", "UPDATE 3", "COPY 500": the count is the last word.
     return int(status.rsplit(" ", 1)[-1])
 
+
+_Check: TypeAlias = Callable[[asyncpg.Connection, dict[Table, list[Params]]], Awaitable[None]]
 
 _ROW_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.IntegrityConstraintViolationError,  # CHECK, NOT NULL
@@ -530,13 +535,63 @@ class PostgresStore(Ledger):
         progress does not delay them) with ``synchronous_commit = on``: the commit is on
         the server's disk before the call returns.
 
+        A paper account is shared by every store (every replica) on the database: each
+        call's transaction first locks the rows of the accounts it records trades for
+        (``SELECT ... FOR UPDATE``, held to its commit), then refuses write-ahead purchases
+        (``pending`` BUY orders not stored yet) whose notional is more than the account's
+        cash left: its starting cash plus what its stored fills moved, less the purchases
+        other calls decided and have not carried out. Two replicas can never spend the
+        same cash.
+
         Raises:
+            AccountOverdrawnError: If the shared account cannot pay for the purchases;
+                nothing was recorded.
             StoreUnavailableError: On a transient failure; nothing was committed.
             StoreLostError: If the database was dropped or replaced.
             StoreClosedError: If the store was closed.
             asyncpg.PostgresError: On an unexpected database error; nothing was committed.
         """
         return await self._write(self._trades, rows)
+
+    async def _check_account(
+        self, conn: asyncpg.Connection, groups: dict[Table, list[Params]]
+    ) -> None:
+        """Take the rows of the accounts traded (``FOR UPDATE``, in id order, so that two
+        transactions never wait on each other crosswise); refuse purchases they cannot pay."""
+        # Codec order: order_id, signal_id, market, token_id, side, price, size, type,
+        # status, ..., account_id (last); fills carry account_id too.
+        orders = groups.get(Table.PAPER_ORDERS, [])
+        fills = groups.get(Table.FILLS, [])
+        accounts = {int(str(p[-1])) for p in orders} | {int(str(p[9])) for p in fills}
+        if not accounts:
+            return
+        rows = await conn.fetch(
+            "SELECT id, starting_cash FROM accounts WHERE id = ANY($1::bigint[]) "
+            "ORDER BY id FOR UPDATE",
+            sorted(accounts),
+        )
+        starting = {int(r[0]): Decimal(r[1]) for r in rows}
+        intents = {
+            p[0]: (int(str(p[-1])), Decimal(str(p[5])) * Decimal(str(p[6])))
+            for p in orders
+            if p[8] == "pending" and p[4] == "BUY" and int(str(p[-1])) in starting
+        }
+        if not intents:
+            return
+        stored = await conn.fetch(
+            "SELECT order_id FROM paper_orders WHERE order_id = ANY($1::text[])", list(intents)
+        )
+        for found in stored:  # a replayed record reserves nothing more
+            intents.pop(found[0], None)
+        needed: dict[int, Decimal] = {}
+        for account, notional in intents.values():
+            needed[account] = needed.get(account, Decimal(0)) + notional
+        for account, amount in sorted(needed.items()):
+            cash = await conn.fetchrow(ACCOUNT_CASH_SQL, account)
+            assert cash is not None
+            available = starting[account] + Decimal(cash[0]) - Decimal(cash[1])
+            if amount > available:
+                raise AccountOverdrawnError(available, amount)
 
     async def _write(self, session: _Session, rows: Sequence[object]) -> WriteResult:
         self._check_open()
@@ -547,7 +602,12 @@ class PostgresStore(Ledger):
             conn = await self._live(session)
             try:
                 try:
-                    written, duplicates = await self._write_groups(session, conn, groups)
+                    written, duplicates = await self._write_groups(
+                        session,
+                        conn,
+                        groups,
+                        self._check_account if session is self._trades else None,
+                    )
                 except _ROW_ERRORS as exc:
                     # A constraint refused a row that passed encoding: find which,
                     # writing the batch row by row in one new transaction.
@@ -560,12 +620,16 @@ class PostgresStore(Ledger):
         return WriteResult(written=written, duplicates=duplicates, rejected=tuple(rejected))
 
     async def _write_groups(
-        self, session: _Session, conn: asyncpg.Connection, groups: dict[Table, list[Params]]
+        self,
+        session: _Session,
+        conn: asyncpg.Connection,
+        groups: dict[Table, list[Params]],
+        check: _Check | None = None,
     ) -> tuple[dict[Table, int], dict[Table, int]]:
         copied = COPY_TABLES.intersection(groups)
         if not self._careful and copied:
             try:
-                return await self._write_once(conn, groups, staged=False)
+                return await self._write_once(conn, groups, staged=False, check=check)
             except asyncpg.UniqueViolationError:
                 # Rolled back; the staging path sorts the duplicates out.
                 self._careful = _CAREFUL_BATCHES
@@ -577,17 +641,24 @@ class PostgresStore(Ledger):
                 f"SELECT {', '.join(COLUMNS[table])} FROM {table} WITH NO DATA"
             )
             session.staged.add(table)
-        written, duplicates = await self._write_once(conn, groups, staged=True)
+        written, duplicates = await self._write_once(conn, groups, staged=True, check=check)
         if self._careful and not sum(duplicates.values()):
             self._careful -= 1
         return written, duplicates
 
     async def _write_once(
-        self, conn: asyncpg.Connection, groups: dict[Table, list[Params]], *, staged: bool
+        self,
+        conn: asyncpg.Connection,
+        groups: dict[Table, list[Params]],
+        *,
+        staged: bool,
+        check: _Check | None = None,
     ) -> tuple[dict[Table, int], dict[Table, int]]:
         written: dict[Table, int] = {}
         duplicates: dict[Table, int] = {}
         async with conn.transaction():
+            if check is not None:
+                await check(conn, groups)
             for table, params in groups.items():
                 if table not in COPY_TABLES:
                     changed = 0
