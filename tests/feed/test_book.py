@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polymarket_agents.feed import (
+    BestBidAsk,
     Book,
     BookSet,
     DepthFill,
@@ -130,6 +131,23 @@ def test_mismatch_with_advertised_top_marks_stale(books: BookSet) -> None:
     assert books.dropped_updates == 1
     books.apply([book(YES, {"0.40": "1"}, {"0.60": "1"})])
     assert books[YES].synced
+
+
+def _top(asset_id: str, bid: str, ask: str) -> BestBidAsk:
+    return BestBidAsk(asset_id, MARKET, D(bid), D(ask), D(ask) - D(bid), "3")
+
+
+def test_best_bid_ask_is_checked_against_the_book(books: BookSet) -> None:
+    """best_bid_ask agreeing with the synced book changes nothing; one that disagrees makes
+    the book stale; unsynced books and other assets are not checked."""
+    assert books.apply([_top(YES, "0.50", "0.52"), _top(NO, "0.48", "0.50")]) == []
+    assert books.top_checks == 2
+    assert books.apply([_top("9999", "0.1", "0.2")]) == []
+    assert books.apply([_top(YES, "0.49", "0.52")]) == [YES]
+    assert books[YES].state is SyncState.STALE
+    assert books.stale_events == 1
+    assert books.apply([_top(YES, "0.49", "0.52")]) == []  # stale: nothing to check
+    assert books.top_checks == 3
 
 
 def test_crossed_book_marks_stale(books: BookSet) -> None:

@@ -223,6 +223,10 @@ async def test_custom_features_deliver_market_lifecycle(make_simulator: MakeSimu
                 assert event.winning_asset_id == markets[0].no_token
             if {BestBidAsk, NewMarket, MarketResolved} <= kinds:
                 break
+        # Every best_bid_ask agreed with the books it was checked against.
+        assert feed.books.top_checks > 0
+        assert feed.books.stale_events == 0
+        assert feed.stats.resyncs == 0
     assert sim.market(markets[0].yes_token).closed
 
 

@@ -185,3 +185,26 @@ async def test_a_strategy_that_cannot_load_fails_start_up_with_exit_2(tmp_path: 
     assert summary.exit_code == 2
     assert summary.failure is not None
     assert "has no option 'windw' (its options: size, threshold, window)" in summary.failure
+
+
+async def test_markets_all_follows_the_filtered_universe(tmp_path: Path) -> None:
+    """--markets all monitors every listed market passing the filters, on pooled
+    connections, and follows the universe (the universe task runs)."""
+    config = ServiceConfig(
+        duration=1.5,
+        http_enabled=False,
+        sim_rate=50,
+        sim_markets=12,
+        markets=("all",),
+        tag="politics",
+        assets_per_connection=4,
+        db_path=tmp_path / "all.sqlite",
+    )
+    service = Service(config, install_signal_handlers=False)
+    summary = await service.run()
+    assert summary.exit_code == 0, summary.failure
+    assert summary.markets == 3  # one market in four carries the politics tag
+    assert "universe" in service.supervisor.get_metrics()
+    assert summary.runtime is not None
+    assert summary.runtime["markets_retired"] == 0
+    assert summary.lost_rows == 0

@@ -101,6 +101,7 @@ from ._runtime import (
 from ._sequence import EventSequence
 from ._shards import MAX_SHARDS, Shard, shard_owner
 from ._strategies import DEFAULT_STRATEGY, convert_option, load_strategy, parse_strategy_options
+from ._universe import UNIVERSE_TASK, UniverseConfig, UniverseFollower, UniverseStats
 
 __all__ = [
     "BUY",
@@ -120,6 +121,7 @@ __all__ = [
     "RECENT_ORDERS",
     "RECENT_SIGNALS",
     "SELL",
+    "UNIVERSE_TASK",
     "ZERO_ADDRESS",
     "AgentsConfig",
     "AgentsRuntime",
@@ -151,6 +153,9 @@ __all__ = [
     "Strategy",
     "TradeJournal",
     "TradeLine",
+    "UniverseConfig",
+    "UniverseFollower",
+    "UniverseStats",
     "build_report",
     "convert_option",
     "data_ingestion_worker",

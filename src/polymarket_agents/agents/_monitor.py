@@ -425,6 +425,12 @@ class MarketMonitor:
         books.yes.invalidate()
         books.no.invalidate()
 
+    async def store_inactive(self) -> None:
+        """Queue the market's ``markets`` row, inactive: what retiring the market leaves."""
+        if self.queue is not None:
+            row = market_row(self.market, self._now_ms(), active=False)
+            await self._put(row, Table.MARKETS, 1)
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 

@@ -53,6 +53,7 @@ from ._journal import TradeJournal
 from ._monitor import MarketMonitor, MonitorStats
 from ._paper import PaperBroker
 from ._sequence import EventSequence
+from ._universe import UNIVERSE_TASK, UniverseConfig, UniverseFollower
 
 __all__ = [
     "HEALTH_TASK",
@@ -232,6 +233,8 @@ class RuntimeStats:
         stored_by_table: ``stored_rows`` per table.
         invalid_frames_by_reason: ``invalid_frames`` per kind of problem
             (:class:`~polymarket_agents.feed.InvalidKind` values).
+        markets_added: Markets added while running (following the universe).
+        markets_retired: Markets retired while running (resolved, or no longer listed).
     """
 
     markets: int
@@ -263,6 +266,8 @@ class RuntimeStats:
     invalid_rows: int = 0
     pending_rows: int = 0
     database_lost: str | None = None
+    markets_added: int = 0
+    markets_retired: int = 0
 
     @property
     def not_stored_rows(self) -> int:
@@ -375,9 +380,10 @@ class AgentsRuntime:
         alert: Callable[[str], None] | None = None,
         supervisor: TaskSupervisor | None = None,
         now: Callable[[], datetime] = datetime.now,
+        universe: UniverseConfig | None = None,
     ) -> None:
         config = config or AgentsConfig()
-        if not markets:
+        if not markets and universe is None:
             raise ConfigurationError("give the runtime at least one market")
         ids = [market.condition_id for market in markets]
         if len(set(ids)) != len(ids):
@@ -423,15 +429,24 @@ class AgentsRuntime:
             policy=config.write_policy,
             drain_timeout=config.drain_timeout,
         )
-        feed_options = config.feed_options()
+        self.universe: UniverseFollower | None = (
+            None if universe is None else UniverseFollower(self, universe)
+        )
+        """What follows the universe (None unless ``universe`` was given)."""
+        self._feed_url = feed_url
+        self._feed_options = feed_options = config.feed_options()
         self.feed: MarketFeed | None = None
         """The pooled feed every monitor attaches to (None with ``shared_feed=False``)."""
         if config.shared_feed:
+            if self.universe is not None:
+                # new_market and market_resolved are custom-feature events.
+                feed_options["custom_feature_enabled"] = True
             self.feed = MarketFeed(
                 feed_url,
                 markets=markets,
                 deliver_events=False,
                 assets_per_connection=config.assets_per_connection,
+                on_lifecycle=None if self.universe is None else self.universe.on_lifecycle,
                 **feed_options,
             )
         self.sequence = EventSequence()
@@ -441,20 +456,10 @@ class AgentsRuntime:
         self.run_id: int | None = None
         """This run's id in the store, once started."""
         self.monitors: dict[str, MarketMonitor] = {
-            monitor_task_name(market.condition_id): MarketMonitor(
-                market,
-                feed_url=None if self.feed is not None else feed_url,
-                feed=self.feed,
-                queue=self.queue,
-                broker=self.broker,
-                strategy=self.strategy,
-                edge_threshold=config.edge_threshold,
-                feed_options=feed_options,
-                handoff_timeout=config.handoff_timeout,
-                sequence=self.sequence,
-            )
-            for market in markets
+            monitor_task_name(market.condition_id): self._make_monitor(market) for market in markets
         }
+        self.retired: dict[str, MarketMonitor] = {}
+        """Monitors of markets retired while running (their counts stay in the totals)."""
         self._alert = alert or _log_alert
         self._now = now
         self._started = False
@@ -475,10 +480,89 @@ class AgentsRuntime:
         state = "stopped" if self._stopped else "running" if self._started else "new"
         return f"<AgentsRuntime {state} markets={len(self.markets)}>"
 
+    def _make_monitor(self, market: MarketInfo) -> MarketMonitor:
+        config = self.config
+        return MarketMonitor(
+            market,
+            feed_url=None if self.feed is not None else self._feed_url,
+            feed=self.feed,
+            queue=self.queue,
+            broker=self.broker,
+            strategy=self.strategy,
+            edge_threshold=config.edge_threshold,
+            feed_options=self._feed_options,
+            handoff_timeout=config.handoff_timeout,
+            sequence=self.sequence,
+        )
+
     @property
     def task_names(self) -> list[str]:
-        """This runtime's tasks in the supervisor: ingestion, the monitors, health."""
-        return [INGESTION_TASK, *self.monitors, HEALTH_TASK]
+        """This runtime's tasks in the supervisor: ingestion, the monitors, health (and the
+        universe's, when it follows one)."""
+        names = [INGESTION_TASK, *self.monitors, HEALTH_TASK]
+        if self.universe is not None:
+            names.append(UNIVERSE_TASK)
+        return names
+
+    @property
+    def monitored(self) -> dict[str, MarketInfo]:
+        """The markets monitored now, by condition id."""
+        return {m.market.condition_id: m.market for m in self.monitors.values()}
+
+    async def add_markets(self, markets: Iterable[MarketInfo]) -> list[MarketInfo]:
+        """Monitor more markets while running: a monitor each, attached to the feed.
+
+        Args:
+            markets: Markets; those monitored already are skipped.
+
+        Returns:
+            The markets added.
+        """
+        added: list[MarketInfo] = []
+        if self._stopped:
+            return added
+        for market in markets:
+            name = monitor_task_name(market.condition_id)
+            if name in self.monitors:
+                continue
+            monitor = self.retired.pop(name, None)
+            if monitor is None or monitor.market != market:
+                if monitor is not None:
+                    self.retired[f"{name}#{len(self.retired)}"] = monitor
+                monitor = self._make_monitor(market)
+            self.monitors[name] = monitor
+            added.append(market)
+            if self._started:
+                await self.supervisor.start_task(name, monitor.run)
+        if added:
+            self.markets = tuple(m.market for m in self.monitors.values())
+            _logger.info("added %d market(s); %d monitored", len(added), len(self.monitors))
+        return added
+
+    async def retire_market(self, condition_id: str, *, reason: str = "retired") -> bool:
+        """Stop monitoring a market while running: its monitor stops, its assets are
+        unsubscribed, and its ``markets`` row is stored inactive.
+
+        Args:
+            condition_id: The market.
+            reason: Why, for the log.
+
+        Returns:
+            False if the market was not monitored.
+        """
+        name = monitor_task_name(condition_id)
+        monitor = self.monitors.pop(name, None)
+        if monitor is None:
+            return False
+        self.retired[name] = monitor
+        self.markets = tuple(m.market for m in self.monitors.values())
+        if name in self.supervisor:
+            await self.supervisor.stop_task(name)
+        if self.feed is not None:
+            await self.feed.unsubscribe(markets=[condition_id])
+        await monitor.store_inactive()
+        _logger.info("retired market %s (%s): %s", condition_id, monitor.market.slug, reason)
+        return True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -505,6 +589,8 @@ class AgentsRuntime:
             await self.feed.start()
         for name, monitor in self.monitors.items():
             await supervisor.start_task(name, monitor.run)
+        if self.universe is not None:
+            await supervisor.start_task(UNIVERSE_TASK, self.universe.run)
         await supervisor.start_task(HEALTH_TASK, self._health_loop)
         _logger.info("agents started: %d markets, database %s", len(self.monitors), self.where)
 
@@ -585,7 +671,9 @@ class AgentsRuntime:
         def left() -> float:
             return max(deadline - loop.time(), 0.0)
 
-        first = [name for name in [*self.monitors, HEALTH_TASK] if name in supervisor]
+        first = [
+            name for name in [*self.monitors, HEALTH_TASK, UNIVERSE_TASK] if name in supervisor
+        ]
         results = await asyncio.gather(
             *(supervisor.stop_task(name, timeout=left()) for name in first)
         )
@@ -688,7 +776,8 @@ class AgentsRuntime:
 
     def stats(self) -> RuntimeStats:
         """A snapshot of the counters of every part (see :class:`RuntimeStats`)."""
-        monitor_stats = [monitor.stats for monitor in self.monitors.values()]
+        # Retired monitors' events and rows still count: they were taken and queued.
+        monitor_stats = [m.stats for m in (*self.monitors.values(), *self.retired.values())]
         metrics = self.supervisor.get_metrics()
         worker = self.worker.stats
         rows = _RowCounts.of(monitor_stats, worker, self.broker.journal, self.store.lost)
@@ -737,6 +826,8 @@ class AgentsRuntime:
             ingestion_retries=worker.retries,
             stored_by_table=rows.by_table,
             invalid_frames_by_reason=invalid,
+            markets_added=self.universe.added if self.universe is not None else 0,
+            markets_retired=len(self.retired),
         )
 
     def readiness(self) -> tuple[bool, list[str]]:

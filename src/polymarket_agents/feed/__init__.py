@@ -72,6 +72,7 @@ from ._protocol import (
     encode_subscribe,
 )
 from ._redact import MASK, redact_text, redact_url, url_secrets
+from ._universe import MarketFilter, list_universe, parse_end_date
 
 __all__ = [
     "DEFAULT_ASSETS_PER_CONNECTION",
@@ -102,6 +103,7 @@ __all__ = [
     "MarketBooks",
     "MarketEvent",
     "MarketFeed",
+    "MarketFilter",
     "MarketInfo",
     "MarketResolved",
     "MarketStream",
@@ -124,6 +126,8 @@ __all__ = [
     "encode_operation",
     "encode_subscribe",
     "fetch_markets",
+    "list_universe",
+    "parse_end_date",
     "parse_markets",
     "redact_text",
     "redact_url",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ._messages import (
+    BestBidAsk,
     Book,
     LastTradePrice,
     MarketEvent,
@@ -315,7 +316,7 @@ class BookSet(Mapping[str, OrderBook]):
     for assets it does not track are ignored.
     """
 
-    __slots__ = ("_books", "_pairs", "dropped_updates", "snapshots", "stale_events")
+    __slots__ = ("_books", "_pairs", "dropped_updates", "snapshots", "stale_events", "top_checks")
 
     def __init__(self) -> None:
         self._books: dict[str, OrderBook] = {}
@@ -326,6 +327,8 @@ class BookSet(Mapping[str, OrderBook]):
         """Times a book went stale (a mismatch with the advertised top, or crossed)."""
         self.snapshots = 0
         """``book`` snapshots applied."""
+        self.top_checks = 0
+        """``best_bid_ask`` events checked against a synced book."""
 
     def __getitem__(self, asset_id: str) -> OrderBook:
         return self._books[asset_id]
@@ -435,7 +438,39 @@ class BookSet(Mapping[str, OrderBook]):
                 book = books.get(event.asset_id)  # type: ignore[union-attr]
                 if book is not None:
                     book.tick_size = event.new_tick_size  # type: ignore[union-attr]
+            elif kind is BestBidAsk:
+                self._check_top(event, books, stale)  # type: ignore[arg-type]
         return stale
+
+    def _check_top(self, event: BestBidAsk, books: dict[str, OrderBook], stale: list[str]) -> None:
+        """``best_bid_ask`` follows the change of top it announces: the synced book must
+        show the same top already, or it has drifted and needs a fresh snapshot."""
+        book = books.get(event.asset_id)
+        if book is None or book.state is not _SYNCED:
+            return
+        self.top_checks += 1
+        if book.consistent_with(event.best_bid, event.best_ask):
+            return
+        self._went_stale(book, event.best_bid, event.best_ask, stale)
+
+    def _went_stale(
+        self,
+        book: OrderBook,
+        advertised_bid: Decimal | None,
+        advertised_ask: Decimal | None,
+        stale: list[str],
+    ) -> None:
+        _logger.warning(
+            "book of %s went stale: local top %s/%s, advertised %s/%s",
+            book.asset_id,
+            book.best_bid,
+            book.best_ask,
+            advertised_bid,
+            advertised_ask,
+        )
+        book.invalidate(SyncState.STALE)
+        self.stale_events += 1
+        stale.append(book.asset_id)
 
     def _apply_price_change(
         self, event: PriceChange, books: dict[str, OrderBook], stale: list[str]
@@ -485,14 +520,4 @@ class BookSet(Mapping[str, OrderBook]):
                 continue
             if book.consistent_with(advertised_bid, advertised_ask):
                 continue  # an empty side, advertised as 0 or 1
-            _logger.warning(
-                "book of %s went stale: local top %s/%s, advertised %s/%s",
-                book.asset_id,
-                book.best_bid,
-                book.best_ask,
-                advertised_bid,
-                advertised_ask,
-            )
-            book.invalidate(SyncState.STALE)
-            self.stale_events += 1
-            stale.append(book.asset_id)
+            self._went_stale(book, advertised_bid, advertised_ask, stale)

@@ -8,6 +8,7 @@ that into :class:`MarketInfo` values and fetches it over HTTP, page by page.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -47,6 +48,9 @@ class MarketInfo(msgspec.Struct, frozen=True, kw_only=True):
         neg_risk: Whether it belongs to a negative-risk group.
         end_date: ISO end date, as sent.
         question_id: The resolution question's id.
+        liquidity: Gamma's ``liquidityNum`` (USDC resting on the book).
+        volume: Gamma's ``volumeNum`` (USDC traded).
+        tags: The ids and slugs of the market's Gamma tags, when listed with them.
     """
 
     condition_id: str
@@ -67,6 +71,9 @@ class MarketInfo(msgspec.Struct, frozen=True, kw_only=True):
     neg_risk: bool = False
     end_date: str = ""
     question_id: str = ""
+    liquidity: Decimal = Decimal(0)
+    volume: Decimal = Decimal(0)
+    tags: tuple[str, ...] = ()
 
     @property
     def token_ids(self) -> tuple[str, str]:
@@ -105,6 +112,14 @@ class _GammaMarket(msgspec.Struct, rename="camel"):
     order_min_size: Decimal = Decimal(5)
     end_date: str = ""
     question_id: str = msgspec.field(default="", name="questionID")
+    liquidity_num: float | None = None
+    volume_num: float | None = None
+    tags: list[_GammaTag] | None = None
+
+
+class _GammaTag(msgspec.Struct):
+    id: str | int = ""
+    slug: str = ""
 
 
 _rows = msgspec.json.Decoder(list[msgspec.Raw])
@@ -138,7 +153,19 @@ def _to_info(row: _GammaMarket) -> MarketInfo | None:
         neg_risk=row.neg_risk,
         end_date=row.end_date,
         question_id=row.question_id,
+        liquidity=_amount(row.liquidity_num),
+        volume=_amount(row.volume_num),
+        tags=tuple(
+            str(value) for tag in row.tags or () for value in (tag.id, tag.slug) if value != ""
+        ),
     )
+
+
+def _amount(value: float | None) -> Decimal:
+    """A Gamma number as a Decimal to the cent (0 when absent or not finite)."""
+    if value is None or not math.isfinite(value):
+        return Decimal(0)
+    return Decimal(f"{value:.2f}")
 
 
 def parse_markets(payload: bytes | str) -> list[MarketInfo]:

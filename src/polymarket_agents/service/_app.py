@@ -37,6 +37,7 @@ from polymarket_agents.agents import (
     RuntimeStats,
     Shard,
     Strategy,
+    UniverseConfig,
     load_strategy,
 )
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
@@ -45,6 +46,7 @@ from polymarket_agents.feed import (
     InvalidMessage,
     MarketInfo,
     fetch_markets,
+    list_universe,
     redact_url,
 )
 from polymarket_agents.feed.simulator import MarketSimulator
@@ -269,6 +271,7 @@ class Service:
         self._simulator: MarketSimulator | None = None
         self._shard_lock: AdvisoryLock | None = None
         self._shard_lost: str | None = None
+        self._shard: Shard | None = None
         self._reason = "stopped"
 
     def __repr__(self) -> str:
@@ -388,23 +391,30 @@ class Service:
         else:
             state.feed_url = config.feed_url
             state.gamma_url = config.gamma_url or DEFAULT_GAMMA_URL
+        market_filter = config.market_filter()
         try:
-            listed = await fetch_markets(
-                state.gamma_url, max_markets=None if config.markets else config.market_count
-            )
+            if config.markets and not config.follow_universe:
+                listed = await fetch_markets(state.gamma_url)
+            else:
+                # The filters narrow the listing both for "all" and for the first N.
+                listed = await list_universe(state.gamma_url, market_filter)
         except (aiohttp.ClientError, TimeoutError, InvalidMessage) as exc:
             raise _StartupError(
                 f"cannot list markets at {redact_url(state.gamma_url)}/markets: "
                 f"{type(exc).__name__}: {exc} (check --gamma-url)"
             ) from exc
-        markets = select_markets(listed, config.markets, config.market_count)
+        if config.follow_universe:
+            markets = list(listed)
+        else:
+            markets = select_markets(listed, config.markets, config.market_count)
         shard = config.shard
         if shard is None and config.shard_count is not None:
             shard = Shard.from_environment(os.environ, count=config.shard_count)
+        self._shard = shard
         if shard is not None:
             # Every replica lists the same markets and keeps its shard's.
             markets = shard.select(markets)
-            if not markets:
+            if not markets and not config.follow_universe:
                 raise ConfigurationError(
                     f"shard {shard} has none of the {len(listed)} listed markets; "
                     "list more markets or use fewer shards"
@@ -464,14 +474,28 @@ class Service:
         self.supervisor.signal_shutdown()
 
     def _make_runtime(self, markets: list[MarketInfo], db_path: Path | str) -> AgentsRuntimeLike:
-        assert self.state.feed_url is not None
+        state, config = self.state, self.config
+        assert state.feed_url is not None
         factory = self._runtime_factory or default_runtime
+        # Only "all" follows the universe; a custom factory is told only then.
+        extra: dict[str, Any] = {}
+        if config.follow_universe:
+            assert state.gamma_url is not None
+            shard = self._shard
+            extra["universe"] = UniverseConfig(
+                gamma_url=state.gamma_url,
+                market_filter=config.market_filter(),
+                refresh_interval=config.universe_refresh,
+                # A shard follows its own part of the universe.
+                select=None if shard is None else lambda market: shard.owns(market.condition_id),
+            )
         return factory(
-            feed_url=self.state.feed_url,
+            feed_url=state.feed_url,
             markets=markets,
             store_path=db_path,
-            config=self.config,
+            config=config,
             supervisor=self.supervisor,
+            **extra,
         )
 
     async def _wait(self) -> None:
@@ -584,6 +608,7 @@ def default_runtime(
     store_path: Path | str,
     config: ServiceConfig,
     supervisor: TaskSupervisor,
+    universe: UniverseConfig | None = None,
 ) -> AgentsRuntimeLike:
     """Build the agents runtime of :mod:`polymarket_agents.agents` from the service settings.
 
@@ -593,6 +618,7 @@ def default_runtime(
         store_path: The SQLite file, or a PostgreSQL URL.
         config: The service settings (edge threshold, health interval, password file).
         supervisor: The supervisor the agents' tasks run under.
+        universe: How to follow the universe (with ``--markets all``), or None.
 
     Returns:
         The runtime, not started.
@@ -603,6 +629,7 @@ def default_runtime(
     agents_config = AgentsConfig(
         edge_threshold=config.edge_threshold,
         health_interval=config.health_interval,
+        assets_per_connection=config.assets_per_connection,
         ready_silence=config.ready_silence,
         # The drain may use the whole grace period, never more.
         drain_timeout=config.grace_period,
@@ -618,6 +645,7 @@ def default_runtime(
         config=agents_config,
         strategy=strategy_of(config, agents_config),
         supervisor=supervisor,
+        universe=universe,
     )
 
 

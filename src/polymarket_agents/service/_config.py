@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,13 @@ from polymarket_agents.agents import (
     parse_strategy_options,
 )
 from polymarket_agents.core.async_utils import ConfigurationError
-from polymarket_agents.feed import redact_url
+from polymarket_agents.feed import (
+    DEFAULT_ASSETS_PER_CONNECTION,
+    MAX_ASSETS_PER_CONNECTION,
+    MarketFilter,
+    parse_end_date,
+    redact_url,
+)
 from polymarket_agents.feed.simulator import FaultPlan
 from polymarket_agents.storage import is_postgres_url
 
@@ -68,7 +75,9 @@ class ServiceConfig:
         gamma_url: Where markets are listed (Gamma-style ``GET /markets``); None means the
             embedded simulator's listing, or Polymarket's Gamma API with ``feed_url``.
         markets: Markets to monitor, each a slug, condition id, Gamma id or token id; empty
-            takes the first ``market_count`` listed.
+            takes the first ``market_count`` listed; ``("all",)`` monitors every listed
+            market that passes the filters and follows the universe while running (new
+            markets added, resolved and delisted ones retired).
         market_count: How many listed markets to monitor when ``markets`` is empty.
         db_path: The SQLite database file (its directory is created at start), or a
             ``postgresql://`` URL (a ``str``) of a database several replicas can share.
@@ -88,6 +97,13 @@ class ServiceConfig:
         health_interval: Seconds between the agents' health checks.
         ready_silence: Seconds without market data on every feed connection (PONGs do not
             count) before ``/readyz`` answers 503; None: never.
+        min_liquidity: List only markets with at least this ``liquidityNum`` (USDC).
+        min_volume: List only markets with at least this ``volumeNum`` (USDC).
+        tag: List only markets with this Gamma tag (an id or a slug).
+        end_after: List only markets ending at or after this time.
+        end_before: List only markets ending at or before this time.
+        universe_refresh: Seconds between Gamma refreshes with ``markets=("all",)``.
+        assets_per_connection: Assets per pooled feed connection (at most 500).
         duration: Stop by itself after this many seconds; None runs until a signal.
         log_level: A :mod:`logging` level name.
         log_format: ``"text"`` (plain, one record a line) or ``"json"`` (one object a line).
@@ -124,6 +140,13 @@ class ServiceConfig:
     grace_period: float = 10.0
     health_interval: float = 60.0
     ready_silence: float | None = 30.0
+    min_liquidity: Decimal | None = None
+    min_volume: Decimal | None = None
+    tag: str | None = None
+    end_after: datetime | None = None
+    end_before: datetime | None = None
+    universe_refresh: float = 300.0
+    assets_per_connection: int = DEFAULT_ASSETS_PER_CONNECTION
     duration: float | None = None
     log_level: str = "INFO"
     log_format: LogFormat = "text"
@@ -156,6 +179,21 @@ class ServiceConfig:
     def embedded_simulator(self) -> bool:
         """Whether the service starts its own simulator (no ``feed_url`` given)."""
         return self.feed_url is None
+
+    @property
+    def follow_universe(self) -> bool:
+        """Whether every listed market is monitored and the universe followed."""
+        return self.markets == ("all",)
+
+    def market_filter(self) -> MarketFilter:
+        """The listing filters as a :class:`~polymarket_agents.feed.MarketFilter`."""
+        return MarketFilter(
+            min_liquidity=self.min_liquidity,
+            min_volume=self.min_volume,
+            tag=self.tag,
+            end_after=self.end_after,
+            end_before=self.end_before,
+        )
 
     @property
     def universe_size(self) -> int:
@@ -204,6 +242,22 @@ def _url(schemes: tuple[str, ...]) -> Callable[[object], str | None]:
         return None
 
     return check
+
+
+def _amount(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        return f"must be an amount of USDC >= 0, not {value!r}"
+    return None
+
+
+def _moment(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return f"must be a date or time with a time zone, not {value!r}"
+    return None
 
 
 def _edge(value: object) -> str | None:
@@ -261,6 +315,19 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "grace_period": _positive,
     "health_interval": _positive,
     "ready_silence": lambda v: None if v is None else _positive(v),
+    "min_liquidity": lambda v: _amount(v),
+    "min_volume": lambda v: _amount(v),
+    "tag": lambda v: (
+        None if v is None or (isinstance(v, str) and v.strip()) else "must not be empty"
+    ),
+    "end_after": lambda v: _moment(v),
+    "end_before": lambda v: _moment(v),
+    "universe_refresh": _positive,
+    "assets_per_connection": lambda v: (
+        None
+        if isinstance(v, int) and 2 <= v <= MAX_ASSETS_PER_CONNECTION
+        else f"must be an integer in 2..{MAX_ASSETS_PER_CONNECTION}, not {v!r}"
+    ),
     "duration": lambda v: None if v is None else _positive(v),
     "log_level": lambda v: (
         None if v in _LEVELS else f"must be one of {', '.join(_LEVELS)}, not {v!r}"
@@ -337,6 +404,25 @@ def _to_shard(text: str) -> Shard:
         return Shard.parse(text)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _to_optional_decimal(text: str) -> Decimal | None:
+    return None if text.strip().lower() in ("", "none", "off") else _to_decimal(text)
+
+
+def _to_optional_text(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _to_moment(text: str) -> datetime | None:
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    moment = parse_end_date(text.strip())
+    if moment is None:
+        raise ValueError(
+            f"must be an ISO date such as 2027-01-31 or 2027-01-31T12:00Z, not {text!r}"
+        )
+    return moment
 
 
 def _to_markets(text: str) -> tuple[str, ...]:
@@ -441,7 +527,8 @@ OPTIONS: tuple[ConfigOption, ...] = (
         "--markets",
         _P + "MARKETS",
         _to_markets,
-        "comma-separated slugs, condition ids or token ids (default: the first listed)",
+        "comma-separated slugs, condition ids or token ids, or all: every listed market, "
+        "followed as markets open and resolve (default: the first listed)",
         metavar="IDS",
     ),
     _opt(
@@ -557,6 +644,63 @@ OPTIONS: tuple[ConfigOption, ...] = (
         _to_optional_float,
         "seconds without market data (PONGs do not count) before /readyz says 503; off: never (30)",
         metavar="S",
+    ),
+    _opt(
+        "min_liquidity",
+        "--min-liquidity",
+        _P + "MIN_LIQUIDITY",
+        _to_optional_decimal,
+        "list only markets with at least this much liquidity, USDC",
+        metavar="USDC",
+    ),
+    _opt(
+        "min_volume",
+        "--min-volume",
+        _P + "MIN_VOLUME",
+        _to_optional_decimal,
+        "list only markets with at least this much volume traded, USDC",
+        metavar="USDC",
+    ),
+    _opt(
+        "tag",
+        "--tag",
+        _P + "TAG",
+        _to_optional_text,
+        "list only markets with this Gamma tag (an id or a slug)",
+        metavar="TAG",
+    ),
+    _opt(
+        "end_after",
+        "--end-after",
+        _P + "END_AFTER",
+        _to_moment,
+        "list only markets ending at or after this date (ISO, UTC unless given)",
+        metavar="DATE",
+    ),
+    _opt(
+        "end_before",
+        "--end-before",
+        _P + "END_BEFORE",
+        _to_moment,
+        "list only markets ending at or before this date (ISO, UTC unless given)",
+        metavar="DATE",
+    ),
+    _opt(
+        "universe_refresh",
+        "--universe-refresh",
+        _P + "UNIVERSE_REFRESH",
+        _to_float,
+        "with --markets all: seconds between Gamma refreshes of the universe (300)",
+        metavar="S",
+    ),
+    _opt(
+        "assets_per_connection",
+        "--assets-per-connection",
+        _P + "ASSETS_PER_CONNECTION",
+        _to_int,
+        f"assets per pooled feed connection, at most {MAX_ASSETS_PER_CONNECTION} "
+        f"({DEFAULT_ASSETS_PER_CONNECTION})",
+        metavar="N",
     ),
     _opt(
         "duration",

@@ -30,6 +30,8 @@ _TASK_STATUSES = ("running", "restarting", "stopped")
 # shows up without a change here.
 _KNOWN: dict[str, tuple[str, str, str]] = {
     "markets": ("gauge", "Markets monitored.", ""),
+    "markets_added": ("counter", "Markets added while running (new in the universe).", ""),
+    "markets_retired": ("counter", "Markets retired while running (resolved or delisted).", ""),
     "monitors_running": ("gauge", "Monitors whose task is running.", ""),
     "monitors_ready": ("gauge", "Monitors connected with both books synced.", ""),
     "events": ("counter", "Market events the monitors took from their feeds.", ""),

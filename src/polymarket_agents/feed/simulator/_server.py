@@ -43,6 +43,7 @@ from .._messages import (
     TickSizeChange,
 )
 from .._protocol import Operation, Subscribe, TextReply, decode_client_frame
+from .._universe import parse_end_date
 from ._faults import FaultPlan, MalformedKind, malformed_frame, oversized_frame
 from ._universe import SimMarket, Universe, legacy_price_changes
 
@@ -833,12 +834,50 @@ def _filter_gamma(rows: list[dict[str, Any]], query: dict[str, list[str]]) -> li
     slugs = set(query.get("slug", ()))
     if slugs:
         rows = [row for row in rows if row["slug"] in slugs]
+    rows = _filter_numbers(rows, query)
     try:
         offset = max(int(query.get("offset", ["0"])[-1]), 0)
         limit = int(query["limit"][-1]) if "limit" in query else len(rows)
     except ValueError:
         offset, limit = 0, len(rows)
     return rows[offset : offset + max(limit, 0)]
+
+
+def _filter_numbers(
+    rows: list[dict[str, Any]], query: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """Gamma's range filters: ``liquidity_num_min``, ``volume_num_min``, ``tag_id``,
+    ``end_date_min``, ``end_date_max`` (a malformed value filters nothing, as Gamma
+    ignores it)."""
+
+    def last(name: str) -> str | None:
+        values = query.get(name)
+        return values[-1] if values else None
+
+    for name, field in (("liquidity_num_min", "liquidityNum"), ("volume_num_min", "volumeNum")):
+        text = last(name)
+        if text is None:
+            continue
+        with contextlib.suppress(ValueError):
+            least = float(text)
+            rows = [row for row in rows if row[field] >= least]
+    tag = last("tag_id")
+    if tag is not None:
+        rows = [row for row in rows if any(t["id"] == tag for t in row["tags"])]
+    low, high = last("end_date_min"), last("end_date_max")
+    after = parse_end_date(low) if low else None
+    before = parse_end_date(high) if high else None
+    if after is not None or before is not None:
+        kept = []
+        for row in rows:
+            end = parse_end_date(row["endDate"])
+            if end is None or (after is not None and end < after):
+                continue
+            if before is not None and end > before:
+                continue
+            kept.append(row)
+        rows = kept
+    return rows
 
 
 @contextlib.asynccontextmanager

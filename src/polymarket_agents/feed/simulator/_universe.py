@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -40,6 +41,9 @@ __all__ = ["SimMarket", "Universe"]
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+_FIRST_END = date(2027, 1, 1)
+# Gamma tags, one per market in turn: (id, slug).
+_TAGS = (("2", "politics"), ("21", "crypto"), ("100639", "sports"), ("107", "economy"))
 _COARSE_TICK = Decimal("0.01")
 _FINE_TICK = Decimal("0.001")
 # Polymarket moves to the fine tick when the price leaves [0.04, 0.96].
@@ -136,8 +140,28 @@ class SimMarket:
             active=True,
             closed=self.closed,
             accepting_orders=not self.closed,
-            end_date="2030-12-31T12:00:00Z",
+            end_date=self.end_date,
             question_id="0x" + hashlib.sha256(self.condition_id.encode()).hexdigest(),
+            liquidity=Decimal(f"{float(self.liquidity()):.2f}"),
+            volume=Decimal(f"{float(self.volume):.2f}"),
+            tags=self.tag,
+        )
+
+    @property
+    def end_date(self) -> str:
+        """When the market ends: a week apart from one market to the next, from 2027."""
+        return f"{(_FIRST_END + timedelta(days=7 * self.index)).isoformat()}T12:00:00Z"
+
+    @property
+    def tag(self) -> tuple[str, str]:
+        """The market's one Gamma tag: its id and slug."""
+        return _TAGS[self.index % len(_TAGS)]
+
+    def liquidity(self) -> Decimal:
+        """USDC resting on the YES book."""
+        return sum(
+            (price * size for price, size in (*self.yes.bids.items(), *self.yes.asks.items())),
+            start=_ZERO,
         )
 
     def _outcome_prices(self) -> tuple[Decimal, Decimal]:
@@ -152,18 +176,17 @@ class SimMarket:
         yes_price, no_price = self._outcome_prices()
         bid, ask = self.yes.best_bid, self.yes.best_ask
         volume = f"{self.volume:f}"
-        liquidity = sum(
-            (price * size for price, size in (*self.yes.bids.items(), *self.yes.asks.items())),
-            start=_ZERO,
-        )
+        liquidity = self.liquidity()
+        tag_id, tag_slug = self.tag
         return {
             "id": str(500_000 + self.index),
             "question": self.question,
             "conditionId": self.condition_id,
             "slug": self.slug,
             "resolutionSource": "",
-            "endDate": "2030-12-31T12:00:00Z",
+            "endDate": self.end_date,
             "startDate": "2025-01-01T00:00:00Z",
+            "tags": [{"id": tag_id, "label": tag_slug.title(), "slug": tag_slug}],
             "description": f'This market will resolve to "Yes" if {self.question[5:-1]}.',
             "outcomes": json.dumps(["Yes", "No"]),
             "outcomePrices": json.dumps([str(yes_price), str(no_price)]),

@@ -1,0 +1,165 @@
+"""Following the universe: Gamma listing with filters, new markets picked up, resolved and
+delisted ones retired, against the simulator's market channel and Gamma listing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from polymarket_agents.agents import UNIVERSE_TASK, UniverseConfig, monitor_task_name
+from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.feed import MarketFilter, list_universe
+from polymarket_agents.storage import SQLiteStore
+
+from ._fixtures import (
+    MakeRuntime,
+    MakeSimulator,
+    eventually,
+    make_runtime,
+    make_simulator,
+    wait_ready,
+)
+
+__all__ = ["make_runtime", "make_simulator"]  # fixtures, used by name
+
+
+async def test_the_listing_pages_through_gamma_and_applies_every_filter(
+    make_simulator: MakeSimulator,
+) -> None:
+    """Every tradable market, in order, in pages; each filter narrows it the same way
+    whether Gamma applies it or only the client does."""
+    sim = await make_simulator(markets=23, event_rate=None)
+    everything = await list_universe(sim.http_url, page_size=5)
+    assert [m.condition_id for m in everything] == [m.condition_id for m in sim.markets()]
+    crypto = await list_universe(sim.http_url, MarketFilter(tag="crypto"), page_size=5)
+    assert crypto
+    assert all("crypto" in m.tags for m in crypto)
+    assert len(crypto) == len([m for m in everything if "21" in m.tags])
+    by_id = await list_universe(sim.http_url, MarketFilter(tag="21"))
+    assert [m.condition_id for m in by_id] == [m.condition_id for m in crypto]
+    early = MarketFilter(end_before=datetime(2027, 2, 1, tzinfo=UTC))
+    assert [m.end_date[:10] for m in await list_universe(sim.http_url, early)] == [
+        "2027-01-01",
+        "2027-01-08",
+        "2027-01-15",
+        "2027-01-22",
+        "2027-01-29",
+    ]
+    liquid = sorted(m.liquidity for m in everything)[len(everything) // 2]
+    rich = await list_universe(sim.http_url, MarketFilter(min_liquidity=liquid))
+    assert rich
+    assert all(m.liquidity >= liquid for m in rich)
+    assert len(rich) < len(everything)
+    assert await list_universe(sim.http_url, MarketFilter(min_volume=Decimal(10**12))) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"min_liquidity": Decimal(-1)},
+        {"tag": " "},
+        {"end_after": datetime(2027, 1, 1)},
+        {
+            "end_after": datetime(2028, 1, 1, tzinfo=UTC),
+            "end_before": datetime(2027, 1, 1, tzinfo=UTC),
+        },
+    ],
+)
+def test_bad_filters_are_configuration_errors(bad: dict[str, object]) -> None:
+    """A filter that cannot mean anything is refused when it is made."""
+    with pytest.raises(ConfigurationError):
+        MarketFilter(**bad)  # type: ignore[arg-type]
+
+
+async def _inactive(path: Path, condition_id: str) -> bool:
+    async with SQLiteStore(path) as store:
+        connection = store.connection
+        assert connection is not None
+        async with connection.execute(
+            "SELECT active FROM markets WHERE condition_id = ?", (condition_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+    return row is not None and not row[0]
+
+
+async def test_new_markets_are_picked_up_and_resolved_ones_retired(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
+) -> None:
+    """new_market adds a monitor for a market Gamma lists and the filter accepts;
+    market_resolved retires its market (monitor stopped, assets unsubscribed, inactive row
+    stored), without a reconnect."""
+    sim = await make_simulator(markets=4, event_rate=200.0)
+    universe = UniverseConfig(gamma_url=sim.http_url, refresh_interval=3600.0)
+    markets = await list_universe(sim.http_url)
+    runtime = await make_runtime(sim, markets=markets, universe=universe)
+    await wait_ready(runtime)
+    assert UNIVERSE_TASK in runtime.supervisor
+    feed = runtime.feed
+    assert feed is not None
+
+    new = sim.add_market()
+    await eventually(lambda: new.condition_id in runtime.monitored)
+    await wait_ready(runtime)
+    monitor = runtime.monitors[monitor_task_name(new.condition_id)]
+    await eventually(lambda: monitor.stats.events >= 3)
+
+    gone = markets[1]
+    sim.resolve_market(gone.condition_id)
+    await eventually(lambda: gone.condition_id not in runtime.monitored)
+    assert gone.yes_token not in feed.asset_ids
+    assert runtime.supervisor.status(monitor_task_name(gone.condition_id)) == "stopped"
+    await wait_ready(runtime)
+    stats = runtime.stats()
+    assert (stats.markets, stats.markets_added, stats.markets_retired) == (4, 1, 1)
+    assert feed.stats.reconnects == 0
+    await runtime.stop()
+    assert await _inactive(tmp_path / "agents.sqlite", gone.condition_id)
+    assert runtime.stats().lost_rows == 0
+
+
+async def test_a_refresh_adds_what_gamma_lists_and_retires_what_it_no_longer_does(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """Without any announcement, a refresh adds new listed markets that pass the filter
+    and retires monitored markets no longer listed; a market outside the filter is never
+    added."""
+    sim = await make_simulator(markets=8, event_rate=200.0)
+    politics = MarketFilter(tag="politics")
+    universe = UniverseConfig(
+        gamma_url=sim.http_url, market_filter=politics, refresh_interval=3600.0
+    )
+    markets = await list_universe(sim.http_url, politics)
+    assert len(markets) == 2
+    runtime = await make_runtime(sim, markets=markets, universe=universe)
+    await wait_ready(runtime)
+    follower = runtime.universe
+    assert follower is not None
+    # Quietly (no event on the channel): four new markets, one of them in politics.
+    added = [sim.universe.add_market()[0] for _ in range(4)]
+    closed = markets[0]
+    sim.universe.resolve(closed.condition_id)
+    await follower.refresh()
+    wanted = [m.condition_id for m in added if m.tag[1] == "politics"]
+    assert len(wanted) == 1
+    assert set(runtime.monitored) == {markets[1].condition_id, *wanted}
+    assert follower.stats.refreshes == 1
+    await wait_ready(runtime)
+
+
+async def test_gamma_failures_are_counted_and_retried_later(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """An unreachable Gamma fails a refresh, which is counted and logged; the markets
+    monitored stay."""
+    sim = await make_simulator(markets=2, event_rate=200.0)
+    markets = sim.markets()
+    universe = UniverseConfig(gamma_url="http://127.0.0.1:9", refresh_interval=3600.0, timeout=1.0)
+    runtime = await make_runtime(sim, markets=markets, universe=universe)
+    await wait_ready(runtime)
+    assert runtime.universe is not None
+    await runtime.universe.refresh()
+    assert runtime.universe.stats.gamma_errors == 1
+    assert len(runtime.monitored) == 2
