@@ -25,12 +25,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from polymarket_agents.core.async_utils import (
-    DEFAULT_HEALTH_URL,
-    HEALTH_URL_ENV,
-    ConfigurationError,
-    check_agents,
-)
+# Only the core at the top: `health` runs as a container's health check and must start
+# quickly, without the service stack (tests/service/test_public_api.py).
+from polymarket_agents.core.async_utils import HEALTH_URL_ENV, ConfigurationError, check_agents
 
 __all__ = ["main"]
 
@@ -76,7 +73,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         help="exit 0 if the running service is alive, 1 otherwise",
         description="Ask the running service's /healthz. The URL is --url, else "
         f"${HEALTH_URL_ENV}, else built from $POLYMARKET_AGENTS_HTTP_HOST/PORT, else "
-        f"{DEFAULT_HEALTH_URL}.",
+        f"{_base_url(None, {})}/healthz.",
     )
     health.add_argument("--url", help="liveness URL")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds (5)")

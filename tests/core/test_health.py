@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from polymarket_agents.core.async_utils import HEALTH_URL_ENV, check_agents
+from polymarket_agents.core.async_utils import HEALTH_URL_ENV, ConfigurationError, check_agents
 
 
 async def _serve(status: bytes) -> tuple[asyncio.Server, int]:
@@ -77,3 +77,10 @@ async def test_bad_url_is_a_value_error() -> None:
     """Only http:// URLs are accepted."""
     with pytest.raises(ValueError, match="health URL must be"):
         await check_agents("ftp://x/")
+
+
+async def test_without_a_url_anywhere_it_asks_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core knows no service: with neither a URL nor the environment, it says so."""
+    monkeypatch.delenv(HEALTH_URL_ENV, raising=False)
+    with pytest.raises(ConfigurationError, match="no health URL"):
+        await check_agents()

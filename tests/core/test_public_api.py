@@ -10,7 +10,6 @@ def test_all_is_exactly_the_documented_surface() -> None:
     assert sorted(async_utils.__all__) == sorted(
         [
             "DEFAULT_FATAL",
-            "DEFAULT_HEALTH_URL",
             "DEFAULT_RECOVERABLE",
             "HEALTH_URL_ENV",
             "LOGGER_NAME",

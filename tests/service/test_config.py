@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from polymarket_agents.core.async_utils import DEFAULT_HEALTH_URL, ConfigurationError
+from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed.simulator import FaultPlan
 from polymarket_agents.service import (
+    DEFAULT_HEALTH_URL,
     DEFAULT_HTTP_HOST,
     DEFAULT_HTTP_PORT,
     OPTIONS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -132,3 +133,26 @@ def test_liveness_fails_when_the_heartbeat_stalls() -> None:
     alive, reasons = state.liveness()
     assert not alive
     assert reasons[0].startswith("event loop heartbeat")
+
+
+async def test_the_service_layer_check_agents_finds_the_service_by_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """service.check_agents() builds the URL from the HTTP host and port settings."""
+    from polymarket_agents.service import check_agents as service_check_agents
+
+    server = await asyncio.start_server(_answer_200, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        environ = {
+            "POLYMARKET_AGENTS_HTTP_HOST": "0.0.0.0",
+            "POLYMARKET_AGENTS_HTTP_PORT": str(port),
+        }
+        assert await service_check_agents(environ=environ) is True
+
+
+async def _answer_200(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+    writer.close()

@@ -46,6 +46,7 @@ from ._config import (
 from ._http import HttpServer, create_app
 from ._logging import JsonFormatter, TextFormatter
 from ._metrics import NAMESPACE, ServiceCollector, service_registry
+from ._probe import DEFAULT_HEALTH_URL, check_agents, health_url
 from ._redact import RedactingFormatter, Redactor, shown_db_path
 from ._report import (
     REPORT_TABLES,
@@ -61,6 +62,7 @@ from ._view import LiveView
 
 __all__ = [
     "DEFAULT_DB_PATH",
+    "DEFAULT_HEALTH_URL",
     "DEFAULT_HTTP_HOST",
     "DEFAULT_HTTP_PORT",
     "LOGGER_NAME",
@@ -85,10 +87,12 @@ __all__ = [
     "ServiceState",
     "ServiceSummary",
     "TextFormatter",
+    "check_agents",
     "create_app",
     "default_runtime",
     "exit_now",
     "flush_and_exit",
+    "health_url",
     "load_config",
     "parse_faults",
     "print_report",

@@ -54,7 +54,7 @@ DEFAULT_HTTP_HOST = "127.0.0.1"
 """Health and metrics listen on loopback unless told otherwise."""
 
 DEFAULT_HTTP_PORT = 8080
-"""The port :func:`~polymarket_agents.core.async_utils.check_agents` asks by default."""
+"""The port the service listens on, and :func:`~polymarket_agents.service.check_agents` asks."""
 
 DEFAULT_DB_PATH = Path("data/agents.sqlite")
 """The SQLite file, relative to the working directory."""

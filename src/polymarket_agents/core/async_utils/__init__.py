@@ -29,7 +29,6 @@ from ._errors import (
     UnknownTaskError,
 )
 from ._health import (
-    DEFAULT_HEALTH_URL,
     HEALTH_URL_ENV,
     Readiness,
     ReadinessCheck,
@@ -57,7 +56,6 @@ from ._work import Work
 
 __all__ = [
     "DEFAULT_FATAL",
-    "DEFAULT_HEALTH_URL",
     "DEFAULT_RECOVERABLE",
     "HEALTH_URL_ENV",
     "LOGGER_NAME",

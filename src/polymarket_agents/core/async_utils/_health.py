@@ -10,17 +10,15 @@ import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from ._errors import ConfigurationError
 from ._robust import LOGGER_NAME
 
-__all__ = ["DEFAULT_HEALTH_URL", "HEALTH_URL_ENV", "Readiness", "ReadinessCheck", "check_agents"]
+__all__ = ["HEALTH_URL_ENV", "Readiness", "ReadinessCheck", "check_agents"]
 
 _logger = logging.getLogger(LOGGER_NAME)
 
 HEALTH_URL_ENV = "POLYMARKET_AGENTS_HEALTH_URL"
 """Environment variable naming the liveness URL that :func:`check_agents` asks."""
-
-DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
-"""Where the service answers liveness by default."""
 
 
 async def check_agents(url: str | None = None, *, timeout: float = 5.0) -> bool:
@@ -28,11 +26,13 @@ async def check_agents(url: str | None = None, *, timeout: float = 5.0) -> bool:
 
     The seed's Docker health check runs ``asyncio.run(check_agents())``; this is that
     function, written with the standard library only (one HTTP/1.1 GET over a plain TCP
-    connection), so importing it costs nothing.
+    connection), so importing it costs nothing. It knows no service: the URL is given or
+    comes from ``$POLYMARKET_AGENTS_HEALTH_URL``. The service layer's
+    ``polymarket_agents.service.check_agents`` (and ``polymarket-agents health``) also
+    knows where the service listens by default and by its settings.
 
     Args:
-        url: The liveness URL; ``$POLYMARKET_AGENTS_HEALTH_URL``, else
-            ``http://127.0.0.1:8080/healthz``, when None.
+        url: The liveness URL; ``$POLYMARKET_AGENTS_HEALTH_URL`` when None.
         timeout: Seconds for the whole exchange.
 
     Returns:
@@ -40,12 +40,18 @@ async def check_agents(url: str | None = None, *, timeout: float = 5.0) -> bool:
         the connection, or did not answer in time.
 
     Raises:
-        ValueError: If ``url`` is not an ``http://`` URL.
+        ConfigurationError: If there is no URL (neither given nor in the environment), or
+            it is not an ``http://`` URL (a ``ValueError``).
     """
-    target = url or os.environ.get(HEALTH_URL_ENV) or DEFAULT_HEALTH_URL
+    target = url or os.environ.get(HEALTH_URL_ENV)
+    if not target:
+        raise ConfigurationError(
+            f"no health URL: pass one or set ${HEALTH_URL_ENV} "
+            f"(polymarket_agents.service.check_agents() knows the service's own)"
+        )
     parts = urlsplit(target)
     if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"health URL must be http://host[:port]/path, not {target!r}")
+        raise ConfigurationError(f"health URL must be http://host[:port]/path, not {target!r}")
     host, port = parts.hostname, parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     writer: asyncio.StreamWriter | None = None
