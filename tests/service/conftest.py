@@ -84,6 +84,8 @@ class ServiceProcess:
         args: Command-line arguments after the program name.
         directory: Where stdout and stderr are written.
         env: Extra environment variables.
+        launcher: What runs the program (``python -m polymarket_agents``); another
+            launcher must end up exec'ing it in the same process.
         **options: More keyword arguments for :class:`subprocess.Popen` (``user=`` ...).
     """
 
@@ -92,6 +94,7 @@ class ServiceProcess:
         args: Sequence[str],
         directory: Path,
         env: dict[str, str] | None = None,
+        launcher: Sequence[str] = (sys.executable, "-m", "polymarket_agents"),
         **options: Any,
     ):
         self.directory = directory
@@ -101,7 +104,7 @@ class ServiceProcess:
         environ.pop("LOG_LEVEL", None)
         environ.update(env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "polymarket_agents", *args],
+            [*launcher, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=environ,

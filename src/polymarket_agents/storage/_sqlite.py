@@ -366,6 +366,15 @@ class SQLiteStore(Ledger):
                         raise StoreBusyError(
                             f"database {str(self._path)!r} is locked by process {holder}: {exc}"
                         ) from exc
+                elif failure is _Failure.BROKEN and not await asyncio.to_thread(
+                    _writable, self._path
+                ):
+                    # SQLite opens such a file read-only without a word, and the first
+                    # write (or, in exclusive mode, the lock) fails with a vaguer error.
+                    raise StoreUnavailableError(
+                        f"database {str(self._path)!r} cannot be written (the file or its "
+                        f"directory is read-only to this process): {exc}"
+                    ) from exc
                 raise _translate(exc, failure, self._path) from exc
             raise
         if identity is None:
@@ -719,6 +728,11 @@ _ORDER_COLUMNS = (
     "order_id, signal_id, market, token_id, side, price, size, order_type, status, "
     "created_at_ms, filled_size, updated_at_ms, revision, error, account_id"
 )
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the file and create files beside it (the WAL)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
