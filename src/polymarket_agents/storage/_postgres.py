@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.core.async_utils import ConfigurationError, shielded
 
 from ._codec import (
     InvalidRow,
@@ -57,7 +57,7 @@ from ._pgschema import (
 )
 from ._rows import OPEN_STATUSES, FillRow, PaperOrderRow, Position, Table
 from ._schema import Migration, check_migrations
-from ._sqlite import LOGGER_NAME, _finish
+from ._sqlite import LOGGER_NAME
 from ._store import RejectedRow, WriteResult
 
 __all__ = ["PostgresStore", "is_postgres_url", "redact_url"]
@@ -362,8 +362,8 @@ class PostgresStore(Ledger):
         if self._closed:
             return
         self._closed = True
-        await _finish(self._close_session(self._trades))
-        await _finish(self._close_session(self._data))
+        await shielded(self._close_session(self._trades))
+        await shielded(self._close_session(self._data))
 
     async def _close_session(self, session: _Session) -> None:
         async with session.lock:

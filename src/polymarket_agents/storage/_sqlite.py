@@ -14,14 +14,14 @@ import enum
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
 
-from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.core.async_utils import ConfigurationError, shielded
 
 from ._codec import (
     InvalidRow,
@@ -285,7 +285,7 @@ class SQLiteStore(Ledger):
         if self._closed:
             return
         self._closed = True
-        await _finish(self._close_under_lock())
+        await shielded(self._close_under_lock())
 
     async def _close_under_lock(self) -> None:
         async with self._lock.hold():
@@ -357,7 +357,7 @@ class SQLiteStore(Ledger):
             await conn.execute("COMMIT")
             identity = await asyncio.to_thread(_identity, self._path)
         except BaseException as exc:
-            await _finish(conn.close())
+            await shielded(conn.close())
             if isinstance(exc, sqlite3.Error):
                 failure = _failure(exc)
                 if failure is _Failure.BUSY:
@@ -407,7 +407,7 @@ class SQLiteStore(Ledger):
             await self._close_quietly(conn)
         else:
             try:
-                await _finish(conn.rollback())
+                await shielded(conn.rollback())
             except Exception as rollback_error:
                 # A connection that cannot even roll back is not to be trusted again.
                 self._logger.debug("rollback failed: %r", rollback_error)
@@ -431,7 +431,7 @@ class SQLiteStore(Ledger):
 
     async def _close_quietly(self, conn: aiosqlite.Connection) -> None:
         try:
-            await _finish(conn.close())
+            await shielded(conn.close())
         except Exception as close_error:
             self._logger.debug("closing the failed connection raised %r", close_error)
 
@@ -721,7 +721,7 @@ class SQLiteStore(Ledger):
                 while records := list(await cursor.fetchmany(chunk)):
                     yield list[Sequence[Any]](records)
             finally:
-                await _finish(cursor.close())
+                await shielded(cursor.close())
 
 
 _ORDER_COLUMNS = (
@@ -746,28 +746,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return stat.st_dev, stat.st_ino
-
-
-async def _finish(awaitable: Awaitable[None]) -> None:
-    """Run ``awaitable`` to the end even if the caller is cancelled meanwhile.
-
-    Cleanup (rollback, close) must not be cut short, or a connection would be left in a
-    transaction or open. A cancellation that arrives meanwhile is re-raised afterwards and
-    wins over an error of the cleanup.
-    """
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while not task.done():
-        try:
-            # asyncio.wait never cancels what it waits for, unlike a plain await.
-            await asyncio.wait((task,))
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as lost
-        raise asyncio.CancelledError
-    task.result()
 
 
 def _create_private(path: Path) -> None:
