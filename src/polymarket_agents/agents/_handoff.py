@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from polymarket_agents.core.async_utils import shielded
+
 __all__ = ["DEFAULT_HANDOFF_TIMEOUT", "handoff"]
 
 DEFAULT_HANDOFF_TIMEOUT = 5.0
@@ -36,46 +38,35 @@ async def handoff(
             re-raised), so the caller's counts stay right.
 
     Returns:
-        True if the item was queued; False if it had to be abandoned (logged at ERROR).
+        True: the item was queued (otherwise the call ends with the cancellation).
 
     Raises:
-        asyncio.CancelledError: After the hand-off, if the caller was cancelled meanwhile.
+        asyncio.CancelledError: After the hand-off, if the caller was cancelled meanwhile;
+            an item abandoned at the timeout is logged at ERROR and given to ``on_lost``.
     """
     try:
         queue.put_nowait(item)
         return True
     except asyncio.QueueFull:
         pass
-    loop = asyncio.get_running_loop()
-    put = loop.create_task(queue.put(item))
-    cancelled = False
-    deadline: float | None = None
-    while not put.done():
-        remaining = None if deadline is None else deadline - loop.time()
-        if remaining is not None and remaining <= 0:
-            break
+    put = asyncio.get_running_loop().create_task(queue.put(item))
+    try:
+        # Backpressure: wait for room for as long as it takes (the wait never cancels it).
+        await asyncio.wait((put,))
+        return True
+    except asyncio.CancelledError:
+        # Stopping: the hand-off goes on for up to `timeout` seconds (the ingestion worker
+        # is normally still draining), then the cancellation goes on.
         try:
-            await asyncio.wait((put,), timeout=remaining)
-        except asyncio.CancelledError:
-            cancelled = True
-            if deadline is None:
-                deadline = loop.time() + timeout
-    queued = put.done() and not put.cancelled()
-    if not put.done():
-        put.cancel()
-        try:
-            await asyncio.wait((put,))
-        except asyncio.CancelledError:
-            cancelled = True
-        queued = not put.cancelled()
-    if not queued:
-        logger.error(
-            "the ingestion queue stayed full for %.1f s after a stop was requested: "
-            "an item was not stored",
-            timeout,
-        )
-        if on_lost is not None:
-            on_lost(item)
-    if cancelled:
-        raise asyncio.CancelledError
-    return queued
+            await shielded(put, timeout=timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            pass  # the put is done or cancelled now; the first cancellation is re-raised
+        if put.cancelled():
+            logger.error(
+                "the ingestion queue stayed full for %.1f s after a stop was requested: "
+                "an item was not stored",
+                timeout,
+            )
+            if on_lost is not None:
+                on_lost(item)
+        raise

@@ -26,7 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from polymarket_agents.core.async_utils import ConfigurationError, ErrorClass, RestartPolicy
+from polymarket_agents.core.async_utils import (
+    ConfigurationError,
+    ErrorClass,
+    RestartPolicy,
+    shielded,
+)
 from polymarket_agents.storage import DEFAULT_PATH, SQLiteStore, Store, WriteResult
 
 __all__ = [
@@ -491,27 +496,21 @@ class IngestionWorker:
             self._pending_items,
             self._queue.qsize(),
         )
-        loop = asyncio.get_running_loop()
-        deadline = None if self._drain_timeout is None else loop.time() + self._drain_timeout
         self._wake.set()  # a batch waiting out a retry delay tries again now
-        drain = asyncio.ensure_future(self._drain(store))
-        while not drain.done():
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                break
-            try:
-                await asyncio.wait((drain,), timeout=remaining)
-            except asyncio.CancelledError:
-                self._logger.info("ingestion worker cancelled again; still draining")
-        if not drain.done():
-            drain.cancel()
-            while not drain.done():
-                try:
-                    await asyncio.wait((drain,))
-                except asyncio.CancelledError:
-                    continue
-        if not drain.cancelled() and drain.exception() is not None:
-            self._logger.error("ingestion drain failed", exc_info=drain.exception())
+        error: BaseException | None = None
+        try:
+            await shielded(self._drain(store), timeout=self._drain_timeout)
+        except asyncio.CancelledError as again:
+            # Cancelled again: the drain still ran to its end (or deadline); the first
+            # cancellation is re-raised by run().
+            self._logger.info("ingestion worker cancelled again while draining")
+            error = again.__cause__
+        except TimeoutError:
+            pass  # cut at the deadline: what is left in hand goes back on the queue
+        except Exception as exc:
+            error = exc
+        if isinstance(error, Exception):
+            self._logger.error("ingestion drain failed", exc_info=error)
         if self._pending_items:
             self._requeue()
         self._logger.info(
