@@ -356,3 +356,57 @@ def dislocate(sim: MarketSimulator) -> None:
     finally:
         universe.dislocation_rate = rate
     assert any(m.dislocated_until is not None for m in universe.markets)
+
+
+async def test_the_markets_row_follows_the_tick_size(run: Run) -> None:
+    """A tick_size_change of the monitored market queues its markets row again with the
+    new tick, once per change (not once per token)."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from polymarket_agents.feed import MarketInfo
+
+    market = MarketInfo(
+        condition_id="0x" + "ab" * 32,
+        question="q?",
+        slug="q",
+        yes_token="11",
+        no_token="22",
+        tick_size=D("0.01"),
+        min_size=D(5),
+    )
+    change = (
+        '[{{"event_type":"tick_size_change","asset_id":"{asset}","market":"{market}",'
+        '"old_tick_size":"0.01","new_tick_size":"0.001","timestamp":"2"}}]'
+    )
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        for asset in ("11", "22"):
+            await ws.send(
+                f'[{{"event_type":"book","asset_id":"{asset}","market":"{market.condition_id}",'
+                '"timestamp":"1","bids":[{"price":"0.03","size":"5"}],'
+                '"asks":[{"price":"0.04","size":"5"}],"tick_size":"0.01"}]'
+            )
+        for asset in ("11", "22"):
+            await ws.send(change.format(asset=asset, market=market.condition_id))
+        async for message in ws:
+            if message == "PING":
+                await ws.send("PONG")
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        queue = ingestion_queue(100)
+        monitor = MarketMonitor(
+            market,
+            feed_url=f"ws://127.0.0.1:{port}/ws/market",
+            queue=queue,
+            feed_options=fast_feed_options(silence_timeout=None),
+        )
+        run(monitor)
+        await eventually(lambda: monitor.stats.events >= 4)
+        rows: list[Any] = []
+        while not queue.empty():
+            rows.append(queue.get_nowait())
+        ticks = [row.tick_size for row in rows if isinstance(row, MarketRow)]
+        assert ticks == [D("0.01"), D("0.001")]
+        assert monitor.market.tick_size == D("0.001")

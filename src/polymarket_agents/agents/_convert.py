@@ -27,6 +27,7 @@ exactly that order against books in exactly the state the strategy saw.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from polymarket_agents.feed import (
@@ -71,7 +72,20 @@ def _book(event: Book, received_ms: int, seq: int | None, ahead: int) -> BookSna
         received_at_ms=received_ms,
         event_seq=seq,
         books_ahead=ahead,
+        tick_size=event.tick_size,
+        last_trade_price=_last_trade(event.last_trade_price),
     )
+
+
+def _last_trade(text: str) -> Decimal | None:
+    """A book's ``last_trade_price`` text as the book keeps it: None if empty or not a number."""
+    if not text:
+        return None
+    try:
+        price = Decimal(text)
+    except ArithmeticError:
+        return None
+    return price if price.is_finite() else None
 
 
 def _price_change(

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn, cast
 
+import msgspec
+
 from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed import (
     BestBidAsk,
@@ -517,6 +519,17 @@ class MarketMonitor:
                 if kind is MarketResolved and queue is not None and event.market == condition_id:
                     row = market_row(self.market, self._now_ms(), active=False)
                     await self._put(row, Table.MARKETS, 1)
+                elif kind is TickSizeChange and event.market == condition_id:
+                    await self._tick_size_changed(event)  # type: ignore[arg-type]
+
+    async def _tick_size_changed(self, event: TickSizeChange) -> None:
+        """``markets.tick_size`` follows the market's tick (one row per change, not per
+        token)."""
+        if event.new_tick_size == self.market.tick_size:
+            return
+        self.market = msgspec.structs.replace(self.market, tick_size=event.new_tick_size)
+        if self.queue is not None:
+            await self._put(market_row(self.market, self._now_ms()), Table.MARKETS, 1)
 
     def _analysis_failed(self, exc: Exception) -> None:
         self._analysis_errors += 1

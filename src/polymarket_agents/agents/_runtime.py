@@ -35,6 +35,7 @@ from polymarket_agents.feed import (
     InvalidKind,
     MarketFeed,
     MarketInfo,
+    OrderBook,
     fetch_markets,
 )
 from polymarket_agents.storage import DEFAULT_PATH, AccountRecord, PostgresStore, SQLiteStore
@@ -503,6 +504,18 @@ class AgentsRuntime:
         if self.universe is not None:
             names.append(UNIVERSE_TASK)
         return names
+
+    def books(self) -> list[OrderBook]:
+        """Every monitored asset's local book, in subscription order (the shared feed's, or
+        each monitor's in the run in progress)."""
+        if self.feed is not None:
+            return list(self.feed.books.values())
+        books: list[OrderBook] = []
+        for monitor in self.monitors.values():
+            pair = monitor.books
+            if pair is not None:
+                books.extend((pair.yes, pair.no))
+        return books
 
     @property
     def monitored(self) -> dict[str, MarketInfo]:

@@ -20,7 +20,7 @@
 * :mod:`polymarket_agents.feed.simulator` is a local server speaking the same protocol.
 """
 
-from ._book import BookSet, DepthFill, MarketBooks, OrderBook, SyncState
+from ._book import BookSet, DepthFill, MarketBooks, OrderBook, SyncState, canonical
 from ._client import (
     DEFAULT_ASSETS_PER_CONNECTION,
     DEFAULT_MARKET_URL,
@@ -120,6 +120,7 @@ __all__ = [
     "SyncState",
     "TextReply",
     "TickSizeChange",
+    "canonical",
     "decode_client_frame",
     "default_feed_policy",
     "encode_events",

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from ._messages import (
     BestBidAsk,
@@ -27,7 +28,7 @@ from ._messages import (
     TickSizeChange,
 )
 
-__all__ = ["BookSet", "DepthFill", "MarketBooks", "OrderBook", "SyncState"]
+__all__ = ["BookSet", "DepthFill", "MarketBooks", "OrderBook", "SyncState", "canonical"]
 
 _logger = logging.getLogger("polymarket_agents.feed")
 
@@ -55,6 +56,13 @@ class SyncState(enum.StrEnum):
 
 
 _SYNCED = SyncState.SYNCED  # a module global is read faster than an enum member
+
+
+def canonical(number: Decimal) -> str:
+    """A price or size as canonical decimal text: no exponent, no trailing zeros
+    (``Decimal("0.500")`` -> ``"0.5"``, ``Decimal("1E+2")`` -> ``"100"``)."""
+    text = f"{number.normalize():f}"
+    return "0" if text == "-0" else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +151,11 @@ class OrderBook:
             self.tick_size = book.tick_size
         if book.last_trade_price:
             try:
-                self.last_trade_price = Decimal(book.last_trade_price)
+                price = Decimal(book.last_trade_price)
             except ArithmeticError:  # decimal.InvalidOperation: an informational field only
-                pass
+                price = _ZERO.__class__("NaN")
+            if price.is_finite():
+                self.last_trade_price = price
         self.state = SyncState.SYNCED
 
     def set_level(self, side: Side, price: Decimal, size: Decimal) -> None:
@@ -219,6 +229,27 @@ class OrderBook:
         """Whether the best bid is at or above the best ask (never true of a sound book)."""
         bid, ask = self.best_bid, self.best_ask
         return bid is not None and ask is not None and bid >= ask
+
+    def to_json(self) -> dict[str, Any]:
+        """The book as the service's ``GET /books`` shows it.
+
+        Returns:
+            ``asset_id``, ``market``, ``bids`` and ``asks`` (``[price, size]`` pairs, best
+            first), ``tick_size``, ``last_trade_price`` (None when unknown),
+            ``timestamp`` (of the last snapshot or change applied) and ``synced``; numbers
+            as canonical decimal text (:func:`canonical`).
+        """
+        tick, last = self.tick_size, self.last_trade_price
+        return {
+            "asset_id": self.asset_id,
+            "market": self.market,
+            "bids": [[canonical(p), canonical(s)] for p, s in self.levels("BUY")],
+            "asks": [[canonical(p), canonical(s)] for p, s in self.levels("SELL")],
+            "tick_size": None if tick is None else canonical(tick),
+            "last_trade_price": None if last is None else canonical(last),
+            "timestamp": self.timestamp,
+            "synced": self.state is SyncState.SYNCED,
+        }
 
     def levels(self, side: Side, depth: int | None = None) -> list[tuple[Decimal, Decimal]]:
         """One side's levels, best first.
@@ -478,6 +509,7 @@ class BookSet(Mapping[str, OrderBook]):
         # The feed's hot path: OrderBook.set_level and consistent_with, inlined.
         last: dict[OrderBook, PriceLevelChange] = {}
         synced = _SYNCED
+        timestamp = event.timestamp
         for change in event.price_changes:
             book = books.get(change.asset_id)
             if book is None:
@@ -485,6 +517,7 @@ class BookSet(Mapping[str, OrderBook]):
             if book.state is not synced:
                 self.dropped_updates += 1
                 continue
+            book.timestamp = timestamp
             price = change.price
             size = change.size
             if change.side == "BUY":

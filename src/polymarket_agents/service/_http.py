@@ -6,6 +6,8 @@
                with the reasons
 ``/metrics``   Prometheus text (OpenMetrics when asked), built at scrape time
 ``/status``    JSON: service counters, runtime stats, every task's metrics
+``/books``     JSON: every monitored asset's local order book (``/books/{asset_id}``:
+               one), as :meth:`~polymarket_agents.feed.OrderBook.to_json` shows it
 =============  ====================================================================
 
 Every handler reads snapshots; none waits on the agents.
@@ -20,6 +22,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
+
+from polymarket_agents.feed import OrderBook
 
 from ._state import LOGGER_NAME, ServiceState
 
@@ -57,8 +61,25 @@ async def _status(request: web.Request) -> web.Response:
     return _json(request.app[_STATE].status())
 
 
+def _books(state: ServiceState) -> list[OrderBook]:
+    runtime = state.runtime
+    return [] if runtime is None else list(runtime.books())
+
+
+async def _all_books(request: web.Request) -> web.Response:
+    return _json([book.to_json() for book in _books(request.app[_STATE])])
+
+
+async def _one_book(request: web.Request) -> web.Response:
+    asset_id = request.match_info["asset_id"]
+    for book in _books(request.app[_STATE]):
+        if book.asset_id == asset_id:
+            return _json(book.to_json())
+    return _json({"error": f"no book of asset {asset_id!r}"}, 404)
+
+
 async def _index(request: web.Request) -> web.Response:
-    return _json({"endpoints": ["/healthz", "/readyz", "/metrics", "/status"]})
+    return _json({"endpoints": ["/healthz", "/readyz", "/metrics", "/status", "/books"]})
 
 
 @web.middleware
@@ -85,6 +106,8 @@ def create_app(state: ServiceState, registry: CollectorRegistry) -> web.Applicat
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     app.router.add_get("/status", _status)
+    app.router.add_get("/books", _all_books)
+    app.router.add_get("/books/{asset_id}", _one_book)
     return app
 
 

@@ -21,7 +21,7 @@ import msgspec
 
 from polymarket_agents.agents import RuntimeStats
 from polymarket_agents.core.async_utils import Readiness, TaskSupervisor
-from polymarket_agents.feed import redact_url
+from polymarket_agents.feed import OrderBook, redact_url
 
 from ._config import ServiceConfig
 from ._redact import Redactor, shown_db_path
@@ -80,6 +80,9 @@ class AgentsRuntimeLike(Protocol):
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether feeds are connected, books synced and the database writable; else why."""
+
+    def books(self) -> Sequence[OrderBook]:
+        """Every monitored asset's local order book."""
 
 
 def plain(value: Any) -> Any:

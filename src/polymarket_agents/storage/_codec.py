@@ -143,6 +143,8 @@ def _book(row: BookSnapshotRow) -> Params:
         _int(row.received_at_ms, "received_at_ms"),
         _opt_int(row.event_seq, "event_seq"),
         _int(row.books_ahead, "books_ahead"),
+        _opt_dec(row.tick_size, "tick_size"),
+        _opt_dec(row.last_trade_price, "last_trade_price"),
     )
 
 

@@ -200,6 +200,14 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX fills_account ON fills (account_id, timestamp_ms)",
         ),
     ),
+    Migration(
+        3,
+        "book snapshots keep the tick size and last trade price a book is rebuilt with",
+        (
+            "ALTER TABLE book_snapshots ADD COLUMN tick_size TEXT",
+            "ALTER TABLE book_snapshots ADD COLUMN last_trade_price TEXT",
+        ),
+    ),
 )
 """Every PostgreSQL migration, in order; versions match SQLite's schema history."""
 

@@ -117,6 +117,8 @@ class BookSnapshotRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             before it was recorded.
         books_ahead: Later events of the same market already applied to the books when
             the strategy saw this one (0 unless the consumer fell behind the feed).
+        tick_size: The book's tick size, when the feed sent it.
+        last_trade_price: The last trade price the snapshot carried, if any.
     """
 
     asset_id: str
@@ -128,6 +130,8 @@ class BookSnapshotRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     received_at_ms: int = 0
     event_seq: int | None = None
     books_ahead: int = 0
+    tick_size: Decimal | None = None
+    last_trade_price: Decimal | None = None
 
 
 class PriceChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -221,6 +221,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX fills_account ON fills (account_id, timestamp_ms)",
         ),
     ),
+    Migration(
+        3,
+        "book snapshots keep the tick size and last trade price a book is rebuilt with",
+        (
+            "ALTER TABLE book_snapshots ADD COLUMN tick_size TEXT",
+            "ALTER TABLE book_snapshots ADD COLUMN last_trade_price TEXT",
+        ),
+    ),
 )
 """Every migration, in order; the last one's version is the current schema version."""
 
@@ -241,8 +249,8 @@ INSERT_SQL: Mapping[Table, str] = {
     Table.BOOK_SNAPSHOTS: (
         "INSERT INTO book_snapshots "
         "(asset_id, market, timestamp_ms, hash, bids, asks, received_at_ms, event_seq, "
-        "books_ahead) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "books_ahead, tick_size, last_trade_price) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.PRICE_CHANGES: (
         "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
