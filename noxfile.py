@@ -39,7 +39,9 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-1])
 def latest(session: nox.Session) -> None:
     """Lint, types and tests against the newest release of every dependency."""
-    session.install("--upgrade", "--resolution=highest", "-e", ".", "--group", "dev")
+    session.install(
+        "--upgrade", "--resolution=highest", "-e", ".", "--group", "dev", "--group", "bench"
+    )
     # What "latest" meant today, for the log.
     session.run("uv", "pip", "freeze", f"--python={session.virtualenv.location}", external=True)
     session.run("ruff", "check", ".")
