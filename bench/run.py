@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 
 # In order; a script missing here (or from the folder) is not run.
-SCRIPTS = ("core.py", "feed.py", "agents.py", "service.py", "universe.py", "storage.py")
+SCRIPTS = (
+    "core.py",
+    "feed.py",
+    "agents.py",
+    "service.py",
+    "universe.py",
+    "storage.py",
+    "backtest.py",
+)
 SCRIPT_TIMEOUT = float(os.environ.get("BENCH_SCRIPT_TIMEOUT", "3600"))
 
 

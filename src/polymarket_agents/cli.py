@@ -8,6 +8,7 @@
     polymarket-agents status            print the running service's /status
     polymarket-agents report            trades, positions and P&L of a paper account
     polymarket-agents account show      a paper account's cash, equity and P&L
+    polymarket-agents backtest          a strategy over the recorded market events
 
 Every ``run`` option also reads an environment variable (``polymarket-agents run --help``
 lists them); flags win. This is the only module that configures logging.
@@ -32,7 +33,7 @@ from polymarket_agents.core.async_utils import HEALTH_URL_ENV, ConfigurationErro
 __all__ = ["main"]
 
 _PROG = "polymarket-agents"
-_COMMANDS = ("run", "simulate", "health", "status", "report", "account")
+_COMMANDS = ("run", "simulate", "health", "status", "report", "account", "backtest")
 _logger = logging.getLogger("polymarket_agents.service")
 
 
@@ -111,6 +112,36 @@ def _parser(command: str) -> argparse.ArgumentParser:
     )
     account.add_argument("action", choices=("show",))
     _database_options(account)
+
+    backtest = commands.add_parser(
+        "backtest",
+        help="run a strategy over the market events a run recorded; print its report",
+        description="Replay recorded market events, in the order the service took them, "
+        "through the same decoder, books, strategy and paper broker as a live run: the same "
+        "events, strategy and settings give the same trades. Nothing is written to the "
+        "database. The strategy options and settings are run's.",
+    )
+    if command == "backtest":
+        from polymarket_agents.service import BACKTEST_OPTIONS
+
+        _run_options(backtest, BACKTEST_OPTIONS)
+        backtest.add_argument(
+            "--markets", metavar="SLUGS", help="comma-separated slugs or condition ids (all)"
+        )
+        backtest.add_argument(
+            "--since", metavar="TIME", help="ISO 8601 (UTC) or epoch ms (the first event)"
+        )
+        backtest.add_argument(
+            "--until", metavar="TIME", help="ISO 8601 (UTC) or epoch ms (the last event)"
+        )
+        backtest.add_argument(
+            "--format", choices=("table", "csv", "json"), default="table", help="output (table)"
+        )
+        backtest.add_argument(
+            "--table",
+            choices=("summary", "trades", "positions", "markets", "runs", "signals"),
+            help="only this table of the report (CSV: which one; trades by default)",
+        )
     return parser
 
 
@@ -127,11 +158,13 @@ def _database_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
-    """One option per setting, each naming its environment variable."""
+def _run_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """One option per setting (or per setting named), each naming its environment variable."""
     from polymarket_agents.service import OPTIONS
 
     for option in OPTIONS:
+        if names is not None and option.name not in names:
+            continue
         help_text = f"{option.help} [{option.env}]"
         if option.repeat:
             parser.add_argument(
@@ -362,6 +395,73 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import json as json_module
+
+    from polymarket_agents.service import (
+        BACKTEST_OPTIONS,
+        OPTIONS,
+        load_config,
+        parse_time,
+        plain,
+        print_report,
+        run_backtest,
+        summary_lines,
+    )
+
+    flags = {
+        o.name: _flag(getattr(args, o.name, None)) for o in OPTIONS if o.name in BACKTEST_OPTIONS
+    }
+    try:
+        config = load_config(flags, environ)
+        since = parse_time(args.since) if args.since else 0
+        until = parse_time(args.until) if args.until else 2**62
+    except ValueError as exc:
+        print(f"{_PROG} backtest: error: {exc}", file=sys.stderr)
+        return 2
+    markets = [m.strip() for m in (args.markets or "").split(",") if m.strip()]
+    try:
+        result = asyncio.run(run_backtest(config, markets=markets, since_ms=since, until_ms=until))
+    except ConfigurationError as exc:
+        print(f"{_PROG} backtest: error: {exc}", file=sys.stderr)
+        return 2
+    except (LookupError, OSError, ConnectionError, ValueError) as exc:
+        print(f"{_PROG} backtest: {exc}", file=sys.stderr)
+        return 1
+    lines = summary_lines(result, config.strategy)
+    if args.format == "json":
+        body = json_module.loads(_report_json(result.report))
+        print(json_module.dumps({"backtest": plain(_facts(result)), "report": body}, indent=2))
+        return 0
+    if args.format == "csv":
+        print_report(result.report, fmt="csv", table=args.table)
+        return 0
+    for line in lines:
+        print(line)
+    print_report(result.report, table=args.table)
+    return 0
+
+
+def _facts(result: Any) -> dict[str, Any]:
+    return {
+        "events": result.events,
+        "invalid_events": result.invalid_events,
+        "markets": result.markets,
+        "signals": result.signals,
+        "submitted": result.submitted,
+        "seconds": round(result.seconds, 3),
+        "events_per_second": round(result.events_per_second),
+        "first_ms": result.first_ms,
+        "last_ms": result.last_ms,
+    }
+
+
+def _report_json(report: Any) -> str:
+    from polymarket_agents.service import report_json
+
+    return str(report_json(report))
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
@@ -395,4 +495,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(args, environ)
     if args.command in ("report", "account"):
         return _report(args)
+    if args.command == "backtest":
+        return _backtest(args, environ)
     return _run(args, environ)

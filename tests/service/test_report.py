@@ -109,3 +109,50 @@ def test_no_database_or_no_account_is_an_error(
     assert not missing.exists()
     assert main(["report", "--db", str(recorded[0]), "--account", "bob"]) == 1
     assert "no account named 'bob'" in capsys.readouterr().err
+
+
+def test_backtest_of_the_run_gives_its_cash(
+    recorded: tuple[Path, Decimal, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """polymarket-agents backtest with run's default strategy and settings ends with the
+    cash the live broker ended with, and as many fills."""
+    db, cash, fills = recorded
+    assert main(["backtest", "--db", str(db), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backtest"]["events"] > 0
+    assert out["backtest"]["invalid_events"] == 0
+    assert Decimal(out["report"]["cash"]) == cash
+    assert len(out["report"]["trades"]) == fills
+
+
+def test_backtest_of_another_strategy_and_a_window(
+    recorded: tuple[Path, Decimal, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--strategy and --strategy-option as for run; --since narrows the events; the text
+    output starts with what was replayed."""
+    db, _, _ = recorded
+    args = ["backtest", "--db", str(db), "--strategy", "examples.mean_reversion:MeanReversion",
+            "--strategy-option", "window=5", "--since", "2000-01-01T00:00"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("backtest of examples.mean_reversion:MeanReversion over 3 market(s)")
+    assert "events replayed:" in out
+    assert main([*args[:-1], "2999-01-01"]) == 0
+    assert "events replayed: 0 " in capsys.readouterr().out
+
+
+def test_backtest_refuses_bad_input(
+    recorded: tuple[Path, Decimal, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad time or strategy option is a usage error (2); a missing database or market
+    is an error (1), and nothing is created."""
+    db, _, _ = recorded
+    assert main(["backtest", "--db", str(db), "--since", "yesterday"]) == 2
+    assert "a time must be ISO 8601" in capsys.readouterr().err
+    assert main(["backtest", "--db", str(db), "--strategy-option", "nope=1"]) == 2
+    assert "has no option 'nope'" in capsys.readouterr().err
+    assert main(["backtest", "--db", str(db), "--markets", "no-such-market"]) == 1
+    assert "not recorded: no-such-market" in capsys.readouterr().err
+    missing = tmp_path / "none.sqlite"
+    assert main(["backtest", "--db", str(missing)]) == 1
+    assert not missing.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import stat
@@ -451,8 +452,8 @@ async def test_history_is_read_per_account(store: SQLiteStore) -> None:
 
 
 async def test_events_stream_in_the_order_they_were_taken(store: SQLiteStore) -> None:
-    """Every market-data table as one stream: by event order, a price change's entries in
-    their order; filtered by receive time and market; in chunks."""
+    """Every market-data table as one stream of wire events: by event order, a price
+    change's entries joined in their order; filtered by time and market; in windows."""
     change = {"market": "0xa", "timestamp_ms": 5, "side": "BUY", "size": D(1), "received_at_ms": 50}
     await store.write_batch(
         [
@@ -469,20 +470,63 @@ async def test_events_stream_in_the_order_they_were_taken(store: SQLiteStore) ->
                                 received_at_ms=70, event_seq=5),
         ]
     )  # fmt: skip
-    chunks = [chunk async for chunk in store.events(chunk=2)]
-    assert [len(chunk) for chunk in chunks] == [2, 2, 2]
+    chunks = [chunk async for chunk in store.events(window_ms=2)]
+    assert [len(chunk) for chunk in chunks] == [2, 2, 1]
     records = [record for chunk in chunks for record in chunk]
-    assert [(r.kind, r.event_seq, r.entry, r.asset_id) for r in records] == [
-        ("book_snapshots", 1, 0, "y"),
-        ("tick_size_changes", 2, 0, "y"),
-        ("price_changes", 3, 0, "n"),
-        ("price_changes", 3, 1, "y"),
-        ("trades", 4, 0, "y"),
-        ("market_resolutions", 5, 0, "y"),
+    assert [(r.event_seq, r.market, r.received_at_ms, r.books_ahead) for r in records] == [
+        (1, "0xa", 40, 0),
+        (2, "0xb", 30, 0),
+        (3, "0xa", 50, 0),
+        (4, "0xa", 60, 2),
+        (5, "0xa", 70, 0),
     ]
-    book = records[0]
-    assert (book.timestamp_ms, book.received_at_ms, book.fields[0]) == (4, 40, "b")
-    assert records[4].books_ahead == 2
-    assert records[4].fields[:3] == ("SELL", "0.3", "2")
-    only_a = [r async for chunk in store.events(markets=["0xa"], since_ms=45) for r in chunk]
-    assert [r.event_seq for r in only_a] == [3, 3, 4, 5]
+    wires = [json.loads(r.wire) for r in records]
+    assert wires[0] == {
+        "event_type": "book", "asset_id": "y", "market": "0xa", "timestamp": "4", "hash": "b",
+        "bids": [{"price": "0.2", "size": "3"}], "asks": [], "tick_size": None,
+        "last_trade_price": "",
+    }  # fmt: skip
+    assert wires[1]["event_type"] == "tick_size_change"
+    assert wires[1]["new_tick_size"] == "0.001"
+    change = wires[2]
+    assert (change["event_type"], change["timestamp"]) == ("price_change", "5")
+    assert [(c["asset_id"], c["price"], c["hash"]) for c in change["price_changes"]] == [
+        ("n", "0.7", "h0"),
+        ("y", "0.3", "h1"),
+    ]
+    fields = ("event_type", "side", "price", "size", "transaction_hash")
+    assert {k: wires[3][k] for k in fields} == {
+        "event_type": "last_trade_price", "side": "SELL", "price": "0.3", "size": "2",
+        "transaction_hash": "0xt",
+    }  # fmt: skip
+    assert (wires[4]["event_type"], wires[4]["winning_asset_id"]) == ("market_resolved", "y")
+    only_a = [r async for chunk in store.events(markets=["0xa"], since_ms=5) for r in chunk]
+    assert [r.event_seq for r in only_a] == [3, 4, 5]
+
+
+async def test_events_stored_before_their_order_was_recorded(store: SQLiteStore) -> None:
+    """Rows without event_seq come first, by receive time; a price change's rows make one
+    event per market, timestamp and receive time."""
+    change = {"market": "0xa", "side": "BUY", "size": D(1)}
+    await store.write_batch(
+        [
+            PriceChangeRow(asset_id="y", price=D("0.3"), hash="a", timestamp_ms=5,
+                           received_at_ms=50, **change),  # type: ignore[arg-type]
+            PriceChangeRow(asset_id="n", price=D("0.7"), hash="b", timestamp_ms=5,
+                           received_at_ms=50, **change),  # type: ignore[arg-type]
+            PriceChangeRow(asset_id="y", price=D("0.4"), hash="c", timestamp_ms=6,
+                           received_at_ms=60, **change),  # type: ignore[arg-type]
+            TradeRow(asset_id="y", market="0xa", timestamp_ms=5, side="SELL", price=D("0.3"),
+                     size=D(2), received_at_ms=55),
+            TradeRow(asset_id="y", market="0xa", timestamp_ms=9, side="SELL", price=D("0.3"),
+                     size=D(2), received_at_ms=90, event_seq=1),
+        ]
+    )  # fmt: skip
+    records = [r async for chunk in store.events() for r in chunk]
+    assert [(r.event_seq, r.received_at_ms) for r in records] == [
+        (None, 50),
+        (None, 55),
+        (None, 60),
+        (1, 90),
+    ]
+    assert len(json.loads(records[0].wire)["price_changes"]) == 2

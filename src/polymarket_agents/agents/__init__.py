@@ -44,6 +44,7 @@ What each event becomes in the database (one queue item per event):
 
 from ._account import Portfolio, PositionState
 from ._analysis import DEFAULT_EDGE_THRESHOLD, Analysis, ComplementArbitrage, Strategy
+from ._backtest import BacktestResult, backtest, replay
 from ._broker import Broker
 from ._convert import event_rows, market_row
 from ._ingestion import (
@@ -126,6 +127,7 @@ __all__ = [
     "AgentsConfig",
     "AgentsRuntime",
     "Analysis",
+    "BacktestResult",
     "Broker",
     "ComplementArbitrage",
     "EventSequence",
@@ -156,6 +158,7 @@ __all__ = [
     "UniverseConfig",
     "UniverseFollower",
     "UniverseStats",
+    "backtest",
     "build_report",
     "convert_option",
     "data_ingestion_worker",
@@ -167,6 +170,7 @@ __all__ = [
     "monitor_market",
     "monitor_task_name",
     "parse_strategy_options",
+    "replay",
     "resolve_markets",
     "run_market_agents",
     "shard_owner",

@@ -293,6 +293,10 @@ class PaperBroker:
         self._order_count = 0
         self._resting: dict[str, dict[str, _State]] = {}  # token id -> order id -> state
         self._resting_markets: dict[str, int] = {}  # condition id -> resting orders
+        # While a signal's legs execute: the book levels as they were when the strategy
+        # decided, by (token id, side), so that the write-ahead record's wait cannot move
+        # the book under the legs (and a backtest, which does not wait, fills the same).
+        self._frozen: dict[tuple[str, str], list[tuple[Decimal, Decimal]]] | None = None
         self.duplicate_signals = 0
         """Signals (or legs) refused because they were handled before."""
         self.unrecorded_signals = 0
@@ -585,15 +589,35 @@ class PaperBroker:
         resting = self._resting.get(token_id, {})
         return held - sum((s.remaining for s in resting.values() if s.order.side != BUY), _ZERO)
 
+    def _levels(self, token_id: str, side: OrderSide) -> list[tuple[Decimal, Decimal]]:
+        """One side of a token's book, best first: frozen while a signal executes, else
+        the book's now (none when it is not synced)."""
+        frozen = self._frozen
+        if frozen is not None:
+            levels = frozen.get((token_id, side))
+            if levels is not None:
+                return levels
+        book = self._books.get(token_id)
+        if book is None or not book.synced:
+            return []
+        return book.levels(side)
+
+    def _freeze(self, orders: Iterable[PaperOrder]) -> dict[tuple[str, str], list[Any]]:
+        """The levels each order would take from, as they are now."""
+        frozen: dict[tuple[str, str], list[Any]] = {}
+        for order in orders:
+            side: OrderSide = "SELL" if order.side == BUY else "BUY"
+            frozen[(order.token_id, side)] = self._levels(order.token_id, side)
+        return frozen
+
     def _takes(self, order: PaperOrder, size: Decimal) -> list[tuple[Decimal, Decimal]]:
         """The ``(price, size)`` the order would take from the book now, best first."""
-        book = self._books.get(order.token_id)
-        if book is None or not book.synced or size <= 0:
+        if size <= 0:
             return []
         buy = order.side == BUY
         takes: list[tuple[Decimal, Decimal]] = []
         left = size
-        for price, available in book.levels("SELL" if buy else "BUY"):
+        for price, available in self._levels(order.token_id, "SELL" if buy else "BUY"):
             if (price > order.price) if buy else (price < order.price):
                 break
             take = min(available, left)
@@ -818,6 +842,7 @@ class PaperBroker:
         # Checked before the write-ahead record too: a signal refused now (the usual case
         # once the cash is tied up) costs one write, not two.
         error = invalid or self._all_or_none(orders, order_type)
+        frozen = self._freeze(orders)
         if not error:
             intents = [_intent(order, order_type, _ms(self._now)) for order in orders]
             try:
@@ -832,12 +857,17 @@ class PaperBroker:
             if result is not None and result.total_duplicates:
                 self.duplicate_signals += 1
                 return []
-            # From here to the result, no await: the books cannot change under the legs.
-            error = self._all_or_none(orders, order_type)
+            # From here to the result, no await; and the legs see the books as the strategy
+            # did, whatever the feed applied while the record was written.
+            self._frozen = frozen
+            try:
+                error = self._all_or_none(orders, order_type)
+                if not error:
+                    responses, rows = self._execute(analysis, orders, order_type)
+            finally:
+                self._frozen = None
         if error:
             responses, rows = self._refuse(analysis, orders, error, rejected=bool(invalid))
-        else:
-            responses, rows = self._execute(analysis, orders, order_type)
         await self.journal.record(rows)
         return responses
 

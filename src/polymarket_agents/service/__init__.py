@@ -30,7 +30,9 @@ from ._app import (
     flush_and_exit,
     run_service,
     select_markets,
+    strategy_of,
 )
+from ._backtest import BACKTEST_OPTIONS, parse_time, run_backtest, summary_lines
 from ._config import (
     DEFAULT_DB_PATH,
     DEFAULT_HTTP_HOST,
@@ -57,10 +59,11 @@ from ._report import (
     report_json,
     report_renderable,
 )
-from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState
+from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState, plain
 from ._view import LiveView
 
 __all__ = [
+    "BACKTEST_OPTIONS",
     "DEFAULT_DB_PATH",
     "DEFAULT_HEALTH_URL",
     "DEFAULT_HTTP_HOST",
@@ -95,13 +98,18 @@ __all__ = [
     "health_url",
     "load_config",
     "parse_faults",
+    "parse_time",
+    "plain",
     "print_report",
     "read_report",
     "report_csv",
     "report_json",
     "report_renderable",
+    "run_backtest",
     "run_service",
     "select_markets",
     "service_registry",
     "shown_db_path",
+    "strategy_of",
+    "summary_lines",
 ]

@@ -8,11 +8,15 @@ small and rare (once per run, once per report), so none of it is on a hot path e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from ._codec import fill_from_record, order_from_record
@@ -22,7 +26,6 @@ __all__ = [
     "ACCOUNTS_SQL",
     "BEGIN_RUN_SQL",
     "END_RUN_SQL",
-    "EVENTS_SQL",
     "FILLS_SQL",
     "MARKETS_SQL",
     "OPEN_ACCOUNT_SQL",
@@ -34,11 +37,12 @@ __all__ = [
     "Ledger",
     "RunRecord",
     "account_from_record",
-    "event_query",
+    "event_queries",
     "market_from_record",
     "numbered",
     "resolution_from_record",
     "run_from_record",
+    "window_events",
 ]
 
 
@@ -89,30 +93,24 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """One stored market-data row in a uniform shape, as a backtest streams them.
+    """One stored market event, as a backtest streams them.
 
     Attributes:
-        kind: The table: ``book_snapshots``, ``price_changes``, ``trades``,
-            ``tick_size_changes`` or ``market_resolutions``.
         event_seq: The event's order (None for rows from before it was recorded).
-        books_ahead: Later events already in the books when the strategy saw this one.
-        entry: The row's place within its event (price changes; 0 otherwise).
+        books_ahead: Later events of its market already in the books when the strategy saw
+            this one.
         market: The condition id.
-        asset_id: The token id (the winner, for a resolution).
-        timestamp_ms: The event's timestamp.
         received_at_ms: When it was received.
-        fields: The kind's other columns, in table order, as stored (decimal text).
+        wire: The event as the market channel sent it: one JSON object, rebuilt by the
+            database from the stored rows (a ``price_change`` from all its rows, in
+            their order).
     """
 
-    kind: str
     event_seq: int | None
     books_ahead: int
-    entry: int
     market: str
-    asset_id: str
-    timestamp_ms: int
     received_at_ms: int
-    fields: tuple[Any, ...]
+    wire: str
 
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -194,53 +192,139 @@ RESOLUTIONS_SQL = (
 )
 """Every market resolution stored."""
 
-# The market-data tables as one stream of uniform records (see EventRecord); a backtest
-# sorts them by event_seq. Each part filters on time and, optionally, markets.
-_PARTS = {
-    "book_snapshots": (
-        "SELECT 'book_snapshots' AS kind, event_seq AS event_seq, books_ahead AS books_ahead, "
-        "0 AS entry, market AS market, asset_id AS asset_id, timestamp_ms AS timestamp_ms, "
-        "received_at_ms AS received_at_ms, hash AS a, bids AS b, asks AS c, NULL AS d "
-        "FROM book_snapshots"
-    ),
-    "price_changes": (
-        "SELECT 'price_changes', event_seq, books_ahead, entry, market, asset_id, "
-        "timestamp_ms, received_at_ms, side, price, size, hash || '|' || "
-        "coalesce(best_bid, '') || '|' || coalesce(best_ask, '') FROM price_changes"
-    ),
-    "trades": (
-        "SELECT 'trades', event_seq, books_ahead, 0, market, asset_id, timestamp_ms, "
-        "received_at_ms, side, price, size, fee_rate_bps || '|' || transaction_hash "
-        "FROM trades"
-    ),
-    "tick_size_changes": (
-        "SELECT 'tick_size_changes', event_seq, books_ahead, 0, market, asset_id, "
-        "timestamp_ms, received_at_ms, old_tick_size, new_tick_size, NULL, NULL "
-        "FROM tick_size_changes"
-    ),
-    "market_resolutions": (
-        "SELECT 'market_resolutions', event_seq, 0, 0, market, winning_asset_id, "
-        "timestamp_ms, received_at_ms, NULL, NULL, NULL, NULL FROM market_resolutions"
-    ),
+# The market-data tables read back as events in the market channel's JSON, one window of
+# event timestamps at a time: each table is range-scanned on its key (which starts with
+# timestamp_ms), the database builds each row's JSON (in C, faster than Python would), and
+# Python sorts the window by event order and joins a price change's entries into one event.
+# Each query yields (event_seq, entry, books_ahead, market, received_at_ms, timestamp_ms,
+# json) for timestamp_ms in [?, ?) and, optionally, some markets ({markets}). SQLite's JSON
+# functions and PostgreSQL's differ in name, so each database has its text.
+_PRICE_CHANGE_TABLE = "price_changes"
+
+_SQLITE_PARTS = {
+    "book_snapshots": """SELECT event_seq, 0, books_ahead, market, received_at_ms, timestamp_ms,
+        json_object('event_type', 'book', 'asset_id', asset_id, 'market', market,
+            'timestamp', CAST(timestamp_ms AS TEXT), 'hash', hash,
+            'bids', (SELECT json_group_array(json_object('price', value->>0, 'size', value->>1))
+                     FROM json_each(bids)),
+            'asks', (SELECT json_group_array(json_object('price', value->>0, 'size', value->>1))
+                     FROM json_each(asks)),
+            'tick_size', tick_size, 'last_trade_price', coalesce(last_trade_price, ''))
+        FROM book_snapshots WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    # One row per entry; Python joins them into one event.
+    "price_changes": """SELECT event_seq, entry, books_ahead, market, received_at_ms,
+        timestamp_ms, json_object('asset_id', asset_id, 'price', price, 'size', size,
+            'side', side, 'hash', hash, 'best_bid', best_bid, 'best_ask', best_ask)
+        FROM price_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    "trades": """SELECT event_seq, 0, books_ahead, market, received_at_ms, timestamp_ms,
+        json_object('event_type', 'last_trade_price', 'asset_id', asset_id, 'market', market,
+            'timestamp', CAST(timestamp_ms AS TEXT), 'side', side, 'price', price,
+            'size', size, 'fee_rate_bps', fee_rate_bps, 'transaction_hash', transaction_hash)
+        FROM trades WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    "tick_size_changes": """SELECT event_seq, 0, books_ahead, market, received_at_ms,
+        timestamp_ms, json_object('event_type', 'tick_size_change', 'asset_id', asset_id,
+            'market', market, 'timestamp', CAST(timestamp_ms AS TEXT),
+            'old_tick_size', old_tick_size, 'new_tick_size', new_tick_size)
+        FROM tick_size_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    "market_resolutions": """SELECT event_seq, 0, 0, market, received_at_ms, timestamp_ms,
+        json_object('event_type', 'market_resolved', 'market', market,
+            'timestamp', CAST(timestamp_ms AS TEXT), 'winning_asset_id', winning_asset_id,
+            'winning_outcome', '')
+        FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
 }
 
-EVENTS_SQL = _PARTS
-"""The SELECT of each market-data table in the uniform shape of :class:`EventRecord`."""
+_LEVELS_PG = (
+    "coalesce((SELECT json_agg(json_build_object('price', l->>0, 'size', l->>1)) "
+    "FROM json_array_elements({0}::json) AS l), '[]'::json)"
+)
+
+_POSTGRES_PARTS = {
+    "book_snapshots": f"""SELECT event_seq, 0, books_ahead, market, received_at_ms,
+        timestamp_ms, json_build_object('event_type', 'book', 'asset_id', asset_id,
+            'market', market, 'timestamp', CAST(timestamp_ms AS TEXT), 'hash', hash,
+            'bids', {_LEVELS_PG.format("bids")}, 'asks', {_LEVELS_PG.format("asks")},
+            'tick_size', tick_size, 'last_trade_price', coalesce(last_trade_price, ''))::text
+        FROM book_snapshots WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}""",
+    "price_changes": """SELECT event_seq, entry, books_ahead, market, received_at_ms,
+        timestamp_ms, json_build_object('asset_id', asset_id, 'price', price, 'size', size,
+            'side', side, 'hash', hash, 'best_bid', best_bid, 'best_ask', best_ask)::text
+        FROM price_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    "trades": """SELECT event_seq, 0, books_ahead, market, received_at_ms, timestamp_ms,
+        json_build_object('event_type', 'last_trade_price', 'asset_id', asset_id,
+            'market', market, 'timestamp', CAST(timestamp_ms AS TEXT), 'side', side,
+            'price', price, 'size', size, 'fee_rate_bps', fee_rate_bps,
+            'transaction_hash', transaction_hash)::text
+        FROM trades WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    "tick_size_changes": """SELECT event_seq, 0, books_ahead, market, received_at_ms,
+        timestamp_ms, json_build_object('event_type', 'tick_size_change', 'asset_id', asset_id,
+            'market', market, 'timestamp', CAST(timestamp_ms AS TEXT),
+            'old_tick_size', old_tick_size, 'new_tick_size', new_tick_size)::text
+        FROM tick_size_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+    "market_resolutions": """SELECT event_seq, 0, 0, market, received_at_ms, timestamp_ms,
+        json_build_object('event_type', 'market_resolved', 'market', market,
+            'timestamp', CAST(timestamp_ms AS TEXT), 'winning_asset_id', winning_asset_id,
+            'winning_outcome', '')::text
+        FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
+}
+
+_BOUNDS = " UNION ALL ".join(
+    f"SELECT min(timestamp_ms), max(timestamp_ms) FROM {table}" for table in _SQLITE_PARTS
+)
 
 
-def event_query(markets: Sequence[str]) -> str:
-    """The UNION of every market-data table between two receive times (two ``?``, from
-    and to, inclusive), for ``markets`` (one ``?`` each) or all when empty; ordered by
-    event order, then receive time, then entry."""
-    where = " WHERE received_at_ms >= ? AND received_at_ms <= ?"
-    if markets:
-        where += f" AND market IN ({', '.join('?' for _ in markets)})"
-    union = " UNION ALL ".join(part + where for part in _PARTS.values())
-    # Rows stored before event order was recorded (NULL) come first, by receive time.
-    return (
-        f"SELECT * FROM ({union}) AS e "
-        "ORDER BY coalesce(event_seq, -1), received_at_ms, timestamp_ms, entry"
+def event_queries(markets: Sequence[str], *, postgres: bool = False) -> dict[str, str]:
+    """Each market-data table's query of one window of event timestamps (two ``?``: from,
+    inclusive, and to, exclusive), for ``markets`` (one ``?`` each) or all when empty."""
+    clause = f" AND market IN ({', '.join('?' for _ in markets)})" if markets else ""
+    parts = _POSTGRES_PARTS if postgres else _SQLITE_PARTS
+    return {table: sql.format(markets=clause) for table, sql in parts.items()}
+
+
+_BY_EVENT = itemgetter(0, 1)  # (event_seq, entry)
+_BY_ARRIVAL = itemgetter(4, 5, 3, 1)  # (received_at_ms, timestamp_ms, market, entry)
+_ONE_OLD_EVENT = itemgetter(4, 5, 3)
+
+
+def _price_change(rows: list[Sequence[Any]]) -> EventRecord:
+    """The entries of one price change, in order, as one event."""
+    first = rows[0]
+    entries = ",".join([row[6] for row in rows])
+    wire = (
+        f'{{"event_type":"price_change","market":"{first[3]}",'
+        f'"timestamp":"{first[5]}","price_changes":[{entries}]}}'
     )
+    return EventRecord(first[0], first[2], first[3], first[4], wire)
+
+
+def window_events(rows: list[Sequence[Any]], changes: list[Sequence[Any]]) -> list[EventRecord]:
+    """One window's rows as events in replay order: ``rows`` one event each, ``changes`` the
+    price-change entries, joined per event. Rows from before event order was recorded
+    come first, by receive time; their price-change entries make one event per market,
+    timestamp and receive time."""
+    # The common case, every row numbered, takes C-level sorts on plain keys.
+    old_rows = [row for row in rows if row[0] is None]
+    old_changes = [row for row in changes if row[0] is None]
+    if old_rows or old_changes:
+        rows = [row for row in rows if row[0] is not None]
+        changes = [row for row in changes if row[0] is not None]
+    events: list[EventRecord] = []
+    if old_rows or old_changes:
+        old_changes.sort(key=_BY_ARRIVAL)
+        legacy: list[tuple[int, int, EventRecord]] = []
+        for (received, timestamp, _), group in groupby(old_changes, key=_ONE_OLD_EVENT):
+            legacy.append((received, timestamp, _price_change(list(group))))
+        for row in old_rows:
+            legacy.append((row[4], row[5], EventRecord(None, row[2], row[3], row[4], row[6])))
+        legacy.sort(key=lambda item: (item[0], item[1]))
+        events.extend(event for _, _, event in legacy)
+    changes.sort(key=_BY_EVENT)
+    numbered = [
+        (seq, _price_change(list(group))) for seq, group in groupby(changes, key=itemgetter(0))
+    ]
+    numbered.extend((row[0], EventRecord(row[0], row[2], row[3], row[4], row[6])) for row in rows)
+    numbered.sort(key=itemgetter(0))
+    events.extend(event for _, event in numbered)
+    return events
 
 
 def account_from_record(record: Sequence[Any]) -> AccountRecord:
@@ -317,6 +401,9 @@ class Ledger:
     __slots__ = ()
 
     # -- what each store provides ---------------------------------------------------------
+
+    _postgres = False
+    """Whether the store's SQL is PostgreSQL's (for the few statements that differ)."""
 
     def _sql(self, sql: str) -> str:
         """``sql`` in the database's placeholder style."""
@@ -515,38 +602,67 @@ class Ledger:
         since_ms: int = 0,
         until_ms: int = 2**62,
         markets: Sequence[str] = (),
-        chunk: int = 10_000,
+        window_ms: int = 10_000,
     ) -> AsyncIterator[list[EventRecord]]:
-        """Stored market data received between two times, in the order the service took it.
+        """Stored market events between two times, in the order the service took them.
+
+        The tables are read a window of event timestamps at a time (their keys start with
+        the timestamp, so each window is a range scan), so memory stays bounded by a
+        window's events, and each window is put in event order; the next window is read
+        while the caller works on the current one. Events the service took
+        in an order that differs from their timestamps' by more than a window (a feed
+        whose clock jumps back by that much) would come out of order across windows.
 
         Args:
-            since_ms: Received at or after this (epoch milliseconds).
-            until_ms: Received at or before this.
+            since_ms: Events timestamped at or after this (epoch milliseconds, the feed's).
+            until_ms: Events timestamped at or before this.
             markets: Condition ids to keep; every market when empty.
-            chunk: Records per list yielded.
+            window_ms: Width of a window of timestamps read at once.
 
         Yields:
-            Lists of :class:`EventRecord`, ordered by ``event_seq`` (then receive time and
-            entry; rows from before event order was recorded first).
+            One list of :class:`EventRecord` per window, in event order (rows from before
+            event order was recorded first in their window, by receive time).
 
         Raises:
             StoreUnavailableError: On a transient failure.
         """
-        params: list[object] = []
-        for _ in EVENTS_SQL:
-            params.extend((since_ms, until_ms, *markets))
-        async for records in self._stream(self._sql(event_query(markets)), params, chunk):
-            yield [
-                EventRecord(
-                    record[0],
-                    record[1],
-                    record[2],
-                    record[3],
-                    record[4],
-                    record[5],
-                    record[6],
-                    record[7],
-                    tuple(record[8:]),
+        bounds = [(lo, hi) for lo, hi in await self._query(self._sql(_BOUNDS)) if lo is not None]
+        if not bounds:
+            return
+        first = max(since_ms, min(int(lo) for lo, _ in bounds))
+        last = min(until_ms, max(int(hi) for _, hi in bounds))
+        queries = {
+            table: self._sql(sql)
+            for table, sql in event_queries(markets, postgres=self._postgres).items()
+        }
+
+        async def read(start: int, end: int) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
+            rows: list[Sequence[Any]] = []
+            changes: list[Sequence[Any]] = []
+            for table, sql in queries.items():
+                found = await self._query(sql, (start, end, *markets))
+                (changes if table == _PRICE_CHANGE_TABLE else rows).extend(found)
+            return rows, changes
+
+        # The next window is read while the caller works on this one: the database works
+        # in its own thread, so reading and replaying overlap.
+        start = first
+        reading: asyncio.Future[Any] | None = asyncio.ensure_future(
+            read(start, min(start + window_ms, last + 1))
+        )
+        try:
+            while reading is not None:
+                rows, changes = await reading
+                start = min(start + window_ms, last + 1)
+                reading = (
+                    asyncio.ensure_future(read(start, min(start + window_ms, last + 1)))
+                    if start <= last
+                    else None
                 )
-                for record in records
-            ]
+                if rows or changes:
+                    yield window_events(rows, changes)
+        finally:
+            if reading is not None and not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading

@@ -811,6 +811,8 @@ class PostgresStore(Ledger):
 
     # -- the ledger's primitives (see Ledger) ----------------------------------------------
 
+    _postgres = True
+
     def _sql(self, sql: str) -> str:
         return numbered(sql)
 

@@ -1,0 +1,185 @@
+"""backtest: recorded events replayed through decoder, books, strategy and broker give the
+live run's trades, deterministically; time windows, markets, and broken rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from polymarket_agents.agents import Analysis, ComplementArbitrage, backtest
+from polymarket_agents.feed import MarketBooks, MarketEvent
+from polymarket_agents.storage import (
+    BookSnapshotRow,
+    FillRow,
+    MarketRow,
+    PaperOrderRow,
+    PriceChangeRow,
+    SQLiteStore,
+)
+
+from ._fixtures import (
+    MakeRuntime,
+    MakeSimulator,
+    eventually,
+    fast_config,
+    make_runtime,
+    make_simulator,
+    settle,
+)
+
+__all__ = ["make_runtime", "make_simulator"]  # fixtures, used by name
+
+D = Decimal
+
+
+def order_key(order: PaperOrderRow) -> tuple[object, ...]:
+    return (
+        order.order_id,
+        order.signal_id,
+        order.token_id,
+        order.side,
+        order.price,
+        order.size,
+        order.order_type,
+        order.status,
+        order.filled_size,
+        order.error,
+    )
+
+
+def fill_key(fill: FillRow) -> tuple[object, ...]:
+    return (fill.order_id, fill.seq, fill.token_id, fill.side, fill.price, fill.size, fill.fee)
+
+
+@pytest.fixture
+async def recorded(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
+) -> Path:
+    """A database a live run traded in: three markets, dislocations, until 12 fills."""
+    sim = await make_simulator(markets=3, seed=11, event_rate=400.0, dislocation_rate=0.08)
+    db = tmp_path / "live.sqlite"
+    runtime = await make_runtime(sim, store_path=db, config=fast_config(starting_cash=D(600)))
+    await eventually(lambda: runtime.broker.fills >= 12, timeout=20)
+    await settle(sim, runtime)
+    await runtime.stop()
+    return db
+
+
+def strategy() -> ComplementArbitrage:
+    config = fast_config()
+    return ComplementArbitrage(
+        min_edge=config.edge_threshold,
+        fee_rate_bps=config.fee_rate_bps,
+        max_notional=config.max_notional,
+    )
+
+
+async def test_a_backtest_trades_exactly_what_the_live_run_traded(recorded: Path) -> None:
+    """Same events, strategy and settings: the same orders (ids, prices, sizes, outcomes,
+    refusals) and the same fills as the run that recorded them; twice the same."""
+    async with SQLiteStore(recorded) as store:
+        live_orders = await store.orders(1)
+        live_fills = await store.fills(1)
+        first = await backtest(store, strategy(), starting_cash=D(600))
+        second = await backtest(store, strategy(), starting_cash=D(600))
+    assert len(live_fills) >= 12
+    assert sorted(map(order_key, first.orders)) == sorted(map(order_key, live_orders))
+    assert sorted(map(fill_key, first.fills)) == sorted(map(fill_key, live_fills))
+    assert sorted(map(order_key, second.orders)) == sorted(map(order_key, first.orders))
+    assert first.report.cash == second.report.cash
+    assert first.invalid_events == 0
+    assert first.markets == 3
+    conn = sqlite3.connect(recorded)
+    try:
+        stored_events = conn.execute(
+            "SELECT (SELECT count(*) FROM book_snapshots) + (SELECT count(*) FROM trades) "
+            "+ (SELECT count(DISTINCT event_seq) FROM price_changes) "
+            "+ (SELECT count(*) FROM tick_size_changes)"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    assert first.events == stored_events
+    assert first.signals >= first.submitted > 0
+
+
+async def test_a_window_and_a_market(recorded: Path) -> None:
+    """--since/--until and --markets narrow the replay; an unknown market is named."""
+    async with SQLiteStore(recorded) as store:
+        markets = await store.markets()
+        everything = await backtest(store, strategy())
+        one = await backtest(store, strategy(), markets=[markets[0].slug])
+        middle = (everything.first_ms + everything.last_ms) // 2
+        late = await backtest(store, strategy(), since_ms=middle)
+        with pytest.raises(LookupError, match="not recorded: no-such"):
+            await backtest(store, strategy(), markets=["no-such"])
+    assert one.markets == 1
+    assert 0 < one.events < everything.events
+    assert {f.market for f in one.fills} <= {markets[0].condition_id}
+    assert 0 < late.events < everything.events
+    assert late.first_ms >= middle
+
+
+async def test_a_broken_stored_event_is_counted_and_skipped(recorded: Path) -> None:
+    """A stored book whose price is not a number does not stop the replay."""
+    conn = sqlite3.connect(recorded)
+    try:
+        conn.execute(
+            'UPDATE book_snapshots SET bids = \'[["lots","1"]]\' '
+            "WHERE id = (SELECT max(id) FROM book_snapshots)"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    async with SQLiteStore(recorded) as store:
+        result = await backtest(store, strategy())
+    assert result.invalid_events == 1
+    assert result.events > 0
+
+
+class Seen:
+    """Records the YES best bid each event is analysed against."""
+
+    def __init__(self) -> None:
+        self.bids: list[Decimal | None] = []
+
+    def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
+        self.bids.append(books.yes.best_bid)
+        return None
+
+    def resume(self, signal_ids: Iterable[str]) -> int:
+        return 0
+
+
+async def test_books_ahead_replays_the_books_the_strategy_saw(tmp_path: Path) -> None:
+    """An event taken while the live books already held the next one (books_ahead 1) is
+    analysed against those books in the replay too, and the next one is not applied twice."""
+    market = MarketRow(condition_id="0xm", yes_token="y", no_token="n", slug="m")
+    book = {"market": "0xm", "timestamp_ms": 1, "hash": "h", "received_at_ms": 10}
+
+    def bid(price: str, seq: int, ahead: int) -> PriceChangeRow:
+        return PriceChangeRow(
+            market="0xm", asset_id="y", timestamp_ms=seq, side="BUY", price=D(price),
+            size=D(5), hash=f"h{seq}", received_at_ms=10 + seq, event_seq=seq, books_ahead=ahead,
+        )  # fmt: skip
+
+    async with SQLiteStore(tmp_path / "ahead.sqlite") as store:
+        await store.write_batch(
+            [
+                market,
+                BookSnapshotRow(asset_id="y", bids=((D("0.40"), D(5)),), asks=((D("0.60"), D(5)),),
+                                event_seq=1, **book),  # type: ignore[arg-type]
+                BookSnapshotRow(asset_id="n", bids=((D("0.40"), D(5)),), asks=((D("0.60"), D(5)),),
+                                event_seq=2, **book),  # type: ignore[arg-type]
+                bid("0.41", 3, 1),
+                bid("0.42", 4, 0),
+                bid("0.43", 5, 0),
+            ]
+        )  # fmt: skip
+        seen = Seen()
+        result = await backtest(store, seen)
+    assert result.events == 5
+    assert seen.bids == [D("0.40"), D("0.40"), D("0.42"), D("0.42"), D("0.43")]
