@@ -19,8 +19,17 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from ._codec import fill_from_record, order_from_record
-from ._rows import FillRow, MarketResolutionRow, MarketRow, PaperOrderRow
+from ._codec import fill_from_record, order_from_record, positions_from_fills
+from ._pgschema import COLUMNS
+from ._rows import (
+    OPEN_STATUSES,
+    FillRow,
+    MarketResolutionRow,
+    MarketRow,
+    PaperOrderRow,
+    Position,
+    Table,
+)
 
 __all__ = [
     "ACCOUNTS_SQL",
@@ -389,6 +398,11 @@ def fills_from_records(records: Sequence[Sequence[Any]]) -> list[FillRow]:
     return [fill_from_record(tuple(record)) for record in records]
 
 
+# The codec's column order, which the record readers expect.
+_ORDER_COLUMNS = ", ".join(COLUMNS[Table.PAPER_ORDERS])
+_FILL_COLUMNS = ", ".join(COLUMNS[Table.FILLS])
+
+
 class Ledger:
     """Accounts, runs and history on top of three primitives each store provides.
 
@@ -424,6 +438,94 @@ class Ledger:
     ) -> AsyncIterator[list[Sequence[Any]]]:
         """The records of a query, ``chunk`` at a time."""
         raise NotImplementedError
+
+    # -- the reads of the Store interface, the same on every database ---------------------
+
+    async def count(self, table: Table | str) -> int:
+        """The number of rows in ``table``.
+
+        Args:
+            table: A :class:`~polymarket_agents.storage.Table` or its name.
+
+        Returns:
+            The row count.
+
+        Raises:
+            ValueError: If ``table`` is not a table of the store.
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        name = Table(table)  # the ValueError for an unknown name also guards the SQL text
+        records = await self._query(f"SELECT count(*) FROM {name}")
+        return int(records[0][0])
+
+    async def counts(self) -> dict[Table, int]:
+        """The number of rows in every table, in :class:`Table` order.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in Table)
+        return {Table(str(name)): int(n) for name, n in await self._query(sql)}
+
+    async def recent_orders(self, limit: int = 20) -> list[PaperOrderRow]:
+        """The latest ``limit`` paper orders by creation time, newest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._query(
+            self._sql(
+                f"SELECT {_ORDER_COLUMNS} FROM paper_orders "
+                "ORDER BY created_at_ms DESC, id DESC LIMIT ?"
+            ),
+            (limit,),
+        )
+        return [order_from_record(record) for record in records]
+
+    async def open_orders(self) -> list[PaperOrderRow]:
+        """The orders not in a final state (``live``, ``pending``), oldest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        statuses = sorted(OPEN_STATUSES)
+        records = await self._query(
+            self._sql(
+                f"SELECT {_ORDER_COLUMNS} FROM paper_orders "
+                f"WHERE status IN ({', '.join('?' for _ in statuses)}) ORDER BY id"
+            ),
+            statuses,
+        )
+        return [order_from_record(record) for record in records]
+
+    async def recent_fills(self, limit: int = 20) -> list[FillRow]:
+        """The latest ``limit`` fills by fill time, newest first.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._query(
+            self._sql(
+                f"SELECT {_FILL_COLUMNS} FROM fills ORDER BY timestamp_ms DESC, id DESC LIMIT ?"
+            ),
+            (limit,),
+        )
+        return [fill_from_record(record) for record in records]
+
+    async def positions(self) -> list[Position]:
+        """The net position per token over all stored fills, sorted by token id.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+            StoreClosedError: If the store was closed.
+        """
+        records = await self._query(f"SELECT {_FILL_COLUMNS} FROM fills")
+        return positions_from_fills([fill_from_record(record) for record in records])
 
     # -- accounts -------------------------------------------------------------------------
 

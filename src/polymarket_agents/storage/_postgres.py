@@ -30,9 +30,7 @@ from ._codec import (
     InvalidRow,
     Params,
     encode_row,
-    fill_from_record,
     order_from_record,
-    positions_from_fills,
     prepare,
 )
 from ._errors import (
@@ -55,7 +53,7 @@ from ._pgschema import (
     PG_MIGRATIONS,
     UPDATE_ORDER_SQL,
 )
-from ._rows import OPEN_STATUSES, FillRow, PaperOrderRow, Position, Table
+from ._rows import PaperOrderRow, Table
 from ._schema import Migration, check_migrations
 from ._sqlite import LOGGER_NAME
 from ._store import RejectedRow, WriteResult
@@ -716,62 +714,6 @@ class PostgresStore(Ledger):
                 self._recover(self._data, conn, exc)
                 raise
 
-    async def count(self, table: Table | str) -> int:
-        """The number of rows in ``table``.
-
-        Args:
-            table: A :class:`~polymarket_agents.storage.Table` or its name.
-
-        Returns:
-            The row count.
-
-        Raises:
-            ValueError: If ``table`` is not a table of the store.
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        name = Table(table)  # the ValueError for an unknown name also guards the SQL text
-        records = await self._fetch(f"SELECT count(*) FROM {name}")
-        return int(records[0][0])
-
-    async def counts(self) -> dict[Table, int]:
-        """The number of rows in every table, in :class:`Table` order.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in Table)
-        return {Table(name): int(n) for name, n in await self._fetch(sql)}
-
-    async def recent_orders(self, limit: int = 20) -> list[PaperOrderRow]:
-        """The latest ``limit`` paper orders by creation time, newest first.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetch(
-            f"SELECT {', '.join(COLUMNS[Table.PAPER_ORDERS])} FROM paper_orders "
-            "ORDER BY created_at_ms DESC, id DESC LIMIT $1",
-            limit,
-        )
-        return [order_from_record(tuple(record)) for record in records]
-
-    async def open_orders(self) -> list[PaperOrderRow]:
-        """The orders not in a final state (``live``, ``pending``), oldest first.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetch(
-            f"SELECT {', '.join(COLUMNS[Table.PAPER_ORDERS])} FROM paper_orders "
-            "WHERE status = ANY($1::text[]) ORDER BY id",
-            list(OPEN_STATUSES),
-        )
-        return [order_from_record(tuple(record)) for record in records]
-
     async def latest_orders(self) -> list[PaperOrderRow]:
         """The latest order with a signal id of each market, by market.
 
@@ -784,30 +726,6 @@ class PostgresStore(Ledger):
             "FROM paper_orders WHERE signal_id IS NOT NULL ORDER BY market, id DESC"
         )
         return [order_from_record(tuple(record)) for record in records]
-
-    async def recent_fills(self, limit: int = 20) -> list[FillRow]:
-        """The latest ``limit`` fills by fill time, newest first.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetch(
-            f"SELECT {', '.join(COLUMNS[Table.FILLS])} FROM fills "
-            "ORDER BY timestamp_ms DESC, id DESC LIMIT $1",
-            limit,
-        )
-        return [fill_from_record(tuple(record)) for record in records]
-
-    async def positions(self) -> list[Position]:
-        """The net position per token over all stored fills, sorted by token id.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetch(f"SELECT {', '.join(COLUMNS[Table.FILLS])} FROM fills")
-        return positions_from_fills([fill_from_record(tuple(record)) for record in records])
 
     # -- the ledger's primitives (see Ledger) ----------------------------------------------
 

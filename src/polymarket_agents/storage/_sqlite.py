@@ -27,15 +27,13 @@ from ._codec import (
     InvalidRow,
     Params,
     encode_row,
-    fill_from_record,
     order_from_record,
-    positions_from_fills,
     prepare,
 )
 from ._errors import StoreBusyError, StoreClosedError, StoreLostError, StoreUnavailableError
 from ._ledger import Ledger
 from ._lock import OwnerLock, PriorityLock, lock_holder
-from ._rows import OPEN_STATUSES, FillRow, PaperOrderRow, Position, Table
+from ._rows import PaperOrderRow, Table
 from ._schema import INSERT_SQL, MIGRATIONS, Migration, check_migrations, migrate
 from ._store import RejectedRow, WriteResult
 
@@ -590,61 +588,6 @@ class SQLiteStore(Ledger):
                 await self._recover(conn, exc)
                 raise
 
-    async def count(self, table: Table | str) -> int:
-        """The number of rows in ``table``.
-
-        Args:
-            table: A :class:`~polymarket_agents.storage.Table` or its name.
-
-        Returns:
-            The row count.
-
-        Raises:
-            ValueError: If ``table`` is not a table of the store.
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        name = Table(table)  # the ValueError for an unknown name also guards the SQL text
-        records = await self._fetchall(f"SELECT count(*) FROM {name}")
-        return int(records[0][0])
-
-    async def counts(self) -> dict[Table, int]:
-        """The number of rows in every table, in :class:`Table` order.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in Table)
-        return {Table(name): int(n) for name, n in await self._fetchall(sql)}
-
-    async def recent_orders(self, limit: int = 20) -> list[PaperOrderRow]:
-        """The latest ``limit`` paper orders by creation time, newest first.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetchall(
-            f"SELECT {_ORDER_COLUMNS} FROM paper_orders "
-            "ORDER BY created_at_ms DESC, id DESC LIMIT ?",
-            (limit,),
-        )
-        return [order_from_record(record) for record in records]
-
-    async def open_orders(self) -> list[PaperOrderRow]:
-        """The orders not in a final state (``live``, ``pending``), oldest first.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetchall(
-            f"SELECT {_ORDER_COLUMNS} FROM paper_orders "
-            f"WHERE status IN ({', '.join(repr(s) for s in OPEN_STATUSES)}) ORDER BY id"
-        )
-        return [order_from_record(record) for record in records]
-
     async def latest_orders(self) -> list[PaperOrderRow]:
         """The latest order with a signal id of each market, by market.
 
@@ -658,33 +601,6 @@ class SQLiteStore(Ledger):
             "ORDER BY market"
         )
         return [order_from_record(record) for record in records]
-
-    async def recent_fills(self, limit: int = 20) -> list[FillRow]:
-        """The latest ``limit`` fills by fill time, newest first.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetchall(
-            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee, "
-            "account_id, kind FROM fills ORDER BY timestamp_ms DESC, id DESC LIMIT ?",
-            (limit,),
-        )
-        return [fill_from_record(record) for record in records]
-
-    async def positions(self) -> list[Position]:
-        """The net position per token over all stored fills, sorted by token id.
-
-        Raises:
-            StoreUnavailableError: On a transient failure.
-            StoreClosedError: If the store was closed.
-        """
-        records = await self._fetchall(
-            "SELECT order_id, seq, token_id, side, price, size, timestamp_ms, market, fee, "
-            "account_id, kind FROM fills"
-        )
-        return positions_from_fills([fill_from_record(record) for record in records])
 
     # -- the ledger's primitives (see Ledger) ----------------------------------------------
 
