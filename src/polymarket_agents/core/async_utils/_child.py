@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._errors import StalledError
+from ._observe import TaskRestart, notify_restart
 from ._robust import Attempts, Settings
 from ._work import Work, WorkSource, rebinds_cache
 
@@ -219,6 +220,7 @@ class TaskChild(WorkSource):
         "name",
         "outcome",
         "owner",
+        "restarts",
         "spec",
         "state",
         "waiters",
@@ -242,6 +244,7 @@ class TaskChild(WorkSource):
         self.handle: asyncio.Future[Any] | asyncio.Handle | None = None
         self.state: str = NEW
         self.outcome: OutcomeName = STILL_RUNNING
+        self.restarts = 0
         self.attempt_start: float  # set by launch(); read only while the child runs
         # None, one Latch, or a list of them: most children never have more than one.
         self.waiters: Latch | list[Latch] | None = None
@@ -402,8 +405,17 @@ class TaskChild(WorkSource):
         """Count a restart and start the next attempt now."""
         self.handle = None
         self.outcome = STILL_RUNNING
-        self.attempts().restarted(self.path, self.spec)
+        self.count_restart()
         self.launch()
+
+    def count_restart(self) -> None:
+        """Count a restart and tell the observer."""
+        self.restarts += 1
+        spec = self.spec
+        if spec.observer is not None:
+            notify_restart(
+                spec.observer, TaskRestart(task=self.path, restarts=self.restarts), spec.logger
+            )
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -481,7 +493,7 @@ class TaskChild(WorkSource):
         uptime = clock - self.attempt_start if status is RUNNING else 0.0
         if extra is None:
             return {
-                "restarts": 0,
+                "restarts": self.restarts,
                 "errors": 0,
                 "last_error": None,
                 "last_error_time": None,
@@ -491,7 +503,7 @@ class TaskChild(WorkSource):
                 "stalls": 0,
             }
         return {
-            "restarts": extra.restarts,
+            "restarts": self.restarts,
             "errors": extra.errors,
             "last_error": extra.last_error,
             "last_error_time": extra.last_error_time,

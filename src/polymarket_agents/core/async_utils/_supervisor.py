@@ -190,14 +190,15 @@ class TaskSupervisor(Supervisor):
                 raise NotRestartableError(f"task {name!r}: {old.reason}; pass a factory")
             origin, work = old.origin, old.source
         rec = TaskChild(name, work, spec, self)
-        previous: Attempts = old.attempts()
-        extra = rec.attempts()
-        extra.restarts = previous.restarts
-        extra.errors = previous.errors
-        extra.stalls = previous.stalls
-        extra.last_error = previous.last_error
-        extra.last_error_at = previous.last_error_at
-        extra.restarted(name, spec)
+        previous: Attempts | None = old.extra
+        if previous is not None:
+            extra = rec.attempts()
+            extra.errors = previous.errors
+            extra.stalls = previous.stalls
+            extra.last_error = previous.last_error
+            extra.last_error_at = previous.last_error_at
+        rec.restarts = old.restarts
+        rec.count_restart()
         return rec, origin
 
     async def restart_task(self, name: str, *, timeout: float | None = None) -> None:
@@ -412,7 +413,7 @@ class TaskSupervisor(Supervisor):
         """A snapshot of every task's metrics, keyed by name; a plain copy, cheap to call.
 
         Returns:
-            ``{name: {"restarts", "errors", "last_error", "last_error_time", "state",
+            ``{name: {"restarts", "errors", "last_error", "last_error_time", "status",
             "outcome", "uptime", "stalls"}}`` (see :class:`TaskMetrics`); stopped tasks stay
             listed. Tasks of a nested supervisor are listed by path (``"pool/t1"``).
         """
@@ -429,7 +430,7 @@ class TaskSupervisor(Supervisor):
             extra = rec.extra
             if extra is None:
                 metrics[name] = {
-                    "restarts": 0,
+                    "restarts": rec.restarts,
                     "errors": 0,
                     "last_error": None,
                     "last_error_time": None,
@@ -440,7 +441,7 @@ class TaskSupervisor(Supervisor):
                 }
             else:
                 metrics[name] = {
-                    "restarts": extra.restarts,
+                    "restarts": rec.restarts,
                     "errors": extra.errors,
                     "last_error": extra.last_error,
                     "last_error_time": extra.last_error_time,

@@ -619,32 +619,9 @@ class Supervisor:
         self, children: Iterable[Child], *, cycle: bool, timeout: float | None = None
     ) -> list[str]:
         """Stop ``children`` one after the other, each within its shutdown time."""
-        stuck: list[str] = []
-        for child in children:
-            if isinstance(child, Supervisor):
-                stuck.extend(await child._stop_as_child(cycle, timeout))
-                continue
-            # A stop that follows a cancelled group restart must not cancel a child's
-            # cleanup a second time.
-            task = child.request_stop(cycle, again=False)
-            if task is None:
-                continue
-            if not task.done():
-                # One loop iteration: the child's cancellation runs before we look again,
-                # and most children finish in that one step.
-                await asyncio.sleep(0)
-                if not task.done():
-                    limit = child.spec.shutdown if timeout is None else timeout
-                    await asyncio.wait((task,), timeout=limit)
-                    if not task.done():
-                        child.outcome = UNRESPONSIVE
-                        if cycle:
-                            child.state = STOPPING  # still running: it cannot restart
-                        self._unresponsive.add(task)
-                        task.add_done_callback(self._unresponsive.discard)
-                        stuck.append(child.path)
-                        continue
-            child(task)  # take its end now rather than a loop iteration later
+        sequence = _StopSequence(self, iter(children), cycle, timeout)
+        sequence.next()
+        stuck = await sequence.future
         if stuck:
             self._logger.warning(
                 "%d task(s) did not stop within their shutdown time after cancellation "
@@ -816,6 +793,101 @@ class Supervisor:
                 line; None draws every one.
         """
         return render_node(self.snapshot(), max_children)
+
+
+class _StopSequence:
+    """Stops children one after the other, driven by callbacks rather than a coroutine.
+
+    Each child is cancelled, and looked at again once the loop has run its cancellation,
+    which most children finish in that one step; only a slower one is waited for, up to its
+    shutdown time, before the next is cancelled. Being callbacks, the steps cost no
+    coroutine resumption each: stopping 10,000 children is about as costly as starting them.
+    """
+
+    __slots__ = ("children", "cycle", "future", "owner", "pending", "stuck", "timeout", "timer")
+
+    def __init__(
+        self, owner: Supervisor, children: Iterator[Child], cycle: bool, timeout: float | None
+    ) -> None:
+        self.owner = owner
+        self.children = children
+        self.cycle = cycle
+        self.timeout = timeout
+        self.future: asyncio.Future[list[str]] = owner.loop.create_future()
+        self.stuck: list[str] = []
+        self.pending: tuple[TaskChild, asyncio.Future[Any]] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def next(self) -> None:
+        """Stop children until one needs time; finish when there are none left."""
+        future = self.future
+        loop = self.owner.loop
+        for child in self.children:
+            if future.done():
+                return  # the stop was cancelled
+            if isinstance(child, Supervisor):
+                nested = loop.create_task(child._stop_as_child(self.cycle, self.timeout))
+                nested.add_done_callback(self._nested_stopped)
+                return
+            # A stop that follows a cancelled group restart must not cancel a child's
+            # cleanup a second time.
+            task = child.request_stop(self.cycle, again=False)
+            if task is None:
+                continue
+            if task.done():
+                child(task)  # take its end now rather than a loop iteration later
+                continue
+            self.pending = (child, task)
+            loop.call_soon(self._look_again)
+            return
+        if not future.done():
+            future.set_result(self.stuck)
+
+    def _nested_stopped(self, nested: asyncio.Task[list[str]]) -> None:
+        if not nested.cancelled() and nested.exception() is None:
+            self.stuck.extend(nested.result())
+        self.next()
+
+    def _look_again(self) -> None:
+        child, task = self.pending  # type: ignore[misc]
+        if self.future.done():
+            return
+        if task.done():
+            self.pending = None
+            child(task)
+            self.next()
+            return
+        limit = child.spec.shutdown if self.timeout is None else self.timeout
+        if limit is not None:
+            self.timer = self.owner.loop.call_later(limit, self._expired)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Future[Any]) -> None:
+        if self.pending is None or self.pending[1] is not task:
+            return
+        child = self.pending[0]
+        self.pending = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        child(task)
+        self.next()
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.pending is None:
+            return
+        child, task = self.pending
+        self.pending = None
+        task.remove_done_callback(self._ended)
+        child.outcome = UNRESPONSIVE
+        if self.cycle:
+            child.state = STOPPING  # still running: it cannot restart
+        owner = self.owner
+        owner._unresponsive.add(task)
+        task.add_done_callback(owner._unresponsive.discard)
+        self.stuck.append(child.path)
+        self.next()
 
 
 def _check_seconds(what: str, value: float | None) -> None:

@@ -34,9 +34,10 @@ class LoopWatchdog:
     log names the code that blocked, not the code that noticed. The first block and each
     longer one than before are logged at WARNING with that stack; every block is counted.
 
-    The cost is one timer callback and one thread wake-up per ``threshold / 2`` seconds,
-    whatever the load (see ``bench/agents.py``); nothing is added per callback, unlike
-    asyncio's debug mode.
+    The cost is one timer callback per ``threshold / 2`` seconds and about one thread
+    wake-up per threshold while the loop turns, whatever the load (see ``bench/agents.py``);
+    nothing is added per callback, unlike asyncio's debug mode. A hold is measured to within
+    ``threshold / 2``.
 
     Args:
         threshold: Seconds a hold must exceed to count.
@@ -145,9 +146,18 @@ class LoopWatchdog:
     # -- on the watchdog's thread -----------------------------------------------------------
 
     def _watch(self) -> None:
-        while not self._stopped.wait(self._interval / 2):
+        wait = self._interval
+        while True:
+            # A plain sleep: Event.wait would build a lock and a condition per wake-up.
+            time.sleep(wait)
+            if self._stopped.is_set():
+                return
             due = self._due
-            if time.monotonic() - due <= self.threshold:
+            # Asleep until a hold of the timer due now could first be caught: few wake-ups
+            # while the loop turns, one every quarter threshold while it is held.
+            late = time.monotonic() - due
+            wait = max(self.threshold - late, self._interval / 2)
+            if late <= self.threshold:
                 continue
             caught = self._caught
             if caught is not None and caught[0] == due:

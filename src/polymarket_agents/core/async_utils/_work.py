@@ -21,6 +21,7 @@ from __future__ import annotations
 import dis
 import gc
 import types
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeAlias, TypeVar
 
@@ -91,18 +92,31 @@ class Recreate:
         return f"<Recreate {getattr(self.func, '__qualname__', self.func)!r}>"
 
 
+# The function of a code object without free variables, once found: every function made
+# from such a code object behaves alike when called with all its parameters given, as
+# Recreate calls it, so the search through the garbage collector's referents is done once
+# per code object rather than once per task. (A closure's cells differ: never cached.)
+_functions: weakref.WeakValueDictionary[types.CodeType, types.FunctionType] = (
+    weakref.WeakValueDictionary()
+)
+
+
 def _recreate_from(holder: object, frame: types.FrameType, code: types.CodeType) -> Recreate:
     # ``holder`` owns the frame's data: the coroutine before it ran, the frame object after.
-    func = next(
-        (
-            ref
-            for ref in gc.get_referents(holder)
-            if type(ref) is types.FunctionType and ref.__code__ is code
-        ),
-        None,
-    )
+    func = _functions.get(code)
     if func is None:
-        raise NotRestartableError(f"the function of {code.co_qualname!r} cannot be found")
+        func = next(
+            (
+                ref
+                for ref in gc.get_referents(holder)
+                if type(ref) is types.FunctionType and ref.__code__ is code
+            ),
+            None,
+        )
+        if func is None:
+            raise NotRestartableError(f"the function of {code.co_qualname!r} cannot be found")
+        if not code.co_freevars:
+            _functions[code] = func
     values = frame.f_locals
     positional = [values[name] for name in code.co_varnames[: code.co_argcount]]
     index = code.co_argcount + code.co_kwonlyargcount
