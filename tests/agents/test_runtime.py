@@ -401,3 +401,26 @@ async def test_monitors_share_one_pooled_feed(
     assert runtime.readiness() == (True, [])
     assert runtime.stats().monitors_ready == 6
     await runtime.stop()
+
+
+async def test_a_monitor_without_market_events_for_its_heartbeat_is_restarted_as_stalled(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """With monitor_heartbeat, a monitor beats per market event; when the market goes quiet
+    for longer, its supervisor restarts it and counts a stall."""
+    sim = await make_simulator(markets=1, event_rate=100.0)
+    runtime = await make_runtime(sim, config=fast_config(monitor_heartbeat=0.3))
+    await wait_ready(runtime)
+    name = monitor_task_name(sim.markets()[0].condition_id)
+    await sim.pause()
+    await eventually(lambda: runtime.supervisor.get_metrics()[name]["stalls"] >= 1)
+    sim.resume()
+    metrics = runtime.supervisor.get_metrics()[name]
+    assert metrics["restarts"] >= 1
+    assert (metrics["last_error"] or "").startswith("StalledError")
+
+
+def test_the_monitor_heartbeat_must_be_positive() -> None:
+    """A zero heartbeat would restart every monitor at once."""
+    with pytest.raises(ConfigurationError, match="monitor_heartbeat"):
+        AgentsConfig(monitor_heartbeat=0)

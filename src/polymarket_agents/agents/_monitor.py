@@ -24,7 +24,7 @@ from typing import Any, NoReturn, cast
 
 import msgspec
 
-from polymarket_agents.core.async_utils import ConfigurationError
+from polymarket_agents.core.async_utils import ConfigurationError, beat
 from polymarket_agents.feed import (
     BestBidAsk,
     Book,
@@ -482,6 +482,7 @@ class MarketMonitor:
         generator = cast(AsyncGenerator[MarketEvent, None], events)
         async with contextlib.aclosing(generator):
             async for event in generator:
+                beat()  # alive: for a supervisor's heartbeat check, if it has one
                 kind = type(event)
                 counts[kind] = counts.get(kind, 0) + 1
                 taken += 1

@@ -122,6 +122,9 @@ class AgentsConfig:
         custom_features: Ask the feed for ``best_bid_ask``, ``new_market`` and
             ``market_resolved``.
         account: The paper account traded: its name in the database (``--account``).
+        monitor_heartbeat: Seconds a monitor may take no market event before its
+            supervisor restarts it as stalled (the core's ``beat()``, once per event);
+            None: no such check. Only for markets that trade at least that often.
 
     Raises:
         ConfigurationError: On a negative or zero interval, size or threshold.
@@ -155,6 +158,7 @@ class AgentsConfig:
     shared_feed: bool = True
     assets_per_connection: int = DEFAULT_ASSETS_PER_CONNECTION
     custom_features: bool = False
+    monitor_heartbeat: float | None = None
     account: str = "default"
 
     def __post_init__(self) -> None:
@@ -172,7 +176,9 @@ class AgentsConfig:
         for name in not_negative:
             if not getattr(self, name) >= 0:
                 raise ConfigurationError(f"{name} must be >= 0, not {getattr(self, name)!r}")
-        for name in ("silence_timeout", "drain_timeout", "max_notional", "ready_silence"):
+        maybe: tuple[str, ...] = ("silence_timeout", "drain_timeout", "max_notional")
+        maybe += ("ready_silence", "monitor_heartbeat")
+        for name in maybe:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 or None, not {value!r}")
@@ -546,7 +552,9 @@ class AgentsRuntime:
             self.monitors[name] = monitor
             added.append(market)
             if self._started:
-                await self.supervisor.start_task(name, monitor.run)
+                await self.supervisor.start_task(
+                    name, monitor.run, heartbeat=self.config.monitor_heartbeat
+                )
         if added:
             self.markets = tuple(m.market for m in self.monitors.values())
             _logger.info("added %d market(s); %d monitored", len(added), len(self.monitors))
@@ -601,7 +609,7 @@ class AgentsRuntime:
         if self.feed is not None:
             await self.feed.start()
         for name, monitor in self.monitors.items():
-            await supervisor.start_task(name, monitor.run)
+            await supervisor.start_task(name, monitor.run, heartbeat=self.config.monitor_heartbeat)
         if self.universe is not None:
             await supervisor.start_task(UNIVERSE_TASK, self.universe.run)
         await supervisor.start_task(HEALTH_TASK, self._health_loop)
