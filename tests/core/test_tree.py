@@ -433,3 +433,14 @@ async def test_a_child_stopped_for_good_stays_stopped_when_its_group_restarts() 
         metrics = tree.get_metrics()
         assert (metrics["broken"]["status"], metrics["broken"]["errors"]) == ("stopped", 1)
         assert (metrics["a"]["status"], metrics["a"]["restarts"]) == ("running", 1)
+
+
+async def test_summary_counts_the_children_by_status() -> None:
+    """summary() is the root's line of render() with its children counted."""
+    journal = Journal()
+    tree = Supervisor("service", strategy=Strategy.REST_FOR_ONE)
+    tree.add("a", journal.work("a")).add("b", journal.work("b"))
+    assert tree.summary() == "service  rest_for_one  stopped  (2 children: 2 stopped)"
+    async with tree:
+        await settle()
+        assert tree.summary() == "service  rest_for_one  running  (2 children: 2 running)"

@@ -104,6 +104,8 @@ async def test_status_is_the_supervisor_metrics_and_service_counters(
     assert broken["last_error"] == "ValueError: missing API key"
     assert isinstance(broken["last_error_time"], str)
     assert data["service"]["phase"] == "starting"
+    assert data["tree"][0].startswith("tasks  one_for_one  running")
+    assert any("broken  stopped  (failed)" in line for line in data["tree"])
     assert data["service"]["http_requests"] == state.http_requests
     assert data["ready"] is False
     assert data["runtime"] == {}

@@ -230,7 +230,8 @@ class ServiceState:
 
     def status(self) -> dict[str, Any]:
         """Everything ``GET /status`` answers: service counters, runtime stats, task metrics,
-        with credentials and the database's absolute path hidden."""
+        the supervision tree drawn as lines, with credentials and the database's absolute
+        path hidden."""
         ready, reasons = self.readiness()
         status: dict[str, Any] = self.redact.deep(
             {
@@ -239,6 +240,9 @@ class ServiceState:
                 "reasons": reasons,
                 "runtime": self.runtime_counters(),
                 "tasks": plain(self.supervisor.get_metrics()),
+                # The supervision tree as text lines (the core's Supervisor.render), long
+                # lists of children summed up.
+                "tree": self.supervisor.render(max_children=50),
             }
         )
         return status

@@ -115,7 +115,10 @@ class LiveView:
         text.append(f"  up {_duration(state.uptime)}")
         if state.http_url:
             text.append(f"  {state.http_url}")
-        text.append("\n\n")
+        text.append("\n")
+        # The supervision tree's root: its strategy, state and restarts, in one line.
+        text.append(_cut(f"supervision: {state.supervisor.summary()}", width))
+        text.append("\n\n", "dim")
         self._tasks(text, width)
         text.append("\n")
         self._counters(text, width)

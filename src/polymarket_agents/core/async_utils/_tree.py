@@ -775,6 +775,30 @@ class Supervisor:
             )
         return node
 
+    def summary(self) -> str:
+        """This supervisor in one line, its children counted by status (cheap: no metrics).
+
+        ``"service  one_for_one  running  restarts 1  (103 children: 102 running, 1
+        restarting)"``.
+        """
+        extra = self.extra
+        counts: dict[str, int] = {}
+        for child in self._children.values():
+            status = PUBLIC_STATUS[child.state]
+            counts[status] = counts.get(status, 0) + 1
+        line = _describe(
+            {
+                "name": self.name,
+                "kind": "supervisor",
+                "strategy": self.strategy.value,
+                "status": PUBLIC_STATUS[self.state],
+                "outcome": self.outcome,
+                "restarts": extra.restarts if extra is not None else 0,
+            }
+        )
+        spread = ", ".join(f"{count:,} {status}" for status, count in counts.items())
+        return f"{line}  ({len(self._children):,} children{': ' if spread else ''}{spread})"
+
     def render(self, *, max_children: int | None = 20) -> list[str]:
         """The tree drawn as text lines, for logs, ``/status`` and the live view.
 
