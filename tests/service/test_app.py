@@ -6,6 +6,7 @@ import asyncio
 import socket
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -130,18 +131,24 @@ async def test_readyz_and_status_carry_a_reason_any_part_holds(tmp_path: Path) -
         assert state.http_url is not None
         state.readiness_checks.set_reason("backup", "a backup holds the database")
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{state.http_url}/readyz") as response:
-                assert response.status == 503
-                assert await response.json() == {
-                    "ready": False,
-                    "reasons": ["a backup holds the database"],
-                }
-            async with session.get(f"{state.http_url}/status") as response:
-                status = await response.json()
+
+            async def get(path: str) -> tuple[int, Any]:
+                async with session.get(f"{state.http_url}{path}") as response:
+                    return response.status, await response.json()
+
+            async def answered(path: str, status: int) -> Any:
+                # Readiness is served from an answer at most a quarter of a second old.
+                async with asyncio.timeout(5):
+                    while (got := await get(path))[0] != status:
+                        await asyncio.sleep(0.05)
+                return got[1]
+
+            body = await answered("/readyz", 503)
+            assert body == {"ready": False, "reasons": ["a backup holds the database"]}
+            status = (await get("/status"))[1]
             assert (status["ready"], status["reasons"]) == (False, ["a backup holds the database"])
             state.readiness_checks.clear_reason("backup")
-            async with session.get(f"{state.http_url}/readyz") as response:
-                assert response.status == 200
+            await answered("/readyz", 200)
     finally:
         service.supervisor.signal_shutdown()
         summary = await task

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import resource
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
 
-from polymarket_agents.core.async_utils import TaskSupervisor, check_agents
+from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor, check_agents
 from polymarket_agents.service import (
+    HttpLimits,
     HttpServer,
     Phase,
     ServiceConfig,
     ServiceState,
+    Snapshots,
     create_app,
     service_registry,
 )
@@ -158,3 +165,188 @@ async def _answer_200(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     await writer.drain()
     writer.close()
+
+
+# -- isolation: snapshots, pacing, limits, a server thread of its own ---------------------------
+
+
+async def test_snapshots_collect_once_per_age_and_share_a_collection() -> None:
+    """Requests within max_age share one collection, concurrent ones too; older ones
+    collect again; encode runs on each fresh collection."""
+    calls: list[int] = []
+
+    def collect() -> int:
+        calls.append(1)
+        return len(calls)
+
+    snapshots = Snapshots(60.0)
+    got = await asyncio.gather(*(snapshots.get("k", collect, str) for _ in range(10)))
+    assert got == ["1"] * 10
+    assert await snapshots.get("k", collect, str) == "1"
+    assert await snapshots.get("k", collect, str, max_age=0) == "2"
+    assert len(calls) == 2
+
+
+async def test_a_stuck_owner_loop_serves_the_last_snapshot() -> None:
+    """Collections run on the owner loop; while it is stuck, the last rendering is served
+    after `wait`, or TimeoutError raised if there is none."""
+    owner = asyncio.new_event_loop()
+    thread = threading.Thread(target=owner.run_forever)
+    thread.start()
+    try:
+        snapshots = Snapshots(0.0, wait=0.1)
+        snapshots.owner = owner
+        threads: list[str] = []
+
+        def collect() -> str:
+            threads.append(threading.current_thread().name)
+            return "fresh"
+
+        assert await snapshots.get("k", collect) == "fresh"
+        assert threads == [thread.name]
+        owner.call_soon_threadsafe(time.sleep, 0.5)  # the owner loop is stuck
+        assert await snapshots.get("k", lambda: "late") == "fresh"
+        with pytest.raises(TimeoutError):
+            await snapshots.get("other", lambda: "late")
+    finally:
+        owner.call_soon_threadsafe(owner.stop)
+        await asyncio.to_thread(thread.join)
+        owner.close()
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]]]:
+    """Serve a fresh state with the given limits (on a thread of its own); stop at teardown."""
+    servers: list[HttpServer] = []
+    supervisor = TaskSupervisor()
+
+    async def serve(limits: HttpLimits) -> tuple[ServiceState, str]:
+        state = ServiceState(ServiceConfig(http_port=0), supervisor)
+        server = HttpServer(
+            create_app(state, service_registry(state), limits=limits), "127.0.0.1", 0, limits=limits
+        )
+        servers.append(server)
+        return state, await server.start()
+
+    yield serve
+    for server in servers:
+        await server.stop()
+        await server.stop()  # idempotent
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def test_requests_are_paced_and_probes_do_not_queue_behind_scrapes(
+    limited: Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]],
+) -> None:
+    """At 20 requests/s, ten /status requests take at least 9 intervals; a /healthz sent
+    meanwhile is answered at once, from its own pace."""
+    _, url = await limited(HttpLimits(request_rate=20.0))
+    async with aiohttp.ClientSession() as session:
+
+        async def get(path: str) -> float:
+            async with session.get(url + path) as response:
+                assert response.status in (200, 503)
+                await response.read()
+            return asyncio.get_running_loop().time()
+
+        start = asyncio.get_running_loop().time()
+        scrapes = [asyncio.create_task(get("/status")) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        probe_at = await get("/healthz")
+        ends = await asyncio.gather(*scrapes)
+    assert max(ends) - start >= 9 / 20
+    assert probe_at < max(ends)
+
+
+async def test_a_connection_over_the_limit_is_answered_503_and_closed(
+    limited: Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]],
+) -> None:
+    """With two connections open, a third gets 503 at once; once one closes, the next is served."""
+    _, url = await limited(HttpLimits(max_connections=2))
+    port = _port(url)
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"too many connections" in answer
+    held[0][1].close()
+    await held[0][1].wait_closed()
+    await asyncio.sleep(0.1)
+    assert (await check_agents(f"{url}/healthz")) is True
+    held[1][1].close()
+
+
+async def test_a_request_sent_too_slowly_is_closed(
+    limited: Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]],
+) -> None:
+    """A request whose head never completes is closed after the idle timeout: it holds no
+    descriptor for long."""
+    _, url = await limited(HttpLimits(idle_timeout=0.3))
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no blank line: never complete
+    start = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    assert asyncio.get_running_loop().time() - start >= 0.25
+    writer.close()
+
+
+async def test_probes_answer_while_the_service_loop_is_stuck(
+    limited: Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]],
+) -> None:
+    """Served from its own thread, /healthz answers 503 with the heartbeat's age and /readyz
+    503 saying the loop does not answer, while the service's loop is blocked."""
+    state, url = await limited(HttpLimits(collect_timeout=0.2))
+    state.last_beat -= 60
+    answers: dict[str, tuple[int, str]] = {}
+
+    def probe() -> None:
+        for path in ("/healthz", "/readyz"):
+            try:
+                urllib.request.urlopen(url + path, timeout=5)
+            except urllib.error.HTTPError as error:
+                answers[path] = (error.code, error.read().decode())
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    time.sleep(1.0)  # noqa: ASYNC251  (blocking the service's loop is the point)
+    done_while_blocked = not thread.is_alive()
+    await asyncio.to_thread(thread.join)
+    assert done_while_blocked
+    assert answers["/healthz"][0] == 503
+    assert "event loop heartbeat 6" in json.loads(answers["/healthz"][1])["reasons"][0]
+    assert json.loads(answers["/readyz"][1]) == {
+        "ready": False,
+        "reasons": ["the service's event loop does not answer"],
+    }
+
+
+async def test_metrics_are_negotiated_and_compressed_once(
+    served: tuple[ServiceState, str],
+) -> None:
+    """OpenMetrics when asked, gzip when accepted; repeated scrapes share one collection."""
+    state, url = served
+    headers = {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(f"{url}/metrics", headers=headers) as response:
+                assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+                assert response.headers["Content-Encoding"] == "gzip"
+                text = await response.text()
+                assert text.rstrip().endswith("# EOF")
+    assert state.scrapes == 1
+
+
+def test_limits_are_checked() -> None:
+    """Zero or negative limits are configuration errors; the default connection limit
+    leaves most descriptors to the rest of the service."""
+    with pytest.raises(ConfigurationError, match="max_connections must be > 0"):
+        HttpLimits(max_connections=0)
+    with pytest.raises(ConfigurationError, match="snapshot_age must be >= 0"):
+        HttpLimits(snapshot_age=-1)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert HttpLimits().max_connections <= max(8, soft // 4)

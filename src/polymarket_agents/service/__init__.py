@@ -45,7 +45,7 @@ from ._config import (
     load_config,
     parse_faults,
 )
-from ._http import HttpServer, create_app
+from ._http import PROBE_PATHS, HttpLimits, HttpServer, Snapshots, create_app, snapshot
 from ._logging import JsonFormatter, TextFormatter
 from ._metrics import NAMESPACE, ServiceCollector, service_registry
 from ._probe import DEFAULT_HEALTH_URL, check_agents, health_url
@@ -71,9 +71,11 @@ __all__ = [
     "LOGGER_NAME",
     "NAMESPACE",
     "OPTIONS",
+    "PROBE_PATHS",
     "REPORT_TABLES",
     "AgentsRuntimeLike",
     "ConfigOption",
+    "HttpLimits",
     "HttpServer",
     "JsonFormatter",
     "LiveView",
@@ -89,6 +91,7 @@ __all__ = [
     "ServiceConfig",
     "ServiceState",
     "ServiceSummary",
+    "Snapshots",
     "TextFormatter",
     "check_agents",
     "create_app",
@@ -110,6 +113,7 @@ __all__ = [
     "select_markets",
     "service_registry",
     "shown_db_path",
+    "snapshot",
     "strategy_of",
     "summary_lines",
 ]

@@ -9,9 +9,10 @@ starts), the live view, the embedded simulator (unless a feed URL is given), the
 listing, the agents runtime. A signal during start-up cancels it and shuts down what started.
 
 Shutdown (SIGINT, SIGTERM, ``duration`` over, or a failed start-up), bounded by the grace
-period: the live view draws its last frame, the runtime stops its monitors and drains the
-ingestion queue into the database and closes it, the remaining tasks stop, the HTTP server
-and the simulator close. A second signal calls ``on_repeat`` (the command line exits at once).
+period: the HTTP server closes (its clients get nothing more, the drain gets the loop), the
+live view draws its last frame, the runtime stops its monitors and drains the ingestion
+queue into the database and closes it, the remaining tasks stop, the simulator closes. A
+second signal calls ``on_repeat`` (the command line exits at once).
 """
 
 from __future__ import annotations
@@ -532,6 +533,9 @@ class Service:
                 clean = False
                 _logger.error("shutdown: %s failed: %s", what, exc, exc_info=exc)
 
+        if self._http is not None:
+            # First: from now on no client takes a turn of the loop from the drain.
+            await step("the HTTP server", self._http.stop)
         if _VIEW in self.supervisor:
             await step("the live view", lambda: self.supervisor.stop_task(_VIEW, timeout=left()))
         runtime = state.runtime
@@ -552,8 +556,6 @@ class Service:
         stuck = await self.supervisor.stop_all(timeout=left())
         if stuck:
             clean = False
-        if self._http is not None:
-            await step("the HTTP server", self._http.stop)
         if self._simulator is not None:
             await step("the simulator", self._simulator.aclose)
         if state.phase is Phase.STOPPING:
