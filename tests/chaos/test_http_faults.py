@@ -151,9 +151,9 @@ def test_hammering_clients_neither_stop_ingestion_nor_probes_nor_the_shutdown(
 def test_half_open_sockets_leave_descriptors_for_the_feed(
     start_service: Callable[..., ServiceProcess],
 ) -> None:
-    """With 256 descriptors, 400 connections that never finish a request: most are answered
-    503 at once, the rest closed after the idle timeout; the process never runs out of
-    descriptors, and the feed keeps reconnecting meanwhile."""
+    """With 256 descriptors, 400 connections that never finish a request: those over the
+    connection limit are answered 503 at once, the others closed after the idle timeout;
+    the process never runs out of descriptors, and the feed keeps reconnecting meanwhile."""
 
     def limit_fds() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
@@ -179,12 +179,19 @@ def test_half_open_sockets_leave_descriptors_for_the_feed(
             most = max(most, _fds(service.process.pid))
             time.sleep(0.05)
         assert most < 256 - 32, most
-        refused = 0
+        # Each is answered 503 at once (a reset, if the unread request arrives first) or
+        # closed once the idle timeout passes: none is left open.
+        answers = {"503": 0, "reset": 0, "closed": 0}
         for s in sockets:
             s.settimeout(15)
-            answer = s.recv(4096)  # 503 at once, or b"" when the idle timeout closes it
-            refused += answer.startswith(b"HTTP/1.1 503")
-        assert refused >= 400 - 64
+            try:
+                answer = s.recv(4096)
+            except ConnectionResetError:
+                answers["reset"] += 1
+                continue
+            assert answer in (b"",) or answer.startswith(b"HTTP/1.1 503 "), answer
+            answers["503" if answer else "closed"] += 1
+        assert answers["503"] + answers["reset"] >= 200, answers
     finally:
         for s in sockets:
             s.close()

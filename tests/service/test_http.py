@@ -270,7 +270,8 @@ async def test_a_connection_over_the_limit_is_answered_503_and_closed(
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
     await asyncio.sleep(0.1)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answer = await asyncio.wait_for(reader.read(), 5)
+    async with asyncio.timeout(5):
+        answer = await reader.read()
     writer.close()
     assert answer.startswith(b"HTTP/1.1 503 ")
     assert b"too many connections" in answer
@@ -290,7 +291,8 @@ async def test_a_request_sent_too_slowly_is_closed(
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no blank line: never complete
     start = asyncio.get_running_loop().time()
-    assert await asyncio.wait_for(reader.read(), 10) == b""
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
     assert asyncio.get_running_loop().time() - start >= 0.25
     writer.close()
 
