@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,13 +46,19 @@ from polymarket_agents.feed import (
 )
 from polymarket_agents.storage import Table
 
-from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
+from ._analysis import DEFAULT_EDGE_THRESHOLD, Analysis, ComplementArbitrage, Strategy
 from ._broker import Broker
 from ._convert import CONVERTERS, market_row
 from ._handoff import DEFAULT_HANDOFF_TIMEOUT, handoff
+from ._orders import OrderResponse
 from ._sequence import EventSequence
 
-__all__ = ["MarketMonitor", "MonitorStats", "monitor_market"]
+__all__ = ["RECENT_SIGNALS", "MarketMonitor", "MonitorStats", "monitor_market"]
+
+RECENT_SIGNALS = 20
+"""Signals a monitor keeps in :attr:`MarketMonitor.recent_signals`."""
+
+_EDGE_DIGITS = Decimal("0.0001")
 
 _logger = logging.getLogger("polymarket_agents.agents")
 
@@ -226,6 +233,8 @@ class MarketMonitor:
         self._handoff_timeout = handoff_timeout
         self._clock = clock
         self.sequence = sequence if sequence is not None else EventSequence()
+        self.recent_signals: deque[dict[str, Any]] = deque(maxlen=RECENT_SIGNALS)
+        """The last signals above the threshold and what became of them, oldest first."""
         self._logger = logger or _logger
         self._feed: MarketFeed | None = None
         self._stream: MarketStream | None = None
@@ -510,9 +519,12 @@ class MarketMonitor:
                     analysis = None
                 if analysis is not None and analysis.edge > threshold:
                     self._signals += 1
+                    responses: list[OrderResponse] = []
                     if analysis.orders and broker is not None:
                         self._submitted += 1
-                        self._orders += len(await broker.submit_trade(analysis))
+                        responses = await broker.submit_trade(analysis)
+                        self._orders += len(responses)
+                    self._signal_seen(analysis, responses)
                 if broker is not None and broker.resting(condition_id):
                     await broker.on_book_update(books)
                 if waiting is not None:
@@ -531,6 +543,28 @@ class MarketMonitor:
         self.market = msgspec.structs.replace(self.market, tick_size=event.new_tick_size)
         if self.queue is not None:
             await self._put(market_row(self.market, self._now_ms()), Table.MARKETS, 1)
+
+    def _signal_seen(self, analysis: Analysis, responses: list[OrderResponse]) -> None:
+        """Keep a signal among the recent ones (for a dashboard): what was decided of it."""
+        if not analysis.orders:
+            outcome = "no orders"
+        elif not responses:
+            outcome = "handled before"
+        else:
+            outcome = ", ".join(
+                r["status"] + (f" ({r['errorMsg']})" if r["errorMsg"] else "") for r in responses
+            )
+        self.recent_signals.append(
+            {
+                "time_ms": self._now_ms(),
+                "market": self.market.condition_id,
+                "slug": self.market.slug,
+                "signal_id": analysis.signal_id,
+                "edge": str(analysis.edge.quantize(_EDGE_DIGITS)),
+                "reason": analysis.reason,
+                "outcome": outcome,
+            }
+        )
 
     def _analysis_failed(self, exc: Exception) -> None:
         self._analysis_errors += 1

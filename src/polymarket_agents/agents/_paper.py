@@ -34,6 +34,7 @@ import secrets
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -64,6 +65,7 @@ __all__ = [
     "INTERRUPTED",
     "NOT_ENOUGH_BALANCE",
     "NOT_RECORDED",
+    "RECENT_FILLS",
     "RECENT_ORDERS",
     "RECENT_SIGNALS",
     "PaperBroker",
@@ -87,6 +89,8 @@ INTERRUPTED = "the process stopped before the result of this order was recorded;
 """The error a restart records for an order it finds still ``pending``."""
 RECENT_ORDERS = 1_000
 """Finished orders kept in memory for :meth:`PaperBroker.get_order`."""
+RECENT_FILLS = 50
+"""Fills kept in memory for a dashboard (:attr:`PaperBroker.recent_fills`)."""
 RECENT_SIGNALS = 10_000
 """Signal ids kept in memory to refuse repeats without asking the database."""
 _POST_ONLY_CROSSES = "invalid post-only order: order crosses book"
@@ -297,6 +301,8 @@ class PaperBroker:
         # decided, by (token id, side), so that the write-ahead record's wait cannot move
         # the book under the legs (and a backtest, which does not wait, fills the same).
         self._frozen: dict[tuple[str, str], list[tuple[Decimal, Decimal]]] | None = None
+        self.recent_fills: deque[FillRow] = deque(maxlen=RECENT_FILLS)
+        """The last :data:`RECENT_FILLS` fills, oldest first, for a dashboard."""
         self.duplicate_signals = 0
         """Signals (or legs) refused because they were handled before."""
         self.unrecorded_signals = 0
@@ -647,6 +653,7 @@ class PaperBroker:
             fee=fee,
         )
         self._account.apply(fill)
+        self.recent_fills.append(fill)
         state.filled += size
         state.fills = seq + 1
         state.updated_at_ms = now_ms

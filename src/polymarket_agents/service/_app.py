@@ -54,6 +54,7 @@ from polymarket_agents.feed.simulator import MarketSimulator
 from polymarket_agents.storage import AdvisoryLock, PostgresStore, create_store
 
 from ._config import ServiceConfig
+from ._dashboard import Dashboard
 from ._http import HttpServer, create_app
 from ._metrics import service_registry
 from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState, plain
@@ -77,6 +78,7 @@ RuntimeFactory = Callable[..., AgentsRuntimeLike]
 
 _HEARTBEAT = "service.heartbeat"
 _VIEW = "service.view"
+_DASHBOARD = "service.dashboard"
 _SHARD_LOCK = "service.shard_lock"
 
 
@@ -274,6 +276,8 @@ class Service:
         self._shard_lost: str | None = None
         self._shard: Shard | None = None
         self._reason = "stopped"
+        self.dashboard: Dashboard | None = None
+        """The live dashboard at ``/`` (None without HTTP)."""
 
     def __repr__(self) -> str:
         return f"<Service {self.state.phase} http={self.state.http_url}>"
@@ -356,8 +360,12 @@ class Service:
         config, state = self.config, self.state
         await self.supervisor.start_task(_HEARTBEAT, state.heartbeat)
         if config.http_enabled:
+            self.dashboard = Dashboard(state)
+            await self.supervisor.start_task(_DASHBOARD, self.dashboard.run)
             self._http = HttpServer(
-                create_app(state, service_registry(state)), config.http_host, config.http_port
+                create_app(state, service_registry(state), dashboard=self.dashboard),
+                config.http_host,
+                config.http_port,
             )
             try:
                 state.http_url = await self._http.start()
@@ -533,6 +541,8 @@ class Service:
                 clean = False
                 _logger.error("shutdown: %s failed: %s", what, exc, exc_info=exc)
 
+        if self.dashboard is not None:
+            self.dashboard.close()  # open pages' streams end now, not at the HTTP timeout
         if self._http is not None:
             # First: from now on no client takes a turn of the loop from the drain.
             await step("the HTTP server", self._http.stop)

@@ -8,6 +8,7 @@
 ``/status``    JSON: service counters, runtime stats, every task's metrics
 ``/books``     JSON: every monitored asset's local order book (``/books/{asset_id}``:
                one), as :meth:`~polymarket_agents.feed.OrderBook.to_json` shows it
+``/``          the live dashboard (see :mod:`._dashboard`), when the service has one
 =============  ====================================================================
 
 No client load may slow the agents. By default the server runs on a thread and event loop
@@ -63,6 +64,7 @@ from prometheus_client.exposition import choose_encoder
 
 from polymarket_agents.core.async_utils import ConfigurationError
 
+from ._dashboard import Dashboard, add_dashboard
 from ._state import LOGGER_NAME, ServiceState
 
 __all__ = ["PROBE_PATHS", "HttpLimits", "HttpServer", "Snapshots", "create_app", "snapshot"]
@@ -365,7 +367,11 @@ async def _pace(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def create_app(
-    state: ServiceState, registry: CollectorRegistry, *, limits: HttpLimits | None = None
+    state: ServiceState,
+    registry: CollectorRegistry,
+    *,
+    limits: HttpLimits | None = None,
+    dashboard: Dashboard | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``state`` and ``registry``, paced by ``limits``.
 
@@ -373,6 +379,8 @@ def create_app(
         state: The service whose health, readiness and status are served.
         registry: What ``/metrics`` exposes.
         limits: Pacing and snapshot age (the defaults of :class:`HttpLimits` if None).
+        dashboard: The live dashboard served at ``/``; without one, ``/`` lists the
+            endpoints as JSON.
 
     Returns:
         The application (run it with :class:`HttpServer`, or aiohttp's test client).
@@ -383,7 +391,10 @@ def create_app(
     app[_REGISTRY] = registry
     app[_SNAPSHOTS] = Snapshots(limits.snapshot_age, wait=limits.collect_timeout)
     app[_PACES] = (_Pace(limits.probe_rate), _Pace(limits.request_rate))
-    app.router.add_get("/", _index)
+    if dashboard is not None:
+        add_dashboard(app, dashboard, index=_index, snapshot=snapshot)
+    else:
+        app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
