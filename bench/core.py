@@ -37,9 +37,11 @@ from typing import Any
 from _harness import median_of_runs
 from polymarket_agents.core.async_utils import (
     LOGGER_NAME,
+    LoopWatchdog,
     Strategy,
     Supervisor,
     TaskSupervisor,
+    beat,
     instant_policy,
     robust_task,
 )
@@ -404,6 +406,45 @@ def run_success(n: int, rounds: int = 15) -> dict[str, float]:
     return asyncio.run(main())
 
 
+# --------------------------------------------------------------------------- detection costs
+
+
+def run_detection(seconds: float = 3.0) -> dict[str, float]:
+    """What stall and loop-blocking detection cost on their own: a LoopWatchdog's CPU per
+    second of an idle loop (idle and watched windows interleaved), and ``beat()`` per call
+    inside a task with a heartbeat (against an empty loop of the same length)."""
+
+    async def main() -> dict[str, float]:
+        extra = []
+        for _ in range(3):
+            c0 = time.process_time()
+            await asyncio.sleep(seconds)
+            idle = time.process_time() - c0
+            async with LoopWatchdog(threshold=0.1):
+                c1 = time.process_time()
+                await asyncio.sleep(seconds)
+                watched = time.process_time() - c1
+            extra.append((watched - idle) / seconds)
+        n = 1_000_000
+        timings: list[float] = []
+
+        async def beating() -> None:
+            t0 = time.process_time()
+            for _ in range(n):
+                beat()
+            t1 = time.process_time()
+            for _ in range(n):
+                pass
+            timings.append((t1 - t0) - (time.process_time() - t1))
+
+        supervisor = TaskSupervisor()
+        await supervisor.start_task("beating", beating, heartbeat=60.0)
+        await supervisor.join("beating")
+        return {"watchdog_cpu_per_s": statistics.median(extra), "beat_ns": timings[0] / n * 1e9}
+
+    return asyncio.run(main())
+
+
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -415,6 +456,8 @@ def child(argv: list[str]) -> None:
         result = run_metrics(int(args[0]))
     elif what == "group":
         result = run_group_restart(int(args[0]))
+    elif what == "detection":
+        result = run_detection()
     elif what == "restarts":
         result = run_restarts(args[0], int(args[1]))
     else:
@@ -476,6 +519,14 @@ def main() -> None:
     print(
         f"one_for_all restart of 10,000 children: {group['restart'] * 1e3:.1f} ms, "
         f"{group['ratio']:.2f}x starting them ({group['start'] * 1e3:.1f} ms; goal <= 2x)"
+    )
+    print()
+    detection = measure(["detection"], runs)
+    print(
+        f"Stall detection: beat() {detection['beat_ns']:.0f} ns per call. Loop-blocking "
+        f"detection: LoopWatchdog(0.1) {detection['watchdog_cpu_per_s'] * 1e3:.2f} ms of CPU "
+        f"per second ({detection['watchdog_cpu_per_s'] * 100:.2f} % of a core); bench/agents.py "
+        f"measures both on the pipeline"
     )
     print()
     metrics = measure(["metrics", "100000"], runs)

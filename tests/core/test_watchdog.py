@@ -71,3 +71,20 @@ def test_threshold_must_be_positive() -> None:
     """A zero threshold would count every callback."""
     with pytest.raises(ConfigurationError):
         LoopWatchdog(threshold=0)
+
+
+async def test_on_loops_without_asyncio_internals_a_late_timer_is_measured(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the loop's iterations cannot be seen (uvloop is C), a loop timer's lateness
+    counts the hold instead, with the stack caught by the thread."""
+    from polymarket_agents.core.async_utils import _watchdog
+
+    monkeypatch.setattr(_watchdog, "_code_of", lambda cls, name: None)
+    with caplog.at_level(logging.WARNING, LOGGER_NAME):
+        async with LoopWatchdog(threshold=0.2) as watchdog:
+            await asyncio.sleep(0.25)
+            hold_the_loop(0.8)
+            await asyncio.sleep(0.25)
+    assert watchdog.blocks >= 1
+    assert "hold_the_loop" in watchdog.worst_stack

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import types
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -13,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from ._observe import Observer, TaskFailure, TaskRestart, notify_failure, notify_restart
 from ._policy import ErrorClass, RestartPolicy, retry_after
-from ._work import Work, WorkSource
+from ._work import Work, WorkSource, rebinds_cache
 
 __all__ = ["LOGGER_NAME", "robust_task"]
 
@@ -374,39 +375,45 @@ async def robust_task(
         TypeError: If ``work`` is neither a coroutine object nor callable.
         ConfigurationError: If ``backoff_seconds`` is negative.
     """
-    source = WorkSource.__new__(WorkSource)
-    source.set_work(work)
     # Work that succeeds at once needs no bookkeeping: the record of failures and the
-    # settings that judge them are made at the first failure.
+    # settings that judge them are made at the first failure; so is the source of later
+    # attempts for a coroutine object whose arguments can be read from that failure.
+    awaitable: Awaitable[Any] | None = None
+    source: WorkSource | None = None
+    if (
+        type(work) is types.CoroutineType
+        and not work.cr_suspended
+        and rebinds_cache.get(work.cr_code) is False
+    ):
+        awaitable = work
+    else:
+        source = WorkSource(work)
     attempts: Attempts | None = None
     settings: Settings | None = None
     factory: Callable[[], Awaitable[Any]] | None = None
+    clock_of: Callable[[], float] = time.monotonic
     quick = False
     first = True
     try:
-        policy = resolve_policy(policy, backoff_seconds)  # raises on a bad backoff_seconds now
+        if policy is None and backoff_seconds is None:
+            policy = _DEFAULT_POLICY
+        else:
+            policy = resolve_policy(policy, backoff_seconds)  # raises on a bad backoff now
         loop = asyncio.get_running_loop()
-        # The loop's clock; the stock one is time.monotonic, called directly (the restart
-        # loop reads it per attempt). A loop that keeps its own time (uvloop, looptime) is
-        # asked.
-        clock_of = (
-            time.monotonic
-            if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time
-            else loop.time
-        )
         task = asyncio.current_task()
         # Cancellation requests already pending when we start belong to our caller's past.
         base_cancelling = task.cancelling() if task is not None else 0
-        started = clock_of()
+        started = loop.time()
         while True:
             try:
-                if factory is not None:
-                    awaitable = factory()
-                elif first:
+                if first:
                     first = False
-                    awaitable = source.first()
+                    if awaitable is None:
+                        awaitable = source.first()  # type: ignore[union-attr]
+                elif factory is not None:
+                    awaitable = factory()
                 else:
-                    awaitable = source.next()
+                    awaitable = source.next()  # type: ignore[union-attr]
                 return await awaitable  # type: ignore[no-any-return]
             except Exception as exc:
                 if task is not None and task.cancelling() > base_cancelling:
@@ -423,10 +430,19 @@ async def robust_task(
                         observer,
                         reported=False,
                     )
+                    if source is None:
+                        source = WorkSource.__new__(WorkSource)
+                        source.origin = work
+                        source.source = None
                     if restart_on_failure:
                         source.learn(exc)
                         factory = source.factory
                     quick = settings.quick and factory is not None
+                    # The loop's clock; the stock one is time.monotonic, called directly
+                    # (the restart loop reads it per attempt). A loop that keeps its own
+                    # time (uvloop, looptime) is asked.
+                    if getattr(loop.time, "__func__", None) is not asyncio.BaseEventLoop.time:
+                        clock_of = loop.time
                 clock = clock_of()
                 if (
                     quick  # and is_plainly_recoverable(exc, policy), inlined: per restart
@@ -443,7 +459,7 @@ async def robust_task(
                 else:
                     failed = attempts.on_failure(
                         name,
-                        source,
+                        source,  # type: ignore[arg-type]
                         settings,  # type: ignore[arg-type]
                         exc,
                         clock - started,
@@ -467,5 +483,8 @@ async def robust_task(
                     settings.logger,  # type: ignore[union-attr]
                 )
     finally:
-        if first:
-            source.close()  # never awaited: closing it avoids a "never awaited" warning
+        if first:  # never awaited: closing it avoids a "never awaited" warning
+            if source is not None:
+                source.close()
+            elif isinstance(work, types.CoroutineType):
+                work.close()
