@@ -95,32 +95,21 @@ async def test_malformed_frames_are_counted_and_skipped(make_simulator: MakeSimu
         assert_books_match(sim, feed)
 
 
-async def test_oversized_frames_are_counted_and_skipped(make_simulator: MakeSimulator) -> None:
-    """Frames over the client's limit are counted as invalid and skipped."""
-    plan = FaultPlan(oversized_rate=0.2, oversized_bytes=6000)
-    sim = await make_simulator(markets=2, event_rate=1000.0, faults=plan)
-    options = fast_options(max_frame_bytes=5000)
-    async with MarketFeed(sim.ws_url, markets=sim.markets(), **options) as feed:
-        await run_until(feed, lambda: feed.stats.invalid_frames >= 5)
-        await settle(sim, feed)
-        [sent] = sim.connections()
-        assert sent.oversized >= 5
-        assert feed.stats.invalid_frames == sent.oversized
-        assert_books_match(sim, feed)
-
-
-async def test_frames_beyond_what_websockets_buffers_close_the_connection(
+async def test_oversized_frames_are_refused_unread_counted_and_reconnected(
     make_simulator: MakeSimulator,
 ) -> None:
-    """A frame over four times the limit closes the connection (1009) and the feed
-    reconnects."""
-    plan = FaultPlan(oversized_rate=0.5, oversized_bytes=50_000)
+    """A frame over the client's limit is refused from its header before any of it is
+    buffered (close code 1009): it is counted as too_large, and the feed reconnects and
+    resyncs its books."""
+    plan = FaultPlan(oversized_rate=0.05, oversized_bytes=6000)
     sim = await make_simulator(markets=2, event_rate=1000.0, faults=plan)
     options = fast_options(max_frame_bytes=5000)
     async with MarketFeed(sim.ws_url, markets=sim.markets(), **options) as feed:
         await run_until(feed, lambda: feed.stats.connections >= 2)
         assert feed.stats.last_error is not None
         assert "1009" in feed.stats.last_error
+        assert feed.stats.invalid_frames >= 1
+        assert feed.stats.invalid_by_kind.get("too_large", 0) == feed.stats.invalid_frames
         sim.faults = FaultPlan()
         sim.drop_connections()
         await recover_and_compare(sim, feed)

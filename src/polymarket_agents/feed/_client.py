@@ -244,8 +244,8 @@ class MarketFeed:
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds allowed for the closing handshake before the socket is
             aborted.
-        max_frame_bytes: Longer frames are counted as invalid and skipped; frames over four
-            times this size close the connection (websockets will not buffer them).
+        max_frame_bytes: Longer frames are refused unread (websockets closes the connection,
+            code 1009), counted as invalid (``too_large``), and the connection reconnects.
         queue_size: Batches of events decoded ahead of each consumer before reading pauses.
         deliver_events: False for a feed used only for its books and its market streams:
             its own iterator gets nothing, so a feed nobody iterates never stalls.

@@ -15,8 +15,10 @@ socket raises websockets' ``ConnectionClosed`` or an ``OSError`` (recoverable to
 No frame, however malformed, costs the connection: a binary frame, invalid UTF-8, JSON nested
 100,000 deep, an empty array or a broken event is counted by its
 :class:`~polymarket_agents.feed.InvalidKind` and skipped, with one WARNING per socket. The one
-exception is a frame larger than four times ``max_frame_bytes``, which websockets refuses to
-buffer (close code 1009): reading it would let a server exhaust memory.
+exception is a frame larger than ``max_frame_bytes``: websockets refuses it from its header,
+before buffering any of it (close code 1009), since reading it would let a server make the
+client hold that much memory per connection. It is counted as ``too_large`` all the same, and
+the connection reconnects.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 
 from polymarket_agents.core.async_utils import (
     ErrorClass,
@@ -234,7 +236,8 @@ class _Connection:
             ping_interval=None,  # the protocol has its own PING/PONG heartbeat
             open_timeout=feed._open_timeout,
             close_timeout=feed._close_timeout,
-            max_size=4 * feed._max_frame_bytes,
+            # The decoder's own limit: a frame the decoder would refuse is never buffered.
+            max_size=feed._max_frame_bytes,
             logger=_logger,
             create_connection=_FeedConnection,
         )
@@ -295,6 +298,15 @@ class _Connection:
             try:
                 frame = await ws.recv(decode=False)
             except ConnectionClosed as exc:
+                if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                    self.invalid += 1
+                    kinds = self.invalid_by_kind
+                    kinds[InvalidKind.TOO_LARGE] = kinds.get(InvalidKind.TOO_LARGE, 0) + 1
+                    _logger.warning(
+                        "%s: a frame over %d bytes was refused unread; reconnecting",
+                        self.name,
+                        feed._max_frame_bytes,
+                    )
                 if self._fault is not None:
                     raise self._fault from exc
                 raise

@@ -141,6 +141,8 @@ class ServiceState:
         self.scrapes = 0
         self.view_refreshes = 0
         self.loop_lag = 0.0
+        self.asyncio_tasks = 0
+        """Tasks alive on the agents' event loop, counted by the heartbeat (leak watch)."""
         """How late the last heartbeat woke, in seconds."""
         self.last_beat = time.monotonic()
         self.redact = Redactor.for_config(config)
@@ -226,6 +228,7 @@ class ServiceState:
             "scrapes": self.scrapes,
             "view_refreshes": self.view_refreshes,
             "loop_lag": round(self.loop_lag, 6),
+            "asyncio_tasks": self.asyncio_tasks,
         }
 
     def status(self) -> dict[str, Any]:
@@ -248,10 +251,12 @@ class ServiceState:
         return status
 
     async def heartbeat(self) -> None:
-        """Wake every :data:`HEARTBEAT_INTERVAL` seconds, recording how late each wake-up is."""
+        """Wake every :data:`HEARTBEAT_INTERVAL` seconds, recording how late each wake-up is
+        and how many tasks the loop has."""
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             self.loop_lag = max(0.0, loop.time() - before - HEARTBEAT_INTERVAL)
             self.last_beat = time.monotonic()
+            self.asyncio_tasks = len(asyncio.all_tasks(loop))
