@@ -16,6 +16,7 @@ import pytest
 
 from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor, check_agents
 from polymarket_agents.service import (
+    FailureCounts,
     HttpLimits,
     HttpServer,
     Phase,
@@ -30,8 +31,9 @@ from polymarket_agents.service import (
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[ServiceState, str]]:
     """A service state with one failed and one running task, served on a free port."""
-    supervisor = TaskSupervisor()
-    state = ServiceState(ServiceConfig(http_port=0), supervisor)
+    failures = FailureCounts()
+    supervisor = TaskSupervisor(observer=failures)
+    state = ServiceState(ServiceConfig(http_port=0), supervisor, failures)
 
     async def broken() -> None:
         raise ValueError("missing API key")
@@ -90,6 +92,11 @@ async def test_metrics_expose_task_and_service_families(served: tuple[ServiceSta
     assert 'polymarket_agents_task_restarts_total{task="beat"} 0.0' in text
     assert 'polymarket_agents_task_status{status="stopped",task="broken"} 1.0' in text
     assert 'polymarket_agents_task_status{status="running",task="beat"} 1.0' in text
+    # Counted by the supervisor's observer as the core reported them.
+    assert 'polymarket_agents_task_failures_total{class="fatal"} 1.0' in text
+    assert 'polymarket_agents_task_failures_total{class="recoverable"} 0.0' in text
+    assert "polymarket_agents_task_final_failures_total 1.0" in text
+    assert "polymarket_agents_task_stalls_total 0.0" in text
     assert "polymarket_agents_up 1.0" in text
     assert "polymarket_agents_ready 0.0" in text
     assert 'polymarket_agents_phase{phase="starting"} 1.0' in text

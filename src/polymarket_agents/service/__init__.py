@@ -59,7 +59,7 @@ from ._report import (
     report_json,
     report_renderable,
 )
-from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState, plain
+from ._state import LOGGER_NAME, AgentsRuntimeLike, FailureCounts, Phase, ServiceState, plain
 from ._view import LiveView
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "REPORT_TABLES",
     "AgentsRuntimeLike",
     "ConfigOption",
+    "FailureCounts",
     "HttpLimits",
     "HttpServer",
     "JsonFormatter",

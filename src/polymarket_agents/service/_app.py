@@ -57,7 +57,7 @@ from ._config import ServiceConfig
 from ._dashboard import Dashboard
 from ._http import HttpServer, create_app
 from ._metrics import service_registry
-from ._state import LOGGER_NAME, AgentsRuntimeLike, Phase, ServiceState, plain
+from ._state import LOGGER_NAME, AgentsRuntimeLike, FailureCounts, Phase, ServiceState, plain
 from ._view import LiveView
 
 __all__ = [
@@ -264,8 +264,9 @@ class Service:
         install_signal_handlers: bool = True,
     ) -> None:
         self.config = config
-        self.supervisor = TaskSupervisor(stop_timeout=config.grace_period)
-        self.state = ServiceState(config, self.supervisor)
+        failures = FailureCounts()
+        self.supervisor = TaskSupervisor(stop_timeout=config.grace_period, observer=failures)
+        self.state = ServiceState(config, self.supervisor, failures)
         self._runtime_factory = runtime_factory
         self._console = console
         self._on_repeat = on_repeat

@@ -162,6 +162,22 @@ class ServiceCollector(Collector):
             for value in _TASK_STATUSES:
                 status.add_metric([name, value], float(entry["status"] == value))
         yield from (restarts, errors, status, uptime)
+        # As the core reported them (the supervisor's observer), not re-derived here.
+        counted = self._state.failures
+        failures = CounterMetricFamily(
+            f"{NAMESPACE}_task_failures",
+            "Failures of supervised tasks, by the restart policy's error class.",
+            labels=["class"],
+        )
+        for error_class in ("recoverable", "unexpected", "fatal"):
+            failures.add_metric([error_class], counted.by_class.get(error_class, 0))
+        yield failures
+        for family, count, doc in (
+            ("task_final_failures", counted.final, "Failures after which a task stayed down."),
+            ("task_stalls", counted.stalls, "Tasks restarted for not calling beat()."),
+            ("task_restarts_observed", counted.restarts, "Restarts of supervised tasks."),
+        ):
+            yield CounterMetricFamily(f"{NAMESPACE}_{family}", doc, value=count)
 
     def _runtime(self, counters: Mapping[str, Any]) -> Iterator[Any]:
         for field, value in counters.items():

@@ -20,7 +20,14 @@ from typing import Any, Protocol
 import msgspec
 
 from polymarket_agents.agents import RuntimeStats
-from polymarket_agents.core.async_utils import Readiness, TaskSupervisor
+from polymarket_agents.core.async_utils import (
+    Observer,
+    Readiness,
+    StalledError,
+    TaskFailure,
+    TaskRestart,
+    TaskSupervisor,
+)
 from polymarket_agents.feed import OrderBook, redact_url
 
 from ._config import ServiceConfig
@@ -31,6 +38,7 @@ __all__ = [
     "LOGGER_NAME",
     "STALL_SECONDS",
     "AgentsRuntimeLike",
+    "FailureCounts",
     "Phase",
     "ServiceState",
     "plain",
@@ -107,6 +115,34 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+class FailureCounts(Observer):
+    """Counts the supervised tasks' failures as the core reports them (an :class:`Observer`
+    on the service's supervisor), for ``/metrics``: by error class, final ones, stalls."""
+
+    def __init__(self) -> None:
+        self.by_class: dict[str, int] = {}
+        """Failures by the policy's class: recoverable, unexpected, fatal."""
+        self.final = 0
+        """Failures after which the task was not restarted."""
+        self.stalls = 0
+        """Tasks restarted because they stopped calling ``beat()``."""
+        self.restarts = 0
+        """Restarts, by the supervisor or by name."""
+
+    def on_failure(self, event: TaskFailure) -> None:
+        """Count one failure."""
+        key = event.error_class.value
+        self.by_class[key] = self.by_class.get(key, 0) + 1
+        if event.final:
+            self.final += 1
+        if isinstance(event.error, StalledError):
+            self.stalls += 1
+
+    def on_restart(self, event: TaskRestart) -> None:
+        """Count one restart."""
+        self.restarts += 1
+
+
 class ServiceState:
     """The service's phase, start time, counters and references to what it runs.
 
@@ -115,9 +151,16 @@ class ServiceState:
         supervisor: The supervisor every task runs under.
     """
 
-    def __init__(self, config: ServiceConfig, supervisor: TaskSupervisor) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        supervisor: TaskSupervisor,
+        failures: FailureCounts | None = None,
+    ) -> None:
         self.config = config
         self.supervisor = supervisor
+        self.failures = failures or FailureCounts()
+        """What the supervisor's observer counted (its ``observer=``, if it was given)."""
         self.phase = Phase.STARTING
         self.runtime: AgentsRuntimeLike | None = None
         self.failure: str | None = None
