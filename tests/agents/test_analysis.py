@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from polymarket_agents.agents import BUY, Analysis, ComplementArbitrage, OrderType
+from polymarket_agents.agents import BUY, Analysis, ComplementArbitrage, OrderType, taker_fee
 from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed import (
     Book,
@@ -64,18 +64,19 @@ def test_asks_below_one_give_the_edge_and_both_legs() -> None:
 
 
 def test_fees_come_off_the_edge() -> None:
-    """With 100 bps on both legs, 0.92 of asks cost 0.9292: the edge is 0.0708."""
+    """At a 1 % fee rate, Polymarket's fee per share is 0.01 x p x (1 - p): 0.002475 on the
+    YES ask of 0.45, 0.002491 on the NO ask of 0.47; the edge is 0.08 less both."""
     books, event = pair(levels(("0.45", "30")), levels(("0.47", "50")))
     analysis = ComplementArbitrage(fee_rate_bps=D(100)).analyze(books, event)
     assert analysis is not None
-    assert analysis.edge == D("0.0708")
+    assert analysis.edge == D("0.075034")
     assert analysis.orders[0].fee_rate_bps == 100
 
 
 def test_an_edge_eaten_by_fees_is_no_edge() -> None:
-    """A 6 % gap with 200 bps of fees is below the 5 % minimum."""
+    """A 6 % gap less the fees at a 3 % rate (0.0074 + 0.0075) is below the 5 % minimum."""
     books, event = pair(levels(("0.45", "30")), levels(("0.49", "50")))
-    assert ComplementArbitrage(fee_rate_bps=D(200)).analyze(books, event) is None
+    assert ComplementArbitrage(fee_rate_bps=D(300)).analyze(books, event) is None
 
 
 def test_the_size_walks_both_ladders_while_each_pair_earns_enough() -> None:
@@ -188,3 +189,13 @@ def test_invalid_settings_are_refused(options: dict[str, object]) -> None:
     """Negative edges, fees or sizes and a zero cap are configuration errors."""
     with pytest.raises(ConfigurationError):
         ComplementArbitrage(**options)  # type: ignore[arg-type]
+
+
+def test_polymarkets_fee_formula() -> None:
+    """shares x rate x p x (1 - p), floored to 0.00001 USDC; nothing at a zero rate; the
+    exponent of older crypto schedules squares p x (1 - p)."""
+    assert taker_fee(D(100), D("0.5"), D("0.02")) == D("0.5")
+    assert taker_fee(D(100), D("0.1"), D("0.02")) == D("0.18")
+    assert taker_fee(D(100), D("0.54"), D("0.25"), 2) == D("1.54256")  # 100 x .25 x .2484^2
+    assert taker_fee(D(3), D("0.333"), D("0.0001")) == D("0.00006")  # 0.0000666... floored
+    assert taker_fee(D(100), D("0.5"), D(0)) == 0

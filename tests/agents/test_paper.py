@@ -245,7 +245,8 @@ async def test_gtc_rests_and_fills_when_the_book_crosses_it(recorder: RecordingS
     assert (response["success"], response["status"]) == (True, "live")
     assert broker.resting(MARKET)
     assert [o["status"] for o in broker.get_orders(market=MARKET)] == ["LIVE"]
-    assert broker.portfolio().reserved_cash == D("0.40") * 20 * D("1.01")
+    # The most it can cost: 20 at 0.40 and the taker fee of that (20 x 0.01 x 0.40 x 0.60).
+    assert broker.portfolio().reserved_cash == D("8.048")
     books.yes.set_level("SELL", D("0.39"), D(12))
     await broker.on_book_update(books)
     assert broker.resting(MARKET)
@@ -351,13 +352,15 @@ async def test_market_orders_take_their_price_from_the_book() -> None:
 
 
 async def test_positions_cash_and_realised_pnl() -> None:
-    """Buy 30 at 0.45 and sell 20 at 0.44 with a 1 % taker fee: cash, average cost,
-    realised and unrealised profit follow exactly."""
+    """Buy 30 at 0.45 and sell 20 at 0.44 at a 1 % fee rate (Polymarket's formula,
+    shares x rate x p x (1 - p)): cash, average cost, realised and unrealised profit follow
+    exactly."""
     broker = broker_on(market_books(), fee_rate_bps=D(100))
     await broker.create_and_post_order(OrderArgs("yes", D("0.45"), D(30), BUY), OrderType.FOK)
     await broker.create_and_post_order(OrderArgs("yes", D("0.44"), D(20), SELL), OrderType.FOK)
-    buy_cost = 30 * D("0.45") * D("1.01")
-    proceeds = 20 * D("0.44") * D("0.99")
+    buy_fee, sell_fee = D("0.07425"), D("0.04928")  # 30 x .01 x .45 x .55; 20 x .01 x .44 x .56
+    buy_cost = 30 * D("0.45") + buy_fee
+    proceeds = 20 * D("0.44") - sell_fee
     assert broker.cash == D(1000) - buy_cost + proceeds
     (position,) = broker.positions()
     assert position.size == 10
@@ -365,7 +368,7 @@ async def test_positions_cash_and_realised_pnl() -> None:
     assert position.realized_pnl == proceeds - buy_cost * 2 / 3
     assert position.mark == D("0.445")
     portfolio = broker.portfolio()
-    assert portfolio.fees == 30 * D("0.45") * D("0.01") + 20 * D("0.44") * D("0.01")
+    assert portfolio.fees == buy_fee + sell_fee
     assert portfolio.total_pnl == portfolio.equity - 1000
     assert portfolio.realized_pnl + portfolio.unrealized_pnl == portfolio.total_pnl
 

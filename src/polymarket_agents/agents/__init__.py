@@ -70,6 +70,7 @@ from ._orders import (
     OrderResponse,
     OrderSide,
     OrderType,
+    taker_fee,
 )
 from ._paper import (
     INTERRUPTED,
@@ -174,4 +175,5 @@ __all__ = [
     "resolve_markets",
     "run_market_agents",
     "shard_owner",
+    "taker_fee",
 ]

@@ -155,7 +155,9 @@ class ComplementArbitrage:
     In a binary market exactly one of YES and NO pays 1 at resolution, so a pair bought at
     ``ask_yes + ask_no < 1`` earns the difference whatever happens. The edge, per pair::
 
-        edge = 1 - (ask_yes + ask_no) * (1 + fee_rate_bps / 10_000)
+        edge = 1 - cost(ask_yes) - cost(ask_no)
+        cost(p) = p + rate * p * (1 - p)        (Polymarket's taker fee per share,
+                                                  rate = fee_rate_bps / 10_000)
 
     The order size walks both ask ladders together, best prices first, taking depth as long
     as each extra pair still earns more than ``min_edge``; it is floored to the size
@@ -176,7 +178,8 @@ class ComplementArbitrage:
     Args:
         min_edge: The smallest edge per pair worth taking when walking the depth; the
             monitor's threshold is applied to the result on top of it.
-        fee_rate_bps: Fee rate charged on each leg's notional, in basis points.
+        fee_rate_bps: The markets' fee rate in basis points (Polymarket's formula, see
+            :func:`~polymarket_agents.agents.taker_fee`).
         max_notional: Most USDC one signal may spend (both legs); None: no cap.
         min_size: The market's minimum order size, in shares.
         size_decimals: Decimals of an order size (py-clob-client rounds sizes to 2).
@@ -191,7 +194,7 @@ class ComplementArbitrage:
     min_size: Decimal = Decimal(5)
     size_decimals: int = 2
     _episodes: dict[str, _Episode] = field(default_factory=dict, init=False, repr=False)
-    _fee_factor: Decimal = field(default=_ONE, init=False, repr=False)
+    _rate: Decimal = field(default=_ZERO, init=False, repr=False)
     _quantum: Decimal = field(default=_ONE, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -202,7 +205,7 @@ class ComplementArbitrage:
             raise ConfigurationError(f"max_notional must be > 0, not {self.max_notional!r}")
         if not 0 <= self.size_decimals <= 8:
             raise ConfigurationError(f"size_decimals must be in [0, 8], not {self.size_decimals}")
-        self._fee_factor = _ONE + Decimal(self.fee_rate_bps) / _BPS
+        self._rate = Decimal(self.fee_rate_bps) / _BPS
         self._quantum = Decimal(1).scaleb(-self.size_decimals)
 
     def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
@@ -224,7 +227,7 @@ class ComplementArbitrage:
         if (
             ask_yes is None
             or ask_no is None
-            or _ONE - (ask_yes + ask_no) * self._fee_factor <= self.min_edge
+            or _ONE - self._unit(ask_yes) - self._unit(ask_no) <= self.min_edge
         ):
             if episode is not None and episode.dislocated:
                 episode.dislocated = False
@@ -236,9 +239,13 @@ class ComplementArbitrage:
         signal_id = f"arb:{books.condition_id}:{episode.number}:{ask_yes}:{ask_no}"
         return self._size(books, yes, no, signal_id)
 
+    def _unit(self, price: Decimal) -> Decimal:
+        """What one share at ``price`` costs, Polymarket's taker fee included."""
+        return price + self._rate * price * (_ONE - price) if self._rate else price
+
     def _size(self, books: MarketBooks, yes: OrderBook, no: OrderBook, signal_id: str) -> Analysis:
         """Walk both ask ladders together and build the two legs."""
-        fee_factor, min_edge = self._fee_factor, self.min_edge
+        unit_cost, min_edge = self._unit, self.min_edge
         yes_asks, no_asks = yes.levels("SELL"), no.levels("SELL")
         budget = self.max_notional
         # (yes price, no price, size) segments, best first.
@@ -248,7 +255,7 @@ class ComplementArbitrage:
         spent = _ZERO
         while i < len(yes_asks) and j < len(no_asks):
             yes_price, no_price = yes_asks[i][0], no_asks[j][0]
-            unit = (yes_price + no_price) * fee_factor
+            unit = unit_cost(yes_price) + unit_cost(no_price)
             if _ONE - unit <= min_edge:
                 break
             take = min(yes_left, no_left)
@@ -267,7 +274,7 @@ class ComplementArbitrage:
                 j += 1
                 no_left = no_asks[j][1] if j < len(no_asks) else _ZERO
         total = sum((s[2] for s in segments), _ZERO).quantize(self._quantum, ROUND_DOWN)
-        top_edge = _ONE - (yes_asks[0][0] + no_asks[0][0]) * fee_factor
+        top_edge = _ONE - unit_cost(yes_asks[0][0]) - unit_cost(no_asks[0][0])
         if not segments or total < self.min_size or total <= 0:
             return Analysis(
                 edge=top_edge,
@@ -282,7 +289,7 @@ class ComplementArbitrage:
             part = min(take, left)
             if part <= 0:
                 break
-            cost += part * (yes_price + no_price) * fee_factor
+            cost += part * (unit_cost(yes_price) + unit_cost(no_price))
             worst_yes, worst_no = yes_price, no_price
             left -= part
         edge = _ONE - cost / total

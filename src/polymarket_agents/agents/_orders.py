@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Literal, TypeAlias, TypedDict
 
 from polymarket_agents.core.async_utils import AgentError
@@ -26,6 +26,7 @@ __all__ = [
     "OrderResponse",
     "OrderSide",
     "OrderType",
+    "taker_fee",
     "to_decimal",
 ]
 
@@ -62,6 +63,35 @@ class InvalidOrder(AgentError, ValueError):
     Raised by ``create_order`` with py-clob-client's wording where it has one
     (``"price (0.995), min: 0.01 - max: 0.99"``). A :class:`ValueError`.
     """
+
+
+FEE_QUANTUM = Decimal("0.00001")
+"""Fees are floored to five decimals of USDC, as the venue charges them."""
+
+
+def taker_fee(shares: Decimal, price: Decimal, rate: Decimal, exponent: int = 1) -> Decimal:
+    """Polymarket's taker fee for a fill: ``shares * rate * (price * (1 - price)) ** exponent``.
+
+    Fees peak at a price of 0.50 and fall to nothing towards 0 and 1; only the taker pays
+    them (a resting order that is filled pays none). ``rate`` is the market's fee rate
+    (Gamma's ``feeSchedule.rate``: 0.02 is 2 %; 0 for the many markets without fees) and
+    ``exponent`` its ``feeSchedule.exponent`` (1 today; fee-enabled crypto markets once
+    used 2). The result is floored to 0.00001 USDC.
+
+    Args:
+        shares: Shares filled.
+        price: The fill price.
+        rate: The fee rate, as a fraction.
+        exponent: The fee curve's exponent.
+
+    Returns:
+        The fee in USDC (the paper account pays it in USDC; the venue takes a BUY's fee in
+        shares of the same value at the fill price).
+    """
+    if not rate or not shares:
+        return Decimal(0)
+    fee = shares * rate * (price * (1 - price)) ** exponent
+    return fee.quantize(FEE_QUANTUM, rounding=ROUND_DOWN)
 
 
 def to_decimal(value: Decimal | float | int | str, name: str) -> Decimal:

@@ -56,6 +56,7 @@ from ._orders import (
     OrderResponse,
     OrderSide,
     OrderType,
+    taker_fee,
     to_decimal,
 )
 
@@ -229,7 +230,8 @@ class PaperBroker:
     the book has up to its limit and cancels the rest; GTC and GTD fill what crosses at once
     and rest as ``live`` for the rest, filling later when the book crosses them (monitors
     call :meth:`on_book_update`), until cancelled or, for GTD, expired. Takers pay
-    ``fee_rate_bps`` of the notional; makers pay nothing. BUY orders need the cash at their
+    Polymarket's fee (:func:`taker_fee`: ``shares * rate * price * (1 - price)``, with the
+    rate ``fee_rate_bps / 10_000``); makers pay nothing. BUY orders need the cash at their
     limit price (resting ones keep it reserved); SELL orders need the shares (no shorting).
 
     Idempotency: :meth:`submit_trade` places each leg of a signal at most once. The
@@ -246,7 +248,8 @@ class PaperBroker:
             nothing is recorded, and only the last :data:`RECENT_SIGNALS` signals are
             remembered.
         starting_cash: USDC the account starts with.
-        fee_rate_bps: Taker fee, in basis points of the notional.
+        fee_rate_bps: The markets' fee rate (``feeSchedule.rate``) in basis points: 200
+            is a rate of 0.02 in Polymarket's fee formula (see :func:`taker_fee`).
         default_tick: Tick of tokens whose market the broker does not know.
         default_min_size: Minimum order size of tokens whose market it does not know.
         now: Wall clock, in seconds since the epoch.
@@ -569,7 +572,7 @@ class PaperBroker:
             if order.expiration <= self._now():
                 return "invalid expiration: the expiration is in the past"
         if order.side == BUY:
-            if order.price * order.size * (_ONE + self._fee) > self._available_cash():
+            if self._cost(order.price, order.size) > self._available_cash():
                 return NOT_ENOUGH_BALANCE
         elif order.size > self._available_shares(order.token_id):
             return NOT_ENOUGH_BALANCE
@@ -578,11 +581,15 @@ class PaperBroker:
     def _available_cash(self) -> Decimal:
         return self._account.cash - self._reserved_cash()
 
+    def _cost(self, price: Decimal, size: Decimal) -> Decimal:
+        """The most a BUY of ``size`` at up to ``price`` can cost, fee included (price plus
+        fee per share grows with the price, so the limit price is the worst case)."""
+        return price * size + taker_fee(size, price, self._fee)
+
     def _reserved_cash(self) -> Decimal:
-        factor = _ONE + self._fee
         return sum(
             (
-                state.order.price * state.remaining * factor
+                self._cost(state.order.price, state.remaining)
                 for orders in self._resting.values()
                 for state in orders.values()
                 if state.order.side == BUY
@@ -638,8 +645,7 @@ class PaperBroker:
     ) -> FillRow:
         """Book one fill: cash, position, the order's state; return its row."""
         order = state.order
-        notional = price * size
-        fee = _ZERO if maker else notional * self._fee
+        fee = _ZERO if maker else taker_fee(size, price, self._fee)
         seq = state.fills
         fill = FillRow(
             order_id=order.order_id,
@@ -945,7 +951,7 @@ class PaperBroker:
         """Why the legs of a signal cannot all be placed together now, or ``""``."""
         if len(orders) < 2:
             return ""
-        cost = sum((o.price * o.size * (_ONE + self._fee) for o in orders if o.side == BUY), _ZERO)
+        cost = sum((self._cost(o.price, o.size) for o in orders if o.side == BUY), _ZERO)
         if cost > self._available_cash():
             return NOT_ENOUGH_BALANCE
         if order_type is OrderType.FOK:
