@@ -7,7 +7,7 @@
     polymarket-agents health            exit 0 if the running service is alive, else 1
     polymarket-agents status            print the running service's /status
     polymarket-agents report            trades, positions and P&L of a paper account
-    polymarket-agents account show      a paper account's cash, equity and P&L
+    polymarket-agents account show|reset  a paper account's balance; start it afresh
     polymarket-agents backtest          a strategy over the recorded market events
 
 Every ``run`` option also reads an environment variable (``polymarket-agents run --help``
@@ -107,11 +107,18 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
     account = commands.add_parser(
         "account",
-        help="show a paper account's cash, equity and P&L",
-        description="show: the account's cash, equity and P&L over every run.",
+        help="show a paper account, or reset it (its history stays for reports)",
+        description="show: the account's cash, equity and P&L over every run. reset: close "
+        "the account and open a new one under the same name, from --starting-cash. The "
+        "database must not be in use by a running service.",
     )
-    account.add_argument("action", choices=("show",))
+    account.add_argument("action", choices=("show", "reset"))
     _database_options(account)
+    account.add_argument(
+        "--starting-cash",
+        metavar="USDC",
+        help="cash of the account a reset opens (the old one's by default)",
+    )
 
     backtest = commands.add_parser(
         "backtest",
@@ -380,9 +387,31 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    """``report``, and ``account show`` (the report's summary)."""
-    from polymarket_agents.service import print_report, read_report
+    """``report``, and ``account show`` (the report's summary) and ``account reset``."""
+    from decimal import Decimal, InvalidOperation
 
+    from polymarket_agents.service import print_report, read_report, reset_account
+
+    if args.command == "account" and args.action == "reset":
+        cash = None
+        if args.starting_cash is not None:
+            try:
+                cash = Decimal(args.starting_cash)
+            except InvalidOperation:
+                cash = Decimal("NaN")
+            if not cash.is_finite() or cash < 0:
+                print(
+                    f"{_PROG} account: error: --starting-cash must be an amount >= 0, "
+                    f"not {args.starting_cash!r}",
+                    file=sys.stderr,
+                )
+                return 2
+        try:
+            print(asyncio.run(reset_account(args.db, args.account, cash)))
+        except (LookupError, OSError, ConnectionError, ValueError) as exc:
+            print(f"{_PROG} account: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         report = asyncio.run(read_report(args.db, args.account))
     except (LookupError, OSError, ConnectionError, ValueError) as exc:

@@ -170,6 +170,9 @@ async def test_runs_a_users_strategy_with_options(tmp_path: Path) -> None:
     summary = await service.run()
     assert summary.exit_code == 0, summary.failure
     assert summary.events > 0
+    lines = summary.lines()
+    assert any(line.startswith("this run: fills ") for line in lines)
+    assert any(line.startswith("account 'default', every run: fills ") for line in lines)
     runtime = service.state.runtime
     assert runtime is not None
     strategy = runtime.strategy  # type: ignore[attr-defined]
@@ -215,3 +218,34 @@ async def test_markets_all_follows_the_filtered_universe(tmp_path: Path) -> None
     assert summary.runtime is not None
     assert summary.runtime["markets_retired"] == 0
     assert summary.lost_rows == 0
+
+
+async def test_a_named_account_with_its_own_cash(tmp_path: Path) -> None:
+    """--account and --starting-cash: the run trades the named account from its cash; the
+    summary says which account its totals are of."""
+    db = tmp_path / "named.sqlite"
+    config = ServiceConfig(
+        duration=1.0,
+        http_enabled=False,
+        sim_rate=50,
+        sim_dislocation_rate=0.2,
+        db_path=db,
+        market_count=2,
+        account="alice",
+        starting_cash=Decimal(300),
+        max_exposure=Decimal(200),
+    )
+    summary = await run_service(config, install_signal_handlers=False)
+    assert summary.exit_code == 0, summary.failure
+    assert summary.account == "alice"
+    assert summary.cash is not None
+    assert summary.cash <= 300
+    assert "account 'alice', every run:" in "\n".join(summary.lines())
+    from polymarket_agents.storage import SQLiteStore
+
+    async with SQLiteStore(db) as store:
+        names = {a.name: a for a in await store.accounts()}
+        assert names["alice"].starting_cash == 300
+        assert names["alice"].settings["max_exposure"] == "200"
+        assert {f.account_id for f in await store.fills(names["alice"].id)} <= {names["alice"].id}
+        assert await store.fills(1) == []

@@ -156,3 +156,32 @@ def test_backtest_refuses_bad_input(
     missing = tmp_path / "none.sqlite"
     assert main(["backtest", "--db", str(missing)]) == 1
     assert not missing.exists()
+
+
+def test_account_reset_opens_the_account_afresh(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """account reset closes the account (its history stays) and opens it again from
+    --starting-cash; report then shows the new account; a bad amount is a usage error."""
+    import asyncio
+
+    from polymarket_agents.storage import FillRow, SQLiteStore
+
+    db = tmp_path / "reset.sqlite"
+
+    async def trade() -> None:
+        async with SQLiteStore(db) as store:
+            await store.write_batch(
+                [FillRow(order_id="o", seq=0, token_id="t", side="BUY", price=Decimal("0.5"),
+                         size=Decimal(10), timestamp_ms=1, market="m")]
+            )  # fmt: skip
+
+    asyncio.run(trade())
+    assert main(["account", "reset", "--db", str(db), "--starting-cash", "x"]) == 2
+    assert "--starting-cash must be an amount" in capsys.readouterr().err
+    assert main(["account", "reset", "--db", str(db), "--starting-cash", "250"]) == 0
+    out = capsys.readouterr().out
+    assert "closed account 'default' (id 1); opened account 'default' (id 2) with 250" in out
+    assert main(["report", "--db", str(db), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["account_id"], report["cash"], report["trades"]) == (2, "250", [])

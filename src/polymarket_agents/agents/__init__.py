@@ -90,6 +90,7 @@ from ._report import (
     build_report,
     load_report,
 )
+from ._risk import RiskLimits
 from ._runtime import (
     HEALTH_TASK,
     INGESTION_TASK,
@@ -149,6 +150,7 @@ __all__ = [
     "PositionLine",
     "PositionState",
     "Report",
+    "RiskLimits",
     "RunLine",
     "RuntimeStats",
     "Shard",

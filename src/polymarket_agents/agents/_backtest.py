@@ -34,6 +34,7 @@ from polymarket_agents.feed import (
     MarketBooks,
     MarketEvent,
     MarketInfo,
+    MarketResolved,
 )
 from polymarket_agents.storage import (
     AccountRecord,
@@ -50,6 +51,7 @@ from polymarket_agents.storage import (
 from ._analysis import DEFAULT_EDGE_THRESHOLD, Strategy
 from ._paper import PaperBroker
 from ._report import Report, build_report
+from ._risk import RiskLimits
 
 __all__ = ["BacktestResult", "backtest", "replay"]
 
@@ -316,6 +318,8 @@ async def replay(
                 await broker.submit_trade(analysis)
         if resting(market):
             await broker.on_book_update(pair)
+        if type(item.event) is MarketResolved:
+            await broker.settle(market, item.event.winning_asset_id)
         if events == 1:
             first_ms = last_ms
     return events, source.invalid, signals, submitted, first_ms, last_ms
@@ -328,6 +332,7 @@ async def backtest(
     edge_threshold: Decimal = DEFAULT_EDGE_THRESHOLD,
     starting_cash: Decimal = Decimal(1000),
     fee_rate_bps: Decimal = Decimal(0),
+    limits: RiskLimits | None = None,
     markets: Iterable[str] = (),
     since_ms: int = 0,
     until_ms: int = 2**62,
@@ -341,6 +346,7 @@ async def backtest(
         edge_threshold: Trade only edges above this, as ``run`` does.
         starting_cash: USDC the paper account starts with.
         fee_rate_bps: As for ``run``.
+        limits: The account's risk limits, as for ``run``.
         markets: Condition ids or slugs to replay; every recorded market when empty.
         since_ms: Replay events timestamped (by the feed) at or after this time (epoch ms).
         until_ms: ... and at or before this one.
@@ -371,6 +377,7 @@ async def backtest(
         starting_cash=starting_cash,
         fee_rate_bps=fee_rate_bps,
         now=lambda: clock[0],
+        limits=limits,
     )
     strategy.resume(())
     started = time.perf_counter()

@@ -6,6 +6,7 @@ from collections.abc import Collection
 from typing import Protocol
 
 from polymarket_agents.feed import MarketBooks, MarketInfo
+from polymarket_agents.storage import FillRow
 
 from ._analysis import Analysis
 from ._orders import OrderResponse
@@ -42,6 +43,10 @@ class Broker(Protocol):
 
     async def on_book_update(self, books: MarketBooks) -> None:
         """The books of a market changed: fill or expire resting orders accordingly."""
+        ...
+
+    async def settle(self, market: str, winning_asset_id: str) -> list[FillRow]:
+        """The market resolved: pay its positions out (the winner at 1, the rest at 0)."""
         ...
 
     @property

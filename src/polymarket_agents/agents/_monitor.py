@@ -529,9 +529,12 @@ class MarketMonitor:
                     await broker.on_book_update(books)
                 if waiting is not None:
                     await self._put(*waiting)
-                if kind is MarketResolved and queue is not None and event.market == condition_id:
-                    row = market_row(self.market, self._now_ms(), active=False)
-                    await self._put(row, Table.MARKETS, 1)
+                if isinstance(event, MarketResolved) and event.market == condition_id:
+                    if broker is not None:
+                        await broker.settle(condition_id, event.winning_asset_id)
+                    if queue is not None:
+                        row = market_row(self.market, self._now_ms(), active=False)
+                        await self._put(row, Table.MARKETS, 1)
                 elif kind is TickSizeChange and event.market == condition_id:
                     await self._tick_size_changed(event)  # type: ignore[arg-type]
 

@@ -34,7 +34,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -59,6 +59,7 @@ from ._orders import (
     taker_fee,
     to_decimal,
 )
+from ._risk import RiskLimits
 
 __all__ = [
     "FAK_KILLED",
@@ -138,6 +139,7 @@ class PaperOrder:
         expiration: Epoch seconds (GTD orders); 0: none.
         signal_id: The signal (and leg) it serves, or None for a manual order.
         created_at_ms: When it was created.
+        account_id: The paper account it belongs to.
     """
 
     order_id: str
@@ -151,6 +153,7 @@ class PaperOrder:
     expiration: int = 0
     signal_id: str | None = None
     created_at_ms: int = 0
+    account_id: int = 1
 
 
 @dataclass(slots=True)
@@ -188,6 +191,7 @@ class _State:
             updated_at_ms=self.updated_at_ms,
             revision=self.revision,
             error=self.error,
+            account_id=order.account_id,
         )
 
 
@@ -270,6 +274,8 @@ class PaperBroker:
         default_min_size: Decimal = Decimal(5),
         now: Callable[[], float] = time.time,
         stop_timeout: float = DEFAULT_HANDOFF_TIMEOUT,
+        account_id: int = 1,
+        limits: RiskLimits | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         starting_cash = to_decimal(starting_cash, "starting_cash")
@@ -304,6 +310,18 @@ class PaperBroker:
         # decided, by (token id, side), so that the write-ahead record's wait cannot move
         # the book under the legs (and a backtest, which does not wait, fills the same).
         self._frozen: dict[tuple[str, str], list[tuple[Decimal, Decimal]]] | None = None
+        # What paper fills took from the books, by (token id, side) and price: (the book's
+        # size at that level when taken, the size taken). Until the feed shows the level
+        # again (its size changes), the next order sees only what is left.
+        self._taken: dict[tuple[str, str], dict[Decimal, tuple[Decimal, Decimal]]] = {}
+        self.account_id = account_id
+        """The paper account the broker trades (its orders and fills carry it)."""
+        self.limits = limits or RiskLimits()
+        """What the account refuses to do (:class:`RiskLimits`)."""
+        self.refused: Counter[str] = Counter()
+        """Signals refused, by reason (the limit, the balance, the book)."""
+        self._day: tuple[int, Decimal] | None = None  # (UTC day, equity when it began)
+        self._settled: set[str] = set()
         self.recent_fills: deque[FillRow] = deque(maxlen=RECENT_FILLS)
         """The last :data:`RECENT_FILLS` fills, oldest first, for a dashboard."""
         self.duplicate_signals = 0
@@ -402,7 +420,7 @@ class PaperBroker:
             raise InvalidOrder(f"size ({size}) has more than 2 decimals")
         market = self._markets.get(token_id)
         return PaperOrder(
-            order_id=_order_id(signal_id),
+            order_id=_order_id(signal_id, self.account_id),
             token_id=token_id,
             market=market.condition_id if market is not None else "",
             side=order_args.side,
@@ -413,6 +431,7 @@ class PaperBroker:
             expiration=order_args.expiration,
             signal_id=signal_id,
             created_at_ms=_ms(self._now),
+            account_id=self.account_id,
         )
 
     def calculate_market_price(
@@ -613,7 +632,40 @@ class PaperBroker:
         book = self._books.get(token_id)
         if book is None or not book.synced:
             return []
-        return book.levels(side)
+        levels = book.levels(side)
+        taken = self._taken.get((token_id, side))
+        if not taken:
+            return levels
+        left: list[tuple[Decimal, Decimal]] = []
+        for price, size in levels:
+            entry = taken.get(price)
+            if entry is not None:
+                if entry[0] == size:  # the feed has not shown this level again
+                    size -= entry[1]
+                    if size <= 0:
+                        continue
+                else:
+                    del taken[price]
+            left.append((price, size))
+        if len(taken) > len(left):  # levels the feed removed are shown again, as gone
+            shown = {price for price, _ in levels}
+            for price in [p for p in taken if p not in shown]:
+                del taken[price]
+        return left
+
+    def _take(self, order: PaperOrder, price: Decimal, size: Decimal) -> None:
+        """Remember that a taker fill took ``size`` at ``price`` from the book."""
+        side: OrderSide = "SELL" if order.side == BUY else "BUY"
+        book = self._books.get(order.token_id)
+        if book is None:
+            return
+        level = (book.asks if side == "SELL" else book.bids).get(price)
+        if level is None:
+            return  # the book moved on already: what it shows now is the truth
+        taken = self._taken.setdefault((order.token_id, side), {})
+        entry = taken.get(price)
+        before = entry[1] if entry is not None and entry[0] == level else _ZERO
+        taken[price] = (level, before + size)
 
     def _freeze(self, orders: Iterable[PaperOrder]) -> dict[tuple[str, str], list[Any]]:
         """The levels each order would take from, as they are now."""
@@ -657,8 +709,11 @@ class PaperBroker:
             timestamp_ms=now_ms,
             market=order.market,
             fee=fee,
+            account_id=order.account_id,
         )
         self._account.apply(fill)
+        if not maker:
+            self._take(order, price, size)
         self.recent_fills.append(fill)
         state.filled += size
         state.fills = seq + 1
@@ -852,9 +907,10 @@ class PaperBroker:
             leg_ids = list(named)
         orders, invalid = self._legs(analysis, leg_ids)
         order_type = analysis.order_type
+        risk = "" if invalid else self._risk(orders)
         # Checked before the write-ahead record too: a signal refused now (the usual case
         # once the cash is tied up) costs one write, not two.
-        error = invalid or self._all_or_none(orders, order_type)
+        error = invalid or risk or self._all_or_none(orders, order_type)
         frozen = self._freeze(orders)
         if not error:
             intents = [_intent(order, order_type, _ms(self._now)) for order in orders]
@@ -880,7 +936,8 @@ class PaperBroker:
             finally:
                 self._frozen = None
         if error:
-            responses, rows = self._refuse(analysis, orders, error, rejected=bool(invalid))
+            self.refused[error] += 1
+            responses, rows = self._refuse(analysis, orders, error, rejected=bool(invalid or risk))
         await self.journal.record(rows)
         return responses
 
@@ -947,6 +1004,26 @@ class PaperBroker:
         )
         return responses, rows
 
+    def _risk(self, orders: list[PaperOrder]) -> str:
+        """Why the account's limits refuse the purchases of a signal, or ``""``."""
+        limits = self.limits
+        if not limits.active:
+            return ""
+        buys = [(o.market, self._cost(o.price, o.size)) for o in orders if o.side == BUY]
+        if not buys:
+            return ""
+        held: dict[str, Decimal] = {}
+        for position in self._account.positions(lambda _: None):
+            held[position.market] = held.get(position.market, _ZERO) + position.cost
+        loss = _ZERO
+        if limits.daily_loss is not None:
+            day = int(self._now() // 86_400)
+            equity = self.portfolio().equity
+            if self._day is None or self._day[0] != day:
+                self._day = (day, equity)
+            loss = self._day[1] - equity
+        return limits.refusal(orders=buys, held_by_market=held, loss_today=loss)
+
     def _all_or_none(self, orders: list[PaperOrder], order_type: OrderType) -> str:
         """Why the legs of a signal cannot all be placed together now, or ``""``."""
         if len(orders) < 2:
@@ -964,7 +1041,7 @@ class PaperBroker:
     def _unchecked(self, args: OrderArgs, signal_id: str | None) -> PaperOrder:
         market = self._markets.get(args.token_id)
         return PaperOrder(
-            order_id=_order_id(signal_id),
+            order_id=_order_id(signal_id, self.account_id),
             token_id=args.token_id or "?",
             market=market.condition_id if market is not None else "",
             side=args.side,
@@ -975,7 +1052,85 @@ class PaperBroker:
             expiration=args.expiration,
             signal_id=signal_id,
             created_at_ms=_ms(self._now),
+            account_id=self.account_id,
         )
+
+    # -- settlement ------------------------------------------------------------------------
+
+    async def settle(self, market: str, winning_asset_id: str) -> list[FillRow]:
+        """Pay out the market's positions now that it has resolved; cancel its open orders.
+
+        The winning token's shares are sold at 1 and the other's at 0, without fee, as
+        ``settlement`` fills: the cash comes back and the profit is realised. Idempotent:
+        a market settles once (after a restart, its positions are already gone).
+
+        Args:
+            market: The condition id.
+            winning_asset_id: The token that pays 1.
+
+        Returns:
+            The settlement fills (none when nothing was held).
+        """
+        if market in self._settled:
+            return []
+        self._settled.add(market)
+        now_ms = _ms(self._now)
+        rows: list[object] = []
+        for state in [s for r in self._resting.values() for s in r.values()]:
+            if state.order.market == market:
+                state.status = CANCELED
+                state.error = "market resolved"
+                state.updated_at_ms = now_ms
+                state.revision += 1
+                self._unrest(state)
+                self._keep(state)
+                rows.append(state.row())
+        fills: list[FillRow] = []
+        tokens = sorted(t for t, info in self._markets.items() if info.condition_id == market)
+        for token_id in tokens:
+            held = self._account.held(token_id)
+            if held <= 0:
+                continue
+            fill = FillRow(
+                order_id=f"settlement:{self.account_id}:{market}:{token_id}",
+                seq=0,
+                token_id=token_id,
+                side="SELL",
+                price=_ONE if token_id == winning_asset_id else _ZERO,
+                size=held,
+                timestamp_ms=now_ms,
+                market=market,
+                account_id=self.account_id,
+                kind="settlement",
+            )
+            self._account.apply(fill)
+            self.recent_fills.append(fill)
+            fills.append(fill)
+        rows.extend(fills)
+        if fills:
+            self._logger.info(
+                "market %s resolved: %s settled, cash %s",
+                market,
+                ", ".join(f"{f.size} at {f.price}" for f in fills),
+                self._account.cash,
+            )
+        await self.journal.record(rows)
+        return fills
+
+    def use_account(self, account_id: int, starting_cash: Decimal) -> None:
+        """Trade the paper account ``account_id``, which started with ``starting_cash``.
+
+        Call before :meth:`load` and before trading (the runtime does, with the account it
+        opened by name).
+
+        Raises:
+            RuntimeError: If the broker has traded or loaded already.
+        """
+        if self._order_count or self._account.fills:
+            raise RuntimeError("choose the account before the broker trades or loads")
+        self.account_id = account_id
+        self.starting_cash = starting_cash
+        self._account = Account(starting_cash)
 
     # -- account ---------------------------------------------------------------------------
 
@@ -1030,9 +1185,10 @@ class PaperBroker:
         store = store if store is not None else self.journal.store
         if store is None:
             return 0
-        open_rows = await store.open_orders()
-        latest = await store.latest_orders()
-        stored_fills = await store.recent_fills(sys.maxsize)
+        account = self.account_id
+        open_rows = [r for r in await store.open_orders() if r.account_id == account]
+        latest = [r for r in await store.latest_orders() if r.account_id == account]
+        stored_fills = [f for f in await store.recent_fills(sys.maxsize) if f.account_id == account]
         self._order_count = await store.count(Table.PAPER_ORDERS)
         now_ms = _ms(self._now)
         resting: dict[str, _State] = {}
@@ -1088,6 +1244,7 @@ def _loaded(row: PaperOrderRow, tick_size: Decimal) -> _State:
         tick_size=tick_size,
         signal_id=row.signal_id,
         created_at_ms=row.created_at_ms,
+        account_id=row.account_id,
     )
     return _State(
         order,
@@ -1109,10 +1266,13 @@ def _duplicate(order_id: str) -> OrderResponse:
     return _response(None, order_id=order_id, error=f"order {order_id} is invalid. Duplicated.")
 
 
-def _order_id(signal_id: str | None) -> str:
+def _order_id(signal_id: str | None, account_id: int = 1) -> str:
     if signal_id is None:
         return "0x" + secrets.token_hex(32)
-    return "0x" + hashlib.sha256(signal_id.encode()).hexdigest()
+    # Account 1's ids are those of the files older than accounts; another account's
+    # orders for the same signal are other orders.
+    key = signal_id if account_id == 1 else f"{account_id}/{signal_id}"
+    return "0x" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _order_dict(state: _State) -> dict[str, Any]:

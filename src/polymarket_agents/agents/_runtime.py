@@ -53,6 +53,7 @@ from ._ingestion import (
 from ._journal import TradeJournal
 from ._monitor import MarketMonitor, MonitorStats
 from ._paper import PaperBroker
+from ._risk import RiskLimits
 from ._sequence import EventSequence
 from ._universe import UNIVERSE_TASK, UniverseConfig, UniverseFollower
 
@@ -160,6 +161,7 @@ class AgentsConfig:
     custom_features: bool = False
     monitor_heartbeat: float | None = None
     account: str = "default"
+    limits: RiskLimits = field(default_factory=RiskLimits)
 
     def __post_init__(self) -> None:
         if not self.account.strip():
@@ -238,6 +240,8 @@ class RuntimeStats:
         ingest_latency: Seconds the last batch took to write.
         ingestion_retries: Failed writes, each retried.
         stored_by_table: ``stored_rows`` per table.
+        run_trades: Paper fills of this run (``trades`` counts the account's every run).
+        run_pnl: Profit of this run: the account's P&L now less at this run's start.
         invalid_frames_by_reason: ``invalid_frames`` per kind of problem
             (:class:`~polymarket_agents.feed.InvalidKind` values).
         markets_added: Markets added while running (following the universe).
@@ -269,6 +273,8 @@ class RuntimeStats:
     ingest_latency: float
     ingestion_retries: int
     stored_by_table: dict[str, int] = field(default_factory=dict)
+    run_trades: int = 0
+    run_pnl: Decimal = Decimal(0)
     invalid_frames_by_reason: dict[str, int] = field(default_factory=dict)
     invalid_rows: int = 0
     pending_rows: int = 0
@@ -418,6 +424,7 @@ class AgentsRuntime:
             starting_cash=config.starting_cash,
             fee_rate_bps=config.fee_rate_bps,
             stop_timeout=config.handoff_timeout,
+            limits=config.limits,
         )
         self.strategy: Strategy = (
             strategy
@@ -458,6 +465,7 @@ class AgentsRuntime:
             )
         self.sequence = EventSequence()
         """Numbers the events every monitor takes; its run is the store's run id."""
+        self._start: tuple[int, Decimal] = (0, Decimal(0))  # the account's fills and P&L
         self.account: AccountRecord | None = None
         """The paper account traded, once started."""
         self.run_id: int | None = None
@@ -603,6 +611,7 @@ class AgentsRuntime:
         await self.store.open()
         await self._begin_run()
         await self.broker.load()
+        self._start = (self.broker.fills, self.broker.portfolio().total_pnl)
         self.strategy.resume(self.broker.signal_ids)
         supervisor = self.supervisor
         await supervisor.start_task(INGESTION_TASK, self.worker.run)
@@ -645,9 +654,11 @@ class AgentsRuntime:
         self.account = await store.open_account(
             self.config.account,
             starting_cash=self.config.starting_cash,
-            settings={},
+            settings=self.config.limits.settings(),
             now_ms=now_ms,
         )
+        # An account keeps the cash it was opened with; a reset opens it afresh.
+        self.broker.use_account(self.account.id, self.account.starting_cash)
         strategy = type(self.strategy)
         self.run_id = await store.begin_run(
             account_id=self.account.id,
@@ -829,6 +840,8 @@ class AgentsRuntime:
             signals=sum(s.signals for s in monitor_stats),
             orders=self.broker.orders,
             trades=self.broker.fills,
+            run_trades=self.broker.fills - self._start[0],
+            run_pnl=portfolio.total_pnl - self._start[1],
             duplicate_signals=self.broker.duplicate_signals,
             cash=portfolio.cash,
             pnl=portfolio.total_pnl,

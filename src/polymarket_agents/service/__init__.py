@@ -58,6 +58,7 @@ from ._report import (
     report_csv,
     report_json,
     report_renderable,
+    reset_account,
 )
 from ._state import LOGGER_NAME, AgentsRuntimeLike, FailureCounts, Phase, ServiceState, plain
 from ._view import LiveView
@@ -109,6 +110,7 @@ __all__ = [
     "report_csv",
     "report_json",
     "report_renderable",
+    "reset_account",
     "run_backtest",
     "run_service",
     "select_markets",

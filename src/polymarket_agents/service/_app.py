@@ -35,6 +35,7 @@ from rich.console import Console
 from polymarket_agents.agents import (
     AgentsConfig,
     AgentsRuntime,
+    RiskLimits,
     RuntimeStats,
     Shard,
     Strategy,
@@ -97,8 +98,8 @@ class ServiceSummary:
         events: Market events received.
         invalid_frames: Feed frames skipped as invalid.
         reconnects: Feed reconnections.
-        trades: Paper fills.
-        pnl: Paper profit and loss.
+        trades: Paper fills of the account, over every run (loaded ones included).
+        pnl: Paper profit and loss of the account, over every run.
         restarts: Task restarts, summed over every task.
         errors: Task errors, summed over every task.
         rows_queued: Rows taken on to be stored (market data and trade results); always
@@ -122,6 +123,10 @@ class ServiceSummary:
     reconnects: int
     trades: int
     pnl: Decimal
+    account: str = "default"
+    run_trades: int = 0
+    run_pnl: Decimal = Decimal(0)
+    cash: Decimal | None = None
     restarts: int
     errors: int
     rows_queued: int
@@ -139,7 +144,9 @@ class ServiceSummary:
             f"shutdown took {self.shutdown_seconds:.2f} s",
             f"markets: {self.markets}  events: {self.events}  "
             f"invalid frames skipped: {self.invalid_frames}  reconnects: {self.reconnects}",
-            f"trades: {self.trades}  P&L: {self.pnl:.2f}",
+            f"this run: fills {self.run_trades}  P&L {self.run_pnl:.2f}",
+            f"account {self.account!r}, every run: fills {self.trades}  P&L {self.pnl:.2f}"
+            + (f"  cash {self.cash:.2f}" if self.cash is not None else ""),
             f"rows queued: {self.rows_queued}  stored: {self.stored_rows}  "
             f"duplicates: {self.duplicate_rows}  invalid: {self.invalid_rows}  "
             f"lost: {self.lost_rows}",
@@ -163,6 +170,10 @@ class ServiceSummary:
             "reconnects": self.reconnects,
             "trades": self.trades,
             "pnl": str(self.pnl),
+            "account": self.account,
+            "run_trades": self.run_trades,
+            "run_pnl": str(self.run_pnl),
+            "cash": None if self.cash is None else str(self.cash),
             "restarts": self.restarts,
             "errors": self.errors,
             "rows_queued": self.rows_queued,
@@ -592,6 +603,10 @@ class Service:
             reconnects=stats.reconnects if stats else 0,
             trades=stats.trades if stats else 0,
             pnl=stats.pnl if stats else Decimal(0),
+            account=self.config.account,
+            run_trades=stats.run_trades if stats else 0,
+            run_pnl=stats.run_pnl if stats else Decimal(0),
+            cash=stats.cash if stats else None,
             restarts=sum(m["restarts"] for m in metrics.values()),
             errors=sum(m["errors"] for m in metrics.values()),
             rows_queued=stats.rows_queued if stats else 0,
@@ -641,6 +656,10 @@ def default_runtime(
     """
     agents_config = AgentsConfig(
         edge_threshold=config.edge_threshold,
+        account=config.account,
+        starting_cash=config.starting_cash,
+        fee_rate_bps=config.fee_rate_bps,
+        limits=risk_limits(config),
         health_interval=config.health_interval,
         assets_per_connection=config.assets_per_connection,
         ready_silence=config.ready_silence,
@@ -659,6 +678,16 @@ def default_runtime(
         strategy=strategy_of(config, agents_config),
         supervisor=supervisor,
         universe=universe,
+    )
+
+
+def risk_limits(config: ServiceConfig) -> RiskLimits:
+    """The paper account's risk limits the settings give."""
+    return RiskLimits(
+        order_size=config.order_size,
+        max_position=config.max_position,
+        max_exposure=config.max_exposure,
+        daily_loss=config.daily_loss_limit,
     )
 
 

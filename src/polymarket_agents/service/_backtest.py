@@ -10,7 +10,7 @@ from pathlib import Path
 from polymarket_agents.agents import AgentsConfig, BacktestResult, backtest
 from polymarket_agents.storage import create_store, is_postgres_url
 
-from ._app import strategy_of
+from ._app import risk_limits, strategy_of
 from ._config import ServiceConfig
 
 __all__ = ["BACKTEST_OPTIONS", "parse_time", "run_backtest", "summary_lines"]
@@ -21,6 +21,12 @@ BACKTEST_OPTIONS = (
     "strategy",
     "strategy_options",
     "edge_threshold",
+    "starting_cash",
+    "fee_rate_bps",
+    "order_size",
+    "max_position",
+    "max_exposure",
+    "daily_loss_limit",
 )
 """The ``run`` settings a backtest takes, with the same flags and environment variables."""
 
@@ -64,7 +70,12 @@ async def run_backtest(
     database = config.db_path
     if not is_postgres_url(database) and not await asyncio.to_thread(Path(database).exists):
         raise LookupError(f"no database at {database} (run the service first, or give --db)")
-    agents_config = AgentsConfig(edge_threshold=config.edge_threshold)
+    agents_config = AgentsConfig(
+        edge_threshold=config.edge_threshold,
+        starting_cash=config.starting_cash,
+        fee_rate_bps=config.fee_rate_bps,
+        limits=risk_limits(config),
+    )
     strategy = strategy_of(config, agents_config)
     async with create_store(database, password_file=config.db_password_file) as store:
         return await backtest(
@@ -73,6 +84,7 @@ async def run_backtest(
             edge_threshold=agents_config.edge_threshold,
             starting_cash=agents_config.starting_cash,
             fee_rate_bps=agents_config.fee_rate_bps,
+            limits=agents_config.limits,
             markets=markets,
             since_ms=since_ms,
             until_ms=until_ms,

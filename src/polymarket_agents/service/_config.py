@@ -93,6 +93,16 @@ class ServiceConfig:
         strategy: The strategy every monitor runs: ``package.module:Class`` (the working
             directory is importable) or ``path/to/file.py:Class``.
         strategy_options: ``key=value`` keyword arguments of the strategy, as text.
+        account: The paper account traded, by name; opened with ``starting_cash`` the first
+            time (``polymarket-agents account reset`` opens it afresh).
+        starting_cash: USDC a new paper account starts with.
+        fee_rate_bps: The markets' fee rate in basis points, for paper fills and the
+            default strategy's edge (Polymarket's formula: shares x rate x p x (1 - p)).
+        order_size: Risk limit: the most one order may cost, USDC; None: no limit.
+        max_position: Risk limit: the most paid for what is held in one market, USDC.
+        max_exposure: Risk limit: the most paid for what is held overall, USDC.
+        daily_loss_limit: Risk limit: no buying once the equity fell this much since
+            midnight UTC, USDC.
         grace_period: Seconds a graceful shutdown may take before the process gives up.
         health_interval: Seconds between the agents' health checks.
         ready_silence: Seconds without market data on every feed connection (PONGs do not
@@ -137,6 +147,13 @@ class ServiceConfig:
     edge_threshold: Decimal = Decimal("0.05")
     strategy: str = DEFAULT_STRATEGY
     strategy_options: tuple[str, ...] = ()
+    account: str = "default"
+    starting_cash: Decimal = Decimal(1000)
+    fee_rate_bps: Decimal = Decimal(0)
+    order_size: Decimal | None = None
+    max_position: Decimal | None = None
+    max_exposure: Decimal | None = None
+    daily_loss_limit: Decimal | None = None
     grace_period: float = 10.0
     health_interval: float = 60.0
     ready_silence: float | None = 30.0
@@ -283,6 +300,19 @@ def _strategy_options(value: object) -> str | None:
     return None
 
 
+def _usdc(optional: bool) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+            return f"must be an amount of USDC >= 0, not {value!r}"
+        if optional and not value > 0:
+            return f"must be > 0 (or none), not {value!r}"
+        return None
+
+    return check
+
+
 _CHECKS: dict[str, Callable[[object], str | None]] = {
     "feed_url": _url(("ws", "wss")),
     "gamma_url": _url(("http", "https")),
@@ -312,6 +342,21 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "edge_threshold": _edge,
     "strategy": _strategy,
     "strategy_options": _strategy_options,
+    "account": lambda v: (
+        None
+        if isinstance(v, str) and v.strip() and len(v) <= 64
+        else f"must be a name of 1 to 64 characters, not {v!r}"
+    ),
+    "starting_cash": _usdc(False),
+    "fee_rate_bps": lambda v: (
+        None
+        if isinstance(v, Decimal) and v.is_finite() and 0 <= v <= 10_000
+        else f"must be basis points in [0, 10000], not {v!r}"
+    ),
+    "order_size": _usdc(True),
+    "max_position": _usdc(True),
+    "max_exposure": _usdc(True),
+    "daily_loss_limit": _usdc(True),
     "grace_period": _positive,
     "health_interval": _positive,
     "ready_silence": lambda v: None if v is None else _positive(v),
@@ -390,6 +435,10 @@ def _to_decimal(text: str) -> Decimal:
         raise ValueError(f"must be a decimal number such as 0.05, not {text!r}") from None
 
 
+def _to_optional_decimal(text: str) -> Decimal | None:
+    return None if text.strip().lower() in ("", "none", "off") else _to_decimal(text)
+
+
 def _to_bool(text: str) -> bool:
     return bool(convert_option(text, bool))
 
@@ -404,10 +453,6 @@ def _to_shard(text: str) -> Shard:
         return Shard.parse(text)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
-
-
-def _to_optional_decimal(text: str) -> Decimal | None:
-    return None if text.strip().lower() in ("", "none", "off") else _to_decimal(text)
 
 
 def _to_optional_text(text: str) -> str | None:
@@ -620,6 +665,62 @@ OPTIONS: tuple[ConfigOption, ...] = (
         "(the variable: comma-separated)",
         metavar="KEY=VALUE",
         repeat=True,
+    ),
+    _opt(
+        "account",
+        "--account",
+        _P + "ACCOUNT",
+        str.strip,
+        "the paper account traded, by name (default)",
+        metavar="NAME",
+    ),
+    _opt(
+        "starting_cash",
+        "--starting-cash",
+        _P + "STARTING_CASH",
+        _to_decimal,
+        "USDC a new paper account starts with (1000)",
+        metavar="USDC",
+    ),
+    _opt(
+        "fee_rate_bps",
+        "--fee-rate-bps",
+        _P + "FEE_RATE_BPS",
+        _to_decimal,
+        "the markets' fee rate, basis points: fee = shares x rate x p x (1 - p) (0)",
+        metavar="BPS",
+    ),
+    _opt(
+        "order_size",
+        "--order-size",
+        _P + "ORDER_SIZE",
+        _to_optional_decimal,
+        "risk limit: the most one order may cost, USDC (none)",
+        metavar="USDC",
+    ),
+    _opt(
+        "max_position",
+        "--max-position",
+        _P + "MAX_POSITION",
+        _to_optional_decimal,
+        "risk limit: the most paid for what is held in one market, USDC (none)",
+        metavar="USDC",
+    ),
+    _opt(
+        "max_exposure",
+        "--max-exposure",
+        _P + "MAX_EXPOSURE",
+        _to_optional_decimal,
+        "risk limit: the most paid for what is held in all markets, USDC (none)",
+        metavar="USDC",
+    ),
+    _opt(
+        "daily_loss_limit",
+        "--daily-loss-limit",
+        _P + "DAILY_LOSS_LIMIT",
+        _to_optional_decimal,
+        "risk limit: no buying once the equity fell this much since midnight UTC (none)",
+        metavar="USDC",
     ),
     _opt(
         "grace_period",

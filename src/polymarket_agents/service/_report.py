@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import io
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +35,7 @@ __all__ = [
     "report_csv",
     "report_json",
     "report_renderable",
+    "reset_account",
 ]
 
 ReportTable = Literal["summary", "trades", "positions", "markets", "runs", "signals"]
@@ -248,3 +250,31 @@ async def _exists(database: str) -> None:
     """Refuse a SQLite path with no file: opening it would create an empty database."""
     if not is_postgres_url(database) and not await asyncio.to_thread(Path(database).exists):
         raise LookupError(f"no database at {database} (run the service first, or give --db)")
+
+
+async def reset_account(database: str, account: str, starting_cash: Decimal | None) -> str:
+    """Close the open account called ``account`` and open a new one; what was done, in words.
+
+    Its orders, fills and runs stay in the database for reports; the next run trades the new
+    account from ``starting_cash`` (the closed one's if None; 1000 for a new name).
+
+    Raises:
+        LookupError: If there is no database at ``database``.
+        StoreUnavailableError: If the database cannot be opened or written now (a
+            running service holds it, for one).
+    """
+    await _exists(database)
+    now_ms = int(time.time() * 1000)
+    async with create_store(database) as store:
+        current = [
+            a for a in await store.accounts() if a.name == account and a.closed_at_ms is None
+        ]
+        cash = starting_cash
+        if cash is None:
+            cash = current[0].starting_cash if current else Decimal(1000)
+        settings = current[0].settings if current else {}
+        closed, opened = await store.reset_account(
+            account, starting_cash=cash, settings=settings, now_ms=now_ms
+        )
+    before = f"closed account {account!r} (id {closed.id}); " if closed else ""
+    return f"{before}opened account {account!r} (id {opened.id}) with {_usd(cash)} USDC"
