@@ -444,3 +444,22 @@ async def test_summary_counts_the_children_by_status() -> None:
     async with tree:
         await settle()
         assert tree.summary() == "service  rest_for_one  running  (2 children: 2 running)"
+
+
+async def test_a_task_supervisor_restarts_with_its_group() -> None:
+    """A TaskSupervisor child of a one_for_all tree is stopped and started again, with its
+    tasks, when a sibling fails."""
+    journal = Journal()
+    pool = TaskSupervisor()
+    root = Supervisor("root", strategy=Strategy.ONE_FOR_ALL, policy=INSTANT)
+    root.add("pool", pool).add("socket", journal.work("socket"))
+    async with root:
+        await pool.start_task("m1", journal.work("m1"))
+        await settle()
+        journal.fail("socket")
+        await settle(40)
+        metrics = root.get_metrics()
+        assert metrics["pool/m1"]["status"] == "running"
+        assert metrics["pool/m1"]["restarts"] == 1
+        assert journal.count("start m1") == 2
+        assert journal.count("start socket") == 2
