@@ -559,3 +559,32 @@ def test_the_default_policy_backs_off_from_a_tenth_of_a_second_to_five() -> None
         0.1,
         5.0,
     )
+
+
+async def test_a_stop_lets_every_producer_hand_over_the_item_in_its_hands() -> None:
+    """Many producers blocked on a full queue, all cancelled at once by a stop: once the
+    queue is unbound, each hands its item over at once; none is lost to the hand-off
+    timeout, and the queue holds at most one extra item per producer."""
+    from polymarket_agents.agents._handoff import handoff
+    from polymarket_agents.agents._ingestion import IngestionQueue
+
+    queue = ingestion_queue(10)
+    assert isinstance(queue, IngestionQueue)
+    for n in range(10):
+        queue.put_nowait(n)
+    lost: list[object] = []
+    logger = logging.getLogger("test")
+    producers = [
+        asyncio.create_task(
+            handoff(queue, f"item {n}", timeout=0.05, logger=logger, on_lost=lost.append)
+        )
+        for n in range(200)
+    ]
+    await asyncio.sleep(0)
+    queue.unbound()
+    for producer in producers:
+        producer.cancel()
+    results = await asyncio.gather(*producers, return_exceptions=True)
+    assert not lost
+    assert all(r is True or isinstance(r, asyncio.CancelledError) for r in results)
+    assert queue.qsize() == 210

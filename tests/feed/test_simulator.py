@@ -107,6 +107,43 @@ async def test_operations_change_the_subscription(make_simulator: MakeSimulator)
             assert ids - {None} == {second.no_token}
 
 
+async def test_each_frame_goes_to_the_subscribers_of_its_assets_only(
+    make_simulator: MakeSimulator,
+) -> None:
+    """Many connections, each on its own markets: every data frame the engine makes reaches
+    exactly the connections subscribed to its assets, before and after subscriptions change
+    and connections close."""
+    sim = await make_simulator(markets=40, batch_probability=0.0)
+    await sim.pause()
+    markets = sim.markets()
+    # Closing sockets with frames left unread: no need to wait for the closing handshake.
+    sockets = [await connect(sim.ws_url, close_timeout=0.1) for _ in range(8)]
+    try:
+        for n, ws in enumerate(sockets):
+            mine = [a for m in markets[5 * n : 5 * n + 5] for a in m.token_ids]
+            await ws.send(encode_subscribe(mine))
+            await recv_json(ws)
+        await sockets[0].send(encode_operation("unsubscribe", list(markets[0].token_ids)))
+        await sockets[1].send(encode_operation("subscribe", list(markets[0].token_ids)))
+        await eventually(lambda: sorted(c.subscribed for c in sim.connections())[-1] == 12)
+        await sockets[7].close()
+        await eventually(lambda: len([c for c in sim.connections() if c.open]) == 7)
+        before = {c.id: c.data_frames for c in sim.connections()}
+        sim.tick(400)
+        await sim.pause()
+        stats = {c.id: c for c in sim.connections()}
+        frames = {i: stats[i].data_frames - before[i] for i in before}
+        # A tick's events concern one market, whose tokens one open connection carries
+        # unless it was the closed connection's: frames add up to the ticks that made some.
+        assert frames[8] == 0
+        assert all(frames[i] > 0 for i in range(1, 8))
+        owners = {a: c.id for c in stats.values() if c.open for a in c.asset_ids}
+        assert len(owners) == 70  # 35 markets still carried, none twice
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
 async def test_other_paths_are_not_found(make_simulator: MakeSimulator) -> None:
     """Only /ws/market accepts websockets; '/ws/' alone is a 404, as live."""
     sim = await make_simulator(markets=1)

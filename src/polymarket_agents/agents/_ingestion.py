@@ -88,7 +88,29 @@ def ingestion_queue(maxsize: int = DEFAULT_QUEUE_SIZE) -> asyncio.Queue[Any]:
     """
     if not maxsize >= 1:
         raise ConfigurationError(f"maxsize must be >= 1, not {maxsize!r}")
-    return asyncio.Queue(maxsize)
+    return IngestionQueue(maxsize)
+
+
+class IngestionQueue(asyncio.Queue[Any]):
+    """The ingestion queue: bounded while running, unbounded once stopping.
+
+    At a stop every producer is cancelled with at most one item in hand, which it still
+    hands over (see ``handoff``). Thousands of monitors stopping at once would otherwise
+    wait on each other for room one item at a time, and some would give up before the
+    worker drained enough; :meth:`unbound` lets every such item in at once (at most one per
+    producer, since none takes a new event), and the drain stores them all.
+    """
+
+    def unbound(self) -> None:
+        """Accept every item from now on, and wake every producer waiting for room."""
+        # asyncio.Queue keeps its bound and its waiting producers in these two attributes
+        # (the same in 3.11 to 3.13); full() is False once the bound is 0.
+        self._maxsize = 0
+        putters = self._putters  # type: ignore[attr-defined]
+        while putters:
+            putter = putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

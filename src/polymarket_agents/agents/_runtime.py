@@ -46,6 +46,7 @@ from ._ingestion import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
+    IngestionQueue,
     IngestionStats,
     IngestionWorker,
     ingestion_queue,
@@ -703,6 +704,9 @@ class AgentsRuntime:
         def left() -> float:
             return max(deadline - loop.time(), 0.0)
 
+        queue = self.queue
+        if isinstance(queue, IngestionQueue):
+            queue.unbound()  # every stopping monitor hands over the rows in its hands
         first = [
             name for name in [*self.monitors, HEALTH_TASK, UNIVERSE_TASK] if name in supervisor
         ]

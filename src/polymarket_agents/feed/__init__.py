@@ -24,6 +24,7 @@ from ._book import BookSet, DepthFill, MarketBooks, OrderBook, SyncState, canoni
 from ._client import (
     DEFAULT_ASSETS_PER_CONNECTION,
     DEFAULT_MARKET_URL,
+    DEFAULT_STREAM_QUEUE,
     MAX_ASSETS_PER_CONNECTION,
     FeedStats,
     MarketFeed,
@@ -79,6 +80,7 @@ __all__ = [
     "DEFAULT_GAMMA_URL",
     "DEFAULT_MARKET_URL",
     "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_STREAM_QUEUE",
     "EVENT_TYPES",
     "MASK",
     "MAX_ASSETS_PER_CONNECTION",

@@ -45,6 +45,7 @@ from ._redact import redact_url
 __all__ = [
     "DEFAULT_ASSETS_PER_CONNECTION",
     "DEFAULT_MARKET_URL",
+    "DEFAULT_STREAM_QUEUE",
     "MAX_ASSETS_PER_CONNECTION",
     "FeedStats",
     "MarketFeed",
@@ -60,6 +61,11 @@ MAX_ASSETS_PER_CONNECTION = 500
 
 DEFAULT_ASSETS_PER_CONNECTION = 200
 """Assets per pooled connection by default (NautilusTrader's choice too)."""
+
+DEFAULT_STREAM_QUEUE = 16
+"""Batches queued per market stream. Small on purpose: thousands of streams share a
+process, and a consumer that falls behind should pause its connection (TCP pushes back on
+the server), not fill memory."""
 
 _logger = logging.getLogger("polymarket_agents.feed")
 
@@ -560,8 +566,8 @@ class MarketFeed:
 
         Args:
             market: The market.
-            queue_size: Batches queued for the stream before its connection pauses; the
-                feed's ``queue_size`` if None.
+            queue_size: Batches queued for the stream before its connection pauses;
+                :data:`DEFAULT_STREAM_QUEUE` if None.
 
         Returns:
             The stream; close it (or leave its ``async with``) to stop receiving.
@@ -576,7 +582,7 @@ class MarketFeed:
             raise RuntimeError(f"{condition_id} already has an open stream")
         if condition_id not in self._market_assets or market.yes_token not in self._owner:
             await self.subscribe(markets=[market])
-        stream = MarketStream(self, market, queue_size or self._queue_size)
+        stream = MarketStream(self, market, queue_size or DEFAULT_STREAM_QUEUE)
         self._streams[condition_id] = stream
         return stream
 

@@ -320,6 +320,8 @@ class MarketSimulator:
         self._audience = asyncio.Event()
         self._connections: list[_Connection] = []
         self._open: list[_Connection] = []
+        # Who subscribed to each asset: a frame costs O(its subscribers), not O(connections).
+        self._subscribers: dict[str, list[_Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.ticks = 0
         """Ticks generated so far."""
@@ -558,6 +560,7 @@ class MarketSimulator:
             if not connection.close_reason:
                 connection.close_reason = "closed"
             self._open.remove(connection)
+            self._unsubscribe(connection, list(connection.subscribed))
             self._update_features()
             sender.cancel()
             for timer in timers:
@@ -624,8 +627,16 @@ class MarketSimulator:
         if message.operation == "subscribe":
             self._subscribe(connection, message.assets_ids, dump=True)
         else:
-            for asset_id in message.assets_ids:
-                connection.subscribed.pop(asset_id, None)
+            self._unsubscribe(connection, message.assets_ids)
+
+    def _unsubscribe(self, connection: _Connection, asset_ids: Iterable[str]) -> None:
+        index = self._subscribers
+        for asset_id in asset_ids:
+            if connection.subscribed.pop(asset_id, 0) is None:
+                subscribers = index[asset_id]
+                subscribers.remove(connection)
+                if not subscribers:
+                    del index[asset_id]
 
     def _update_features(self) -> None:
         # best_bid_ask costs a little per tick; generate it only for someone who wants it.
@@ -641,6 +652,9 @@ class MarketSimulator:
             a for a in dict.fromkeys(asset_ids) if a in books and a not in connection.subscribed
         ]
         connection.subscribed.update(dict.fromkeys(added))
+        index = self._subscribers
+        for asset_id in added:
+            index.setdefault(asset_id, []).append(connection)
         if added:
             self._audience.set()
         if dump and added and not connection.frozen():
@@ -723,8 +737,8 @@ class MarketSimulator:
             return
         faults = self.faults
         shared: tuple[bytes, tuple[str, ...]] | None = None
-        for connection in self._open:
-            if not connection.open or not connection.subscribed:
+        for connection in self._audience_of(events):
+            if not connection.open:
                 continue
             selected = self._select(connection, events)
             if not selected:
@@ -748,6 +762,32 @@ class MarketSimulator:
                 connection.post(text, f"malformed:{kind}")
             if faults.oversized_rate and rng.random() < faults.oversized_rate:
                 connection.post(oversized_frame(faults.oversized_bytes, rng), "oversized")
+
+    def _audience_of(self, events: list[MarketEvent]) -> Iterable[_Connection]:
+        """The connections subscribed to some of ``events`` (market lifecycle events go to
+        every connection with custom features), each once."""
+        index = self._subscribers
+        if len(events) == 1:
+            event = events[0]
+            asset_id = _asset_of(event)
+            if asset_id is not None:
+                return index.get(asset_id, ())
+            if type(event) is PriceChange:
+                entries = event.price_changes
+                first = index.get(entries[0].asset_id, ())
+                if all(index.get(c.asset_id, ()) == first for c in entries[1:]):
+                    return first  # both tokens of a market: one connection, the usual case
+        audience: dict[_Connection, None] = {}
+        for event in events:
+            asset_id = _asset_of(event)
+            if asset_id is not None:
+                audience.update(dict.fromkeys(index.get(asset_id, ())))
+            elif type(event) is PriceChange:
+                for change in event.price_changes:
+                    audience.update(dict.fromkeys(index.get(change.asset_id, ())))
+            else:
+                audience.update(dict.fromkeys(c for c in self._open if c.custom))
+        return audience
 
     def _select(self, connection: _Connection, events: list[MarketEvent]) -> list[MarketEvent]:
         """The part of ``events`` this connection subscribed to (``events`` itself if all)."""
