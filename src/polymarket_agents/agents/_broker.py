@@ -21,7 +21,10 @@ class Broker(Protocol):
     live implementation would sign and post them with py-clob-client. Whatever the
     implementation, :meth:`submit_trade` must be idempotent per signal: orders of a signal
     id it has seen before are never placed again, whether the signal comes back after a
-    reconnect, a monitor restart or a process restart.
+    reconnect, a monitor restart or a process restart. It must also be durable: the
+    decision to trade is recorded before the order is sent and its result right after, so
+    that a crash neither repeats nor forgets a trade (the paper broker does it through its
+    :class:`~polymarket_agents.agents.TradeJournal`).
     """
 
     def track(self, books: MarketBooks, market: MarketInfo) -> None:
@@ -51,6 +54,7 @@ class Broker(Protocol):
 
     @property
     def signal_ids(self) -> Collection[str]:
-        """Every signal id handled so far (orders placed or refused), including those
-        loaded from the store at start."""
+        """Signal ids handled (orders placed or refused): enough for a strategy to resume
+        its numbering, i.e. at least the latest of every market, loaded from the store at
+        start included. The store, not this collection, is what refuses older repeats."""
         ...
