@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
 import os
@@ -283,6 +284,9 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         # Logs are the operator's: the database path may show there, credentials may not.
         redact=Redactor.for_config(config, paths=False),
     )
+    # A fatal signal (SIGBUS from a mapped file, SIGSEGV in an extension) still leaves a
+    # line and the Python stacks on stderr, not a silent death.
+    faulthandler.enable()
     runner = asyncio.Runner()
     try:
         summary = runner.run(run_service(config, console=console, on_repeat=exit_now))

@@ -264,6 +264,19 @@ def test_a_read_only_reopen_recovers_once_the_file_is_writable_again(
     assert_rows_add_up(summary, db)
 
 
+def test_a_fatal_signal_leaves_a_line_and_the_stacks(
+    start: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    """Should a fatal signal ever hit the process (SIGBUS is what a faulting mapped file
+    sends), it does not die silently: stderr says which and where every thread was."""
+    service = start("--db", str(tmp_path / "bus.sqlite"))
+    service.wait_ready()
+    service.process.send_signal(signal.SIGBUS)
+    assert service.wait(10) == -signal.SIGBUS
+    assert "Fatal Python error: Bus error" in service.stderr
+    assert "Current thread" in service.stderr or "Thread 0x" in service.stderr
+
+
 @pytest.mark.parametrize("fault", ["full disk", "read-only reopen"])
 def test_rows_add_up_when_stopped_under_a_fault(
     start: Callable[..., ServiceProcess], tmp_path: Path, fault: str
