@@ -208,10 +208,10 @@ def test_half_open_sockets_leave_descriptors_for_the_feed(
 def test_a_thousand_concurrent_scrapes_leave_memory_flat(
     start_service: Callable[..., ServiceProcess],
 ) -> None:
-    """Three rounds of 1,000 concurrent /metrics and /status requests (each on a connection
-    of its own: those over the connection limit answered 503) raise the resident memory by
-    a few MiB at most, and the service answers normally afterwards."""
-    service = start_service(*FAST, "--market-count", "5", "--sim-rate", "100")
+    """Three rounds of 1,000 concurrent /metrics and /status requests, each on a connection
+    of its own: those over the connection limit are answered 503 at once, the resident
+    memory grows by a few MiB at most, and the service answers normally afterwards."""
+    service = start_service(*FAST, "--market-count", "20", "--sim-rate", "100")
     service.wait_ready()
     url = service.url
     assert url is not None
@@ -245,14 +245,15 @@ def test_a_thousand_concurrent_scrapes_leave_memory_flat(
             await asyncio.gather(*(one(("/metrics", "/status")[i % 2]) for i in range(1000)))
         return counts
 
-    asyncio.run(burst(), debug=False)  # warm-up: the first snapshots, the allocator's first arenas
     time.sleep(1.0)
     before = _rss_kib(service.process.pid)
-    for _ in range(int(os.environ.get("BURSTS", "2"))):
-        t = time.monotonic()
+    for _ in range(3):
         counts = asyncio.run(burst(), debug=False)
-        print("burst", time.monotonic() - t, counts, _rss_kib(service.process.pid) - before)
-        assert counts.get(200, 0) > 0
+        # Served up to the connection limit (256), the rest refused at once (503, or a
+        # reset when the unread request came first): never 1,000 in progress together.
+        assert counts.get(200, 0) >= 100, counts
+        assert counts.get(503, 0) + counts.get(0, 0) >= 200, counts
+        assert set(counts) <= {200, 503, 0}, counts
     time.sleep(1.0)
     grown = _rss_kib(service.process.pid) - before
     assert grown < 16 * 1024, f"resident memory grew by {grown} KiB"
