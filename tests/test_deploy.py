@@ -181,11 +181,11 @@ def test_grafana_is_provisioned_with_the_dashboard() -> None:
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {uid}
     assert dashboard_metrics() >= {
         "polymarket_agents_events_total",
-        "polymarket_agents_ingest_latency",
+        "polymarket_agents_ingest_latency_seconds",
         "polymarket_agents_queue_depth",
         "polymarket_agents_task_restarts_total",
         "polymarket_agents_ready",
         "polymarket_agents_shard_holder",
-        "polymarket_agents_trades_total",
-        "polymarket_agents_pnl",
+        "polymarket_agents_paper_fills_total",
+        "polymarket_agents_paper_pnl_usdc",
     }

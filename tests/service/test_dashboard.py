@@ -76,6 +76,8 @@ async def test_the_stream_carries_history_then_live_snapshots(tmp_path: Path) ->
                 assert script.content_type == "text/javascript"
             async with session.get(f"{url}/dashboard/secret.py") as missing:
                 assert missing.status == 404
+            async with session.get(f"{url}/status") as status:
+                tasks = (await status.json())["tasks"]
     finally:
         service.supervisor.signal_shutdown()
         summary = await task
@@ -89,6 +91,8 @@ async def test_the_stream_carries_history_then_live_snapshots(tmp_path: Path) ->
     assert len(slugs) == 2
     labels = {t["label"] for t in snapshot["tasks"] if t["name"].startswith("monitor_")}
     assert labels == {f"monitor {slug}" for slug in slugs}
+    # /status names each monitor's market by slug too.
+    assert {t["label"] for n, t in tasks.items() if n.startswith("monitor_")} == labels
     assert all(b["yes"]["bids"] and b["yes"]["asks"] for b in snapshot["books"])
     assert snapshot["account"]["cash"] is not None
     assert later["time_ms"] > snapshot["time_ms"]

@@ -320,6 +320,9 @@ class PaperBroker:
         """What the account refuses to do (:class:`RiskLimits`)."""
         self.refused: Counter[str] = Counter()
         """Signals refused, by reason (the limit, the balance, the book)."""
+        self.order_results: Counter[str] = Counter()
+        """Orders by what became of them when posted: ``filled``, ``posted`` (resting),
+        ``killed``, or ``refused_<reason>`` (:func:`order_result`): a bounded set of keys."""
         self._day: tuple[int, Decimal] | None = None  # (UTC day, equity when it began)
         self._settled: set[str] = set()
         self.recent_fills: deque[FillRow] = deque(maxlen=RECENT_FILLS)
@@ -558,6 +561,7 @@ class PaperBroker:
         if error:
             state.error = error
             self._keep(state)
+            self.order_results[order_result(error)] += 1
             return _response(state, error=error), [state.row()]
         rows: list[object] = []
         making = taking = _ZERO
@@ -572,9 +576,11 @@ class PaperBroker:
         if state.filled >= order.size or order_type in (OrderType.FOK, OrderType.FAK):
             state.status = MATCHED
             self._keep(state)
+            self.order_results["filled" if state.filled else "killed"] += 1
         else:
             state.status = LIVE
             self._rest(state)
+            self.order_results["posted"] += 1
         rows.insert(0, state.row())
         return _response(state, making=making, taking=taking, trade_ids=state.trade_ids), rows
 
@@ -983,6 +989,7 @@ class PaperBroker:
             )
             self._order_count += 1
             self._keep(state)
+            self.order_results[order_result(error)] += 1
             responses.append(_response(state, error=error))
             rows.append(state.row())
         return responses, rows
@@ -1264,6 +1271,29 @@ def _intent(order: PaperOrder, order_type: OrderType, now_ms: int) -> PaperOrder
 
 def _duplicate(order_id: str) -> OrderResponse:
     return _response(None, order_id=order_id, error=f"order {order_id} is invalid. Duplicated.")
+
+
+_RESULTS = (
+    (NOT_ENOUGH_BALANCE, "refused_balance"),
+    ("order couldn't be fully filled", "refused_fok_unfilled"),
+    ("no orders found to match with FAK", "refused_fak_unmatched"),
+    ("risk: order", "refused_risk_order_size"),
+    ("risk: position", "refused_risk_position"),
+    ("risk: exposure", "refused_risk_exposure"),
+    ("risk: daily loss", "refused_risk_daily_loss"),
+    ("invalid post-only", "refused_post_only"),
+    ("invalid expiration", "refused_expiration"),
+    (_NO_BOOK, "refused_no_book"),
+)
+
+
+def order_result(error: str) -> str:
+    """The kind of a refusal, for a metric label: one of a fixed set of names, whatever the
+    amounts in the message."""
+    for prefix, result in _RESULTS:
+        if error.startswith(prefix):
+            return result
+    return "refused_invalid"
 
 
 def _order_id(signal_id: str | None, account_id: int = 1) -> str:

@@ -243,6 +243,8 @@ class RuntimeStats:
         stored_by_table: ``stored_rows`` per table.
         run_trades: Paper fills of this run (``trades`` counts the account's every run).
         run_pnl: Profit of this run: the account's P&L now less at this run's start.
+        orders_by_result: Orders posted by this process, by what became of them
+            (``filled``, ``posted``, ``killed``, ``refused_<reason>``).
         invalid_frames_by_reason: ``invalid_frames`` per kind of problem
             (:class:`~polymarket_agents.feed.InvalidKind` values).
         markets_added: Markets added while running (following the universe).
@@ -276,6 +278,7 @@ class RuntimeStats:
     stored_by_table: dict[str, int] = field(default_factory=dict)
     run_trades: int = 0
     run_pnl: Decimal = Decimal(0)
+    orders_by_result: dict[str, int] = field(default_factory=dict)
     invalid_frames_by_reason: dict[str, int] = field(default_factory=dict)
     invalid_rows: int = 0
     pending_rows: int = 0
@@ -845,6 +848,7 @@ class AgentsRuntime:
             orders=self.broker.orders,
             trades=self.broker.fills,
             run_trades=self.broker.fills - self._start[0],
+            orders_by_result=dict(self.broker.order_results),
             run_pnl=portfolio.total_pnl - self._start[1],
             duplicate_signals=self.broker.duplicate_signals,
             cash=portfolio.cash,

@@ -173,11 +173,11 @@ class Dashboard:
             )
         snapshot["books"] = books
         # Monitors are named by condition id; people read slugs.
-        labels = {name: monitor.market.slug for name, monitor in runtime.monitors.items()}
+        labels = self._state.task_labels()
         for task in snapshot["tasks"]:
-            slug = labels.get(task["name"])
-            if slug:
-                task["label"] = f"monitor {slug}"
+            label = labels.get(task["name"])
+            if label:
+                task["label"] = label
         fills = []
         for fill in list(runtime.broker.recent_fills)[-20:]:
             known = tokens.get(fill.token_id)

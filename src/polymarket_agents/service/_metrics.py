@@ -46,11 +46,20 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "resyncs": ("counter", "Order book snapshots requested again for stale books.", ""),
     "monitor_restarts": ("counter", "Restarts of monitor tasks.", ""),
     "signals": ("counter", "Analyses with an edge above the threshold.", ""),
-    "orders": ("counter", "Paper orders posted or refused.", ""),
-    "trades": ("counter", "Paper fills.", ""),
+    # The orders' total is the sum of the labelled breakdown (result), exported instead.
+    "orders": ("skip", "", ""),
+    "orders_by_result": (
+        "counter",
+        "Paper orders posted by this process, by result: filled, posted (resting), killed, "
+        "refused_<reason>.",
+        "result",
+    ),
+    "trades": ("counter", "Paper fills of the account (every run; loaded ones included).", ""),
+    "run_trades": ("counter", "Paper fills of this run.", ""),
     "duplicate_signals": ("counter", "Signals refused as already handled.", ""),
     "cash": ("gauge", "Paper cash, USDC.", ""),
-    "pnl": ("gauge", "Paper profit and loss, USDC.", ""),
+    "pnl": ("gauge", "Paper profit and loss of the account over every run, USDC.", ""),
+    "run_pnl": ("gauge", "Paper profit and loss of this run, USDC.", ""),
     "realized_pnl": ("gauge", "Paper profit taken, USDC.", ""),
     "unrealized_pnl": ("gauge", "Mark-to-market paper profit of open positions, USDC.", ""),
     "queue_depth": ("gauge", "Items waiting in the ingestion queue.", ""),
@@ -66,8 +75,20 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "stored_by_table": ("counter", "Rows written to the database, per table.", "table"),
 }
 
-# Fields exported under another metric name.
-_RENAMED = {"invalid_frames_by_reason": "invalid_frames"}
+# Fields exported under another metric name: units in the name (seconds, USDC), paper fills
+# named as fills (the database's ``trades`` table holds the market's trades).
+_RENAMED = {
+    "invalid_frames_by_reason": "invalid_frames",
+    "orders_by_result": "paper_orders",
+    "trades": "paper_fills",
+    "run_trades": "paper_fills_this_run",
+    "cash": "paper_cash_usdc",
+    "pnl": "paper_pnl_usdc",
+    "run_pnl": "paper_pnl_this_run_usdc",
+    "realized_pnl": "paper_realized_pnl_usdc",
+    "unrealized_pnl": "paper_unrealized_pnl_usdc",
+    "ingest_latency": "ingest_latency_seconds",
+}
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -93,9 +114,13 @@ class ServiceCollector(Collector):
     * per task: ``..._task_restarts_total``, ``..._task_errors_total``,
       ``..._task_status`` (1 for the current one of running/restarting/stopped),
       ``..._task_uptime_seconds``;
-    * the runtime's counters: ``..._events_total``, ``..._invalid_frames_total``,
-      ``..._reconnects_total``, ``..._queue_depth``, ``..._ingest_latency``, ``..._trades_total``,
-      ``..._pnl`` ... (one family per numeric field of its stats);
+    * the runtime's counters: ``..._events_total``, ``..._invalid_frames_total{reason}``,
+      ``..._reconnects_total``, ``..._queue_depth``, ``..._ingest_latency_seconds``,
+      ``..._paper_fills_total``, ``..._paper_orders_total{result}``, ``..._paper_cash_usdc``,
+      ``..._paper_pnl_usdc`` ... (one family per numeric field of its stats);
+    * ``..._market_info{task, market, slug}`` 1 per monitored market: the names people read
+      for the ``task`` label of the per-task families, joined in a query rather than put
+      on every series;
     * the service: ``..._up``, ``..._ready``, ``..._uptime_seconds``, ``..._loop_lag_seconds``.
 
     Args:
@@ -110,6 +135,7 @@ class ServiceCollector(Collector):
         state = self._state
         state.scrapes += 1
         yield from self._tasks()
+        yield from self._markets()
         yield from self._runtime(state.runtime_counters())
         alive, _ = state.liveness()
         ready, _ = state.readiness()
@@ -134,6 +160,24 @@ class ServiceCollector(Collector):
         for member in Phase:
             phase.add_metric([member.value], float(state.phase is member))
         yield phase
+
+    def _markets(self) -> Iterator[Any]:
+        """One series per monitored market: its task, condition id and slug. Bounded by the
+        markets the service monitors (``--market-count``, or a shard's share of them)."""
+        runtime = self._state.runtime
+        monitors = getattr(runtime, "monitors", None)
+        if not isinstance(monitors, Mapping):
+            return
+        info = GaugeMetricFamily(
+            f"{NAMESPACE}_market_info",
+            "1 per monitored market: its monitor's task, condition id and slug.",
+            labels=["task", "market", "slug"],
+        )
+        for task, monitor in monitors.items():
+            market = getattr(monitor, "market", None)
+            if market is not None:
+                info.add_metric([task, market.condition_id, market.slug], 1.0)
+        yield info
 
     def _tasks(self) -> Iterator[Any]:
         metrics = self._state.supervisor.get_metrics()

@@ -274,6 +274,19 @@ class ServiceState:
             "asyncio_tasks": self.asyncio_tasks,
         }
 
+    def task_labels(self) -> dict[str, str]:
+        """What people read for a task: ``monitor <slug>`` for a market's monitor (its task
+        is named by condition id, unique but unreadable); other tasks by their names."""
+        monitors = getattr(self.runtime, "monitors", None)
+        if not isinstance(monitors, Mapping):
+            return {}
+        labels: dict[str, str] = {}
+        for name, monitor in monitors.items():
+            slug = getattr(getattr(monitor, "market", None), "slug", "")
+            if slug:
+                labels[name] = f"monitor {slug}"
+        return labels
+
     def status(self) -> dict[str, Any]:
         """Everything ``GET /status`` answers: service counters, runtime stats, task metrics,
         the supervision tree drawn as lines, with credentials and the database's absolute
@@ -285,13 +298,20 @@ class ServiceState:
                 "ready": ready,
                 "reasons": reasons,
                 "runtime": self.runtime_counters(),
-                "tasks": plain(self.supervisor.get_metrics()),
+                "tasks": self._tasks(),
                 # The supervision tree as text lines (the core's Supervisor.render), long
                 # lists of children summed up.
                 "tree": self.supervisor.render(max_children=50),
             }
         )
         return status
+
+    def _tasks(self) -> dict[str, Any]:
+        tasks: dict[str, Any] = plain(self.supervisor.get_metrics())
+        for name, label in self.task_labels().items():
+            if name in tasks:
+                tasks[name]["label"] = label
+        return tasks
 
     async def heartbeat(self) -> None:
         """Wake every :data:`HEARTBEAT_INTERVAL` seconds, recording how late each wake-up is

@@ -136,10 +136,11 @@ class LiveView:
             self._state.supervisor.get_metrics().items(),
             key=lambda item: (item[1]["status"] == "running", -item[1]["errors"], item[0]),
         )
+        labels = self._state.task_labels()
         for name, m in rows[: self._max_tasks]:
             status = m["status"]
             uptime = _duration(m["uptime"]) if status == "running" else ""
-            text.append(f"{_cut(name, _TASK):<{_TASK}} ")
+            text.append(f"{_cut(labels.get(name, name), _TASK):<{_TASK}} ")
             text.append(f"{status:<{_STATUS}}", _STATUS_STYLE.get(status, ""))
             text.append(f" {m['restarts']:>{_RESTARTS}} ")
             text.append(f"{m['errors']:>{_ERRORS}}", "red" if m["errors"] else "")
