@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -221,3 +222,55 @@ async def test_a_failed_connection_stops_its_streams_and_they_can_attach_again(
             await events.aclose()  # type: ignore[attr-defined]
         streams[1].close()
         again.close()
+
+
+async def test_a_served_stream_calls_its_handler_in_order_with_backpressure(
+    make_simulator: MakeSimulator,
+) -> None:
+    """serve() hands each batch to the handler right after the books took it, in the
+    caller's context; batches queued before it are handled first; an awaitable the handler
+    returns holds the connection; an error the handler raises ends serve() with it."""
+    import contextvars
+
+    sim = await make_simulator(markets=2, event_rate=800.0)
+    market = sim.markets()[0]
+    owner: contextvars.ContextVar[str] = contextvars.ContextVar("owner", default="nobody")
+    options = fast_options(deliver_events=False)
+    async with MarketFeed(sim.ws_url, markets=sim.markets(), **options) as feed:
+        stream = await feed.attach(market)
+        await feed.wait_ready()
+        await asyncio.sleep(0.05)  # some batches queue before serve()
+        queued = stream.backlog
+        seen: list[MarketEvent] = []
+        owners: set[str] = set()
+        held = asyncio.Event()
+        released = asyncio.Event()
+
+        async def hold() -> None:
+            held.set()
+            await released.wait()
+
+        def handler(batch: list[MarketEvent]) -> Any:
+            owners.add(owner.get())
+            for event in batch:
+                assert event.market == market.condition_id
+            seen.extend(batch)
+            if len(seen) >= 60 and not held.is_set():
+                return hold()
+            if len(seen) >= 120:
+                raise LookupError("enough")
+            return None
+
+        owner.set("the monitor")
+        serving = asyncio.create_task(stream.serve(handler))
+        await held.wait()
+        count = len(seen)
+        await asyncio.sleep(0.1)
+        assert len(seen) == count  # the connection waits for the handler's awaitable
+        released.set()
+        with pytest.raises(LookupError, match="enough"):
+            await serving
+        assert queued > 0
+        assert owners == {"the monitor"}
+        assert stream.received >= len(seen)
+        assert market.condition_id not in feed._streams  # ended: no more calls

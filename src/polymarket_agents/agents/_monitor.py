@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn, cast
@@ -238,6 +238,7 @@ class MarketMonitor:
         self._logger = logger or _logger
         self._feed: MarketFeed | None = None
         self._stream: MarketStream | None = None
+        self._taken = 0
         self._books: MarketBooks | None = None
         self._running = False
         self._starts = 0
@@ -410,7 +411,10 @@ class MarketMonitor:
                 redact_url(feed.url),
                 stream.connection,
             )
-            await self._consume(stream.events(), stream.books, lambda: stream.received)
+            self._taken = 0  # of stream.received: the stream is new
+            # The stream's connection calls the monitor for each batch: no task switch
+            # per event.
+            await stream.serve(self._on_batch)
             raise FeedStopped(f"{feed.name}: the stream of {market.condition_id} ended")
         except Exception as exc:
             self._last_error = redact_text(f"{type(exc).__name__}: {exc}", (feed.url,))
@@ -465,11 +469,7 @@ class MarketMonitor:
         books: MarketBooks,
         received: Callable[[], int],
     ) -> None:
-        """The hot loop: every event to rows, analysis and trades.
-
-        Nothing awaits between numbering an event and the broker's decision on it (the
-        queue's fast path does not yield; rows that must wait for room are handed over
-        after the trade), so the event numbers order the trades.
+        """Take every event of an iterator (a feed of the monitor's own): see :meth:`_take`.
 
         Args:
             events: The market's events, each applied to ``books`` before it comes.
@@ -477,66 +477,129 @@ class MarketMonitor:
             received: How many events the source has applied and handed over so far; minus
                 the events taken, how far ``books`` are ahead of the event in hand.
         """
-        queue = self.queue
-        strategy = self.strategy
-        broker = self.broker
-        threshold = self.edge_threshold
-        clock = self._clock
-        sequence = self.sequence
-        converters = CONVERTERS
-        counts = self._counts
-        table_rows = self._table_rows
-        condition_id = books.condition_id
+        take = self._take
         taken = 0
         generator = cast(AsyncGenerator[MarketEvent, None], events)
         async with contextlib.aclosing(generator):
             async for event in generator:
-                beat()  # alive: for a supervisor's heartbeat check, if it has one
-                kind = type(event)
-                counts[kind] = counts.get(kind, 0) + 1
                 taken += 1
-                seq = sequence()
-                waiting: tuple[object, str, int] | None = None
-                if queue is not None:
-                    entry = converters.get(kind)
-                    if entry is not None:
-                        table, convert = entry
-                        # The feed applies a frame to the books before handing its events
-                        # over: books_ahead says how many later events the strategy's
-                        # books already hold (0 while the monitor keeps up).
-                        rows = convert(event, int(clock() * 1000), seq, received() - taken)
-                        count = len(rows) if type(rows) is tuple else 1
-                        try:
-                            queue.put_nowait(rows)
-                        except asyncio.QueueFull:
-                            waiting = (rows, table, count)
-                        else:
-                            table_rows[table] = table_rows.get(table, 0) + count
+                pending = take(event, books, received() - taken)
+                if pending is not None:
+                    await pending
+
+    def _on_batch(self, batch: list[MarketEvent]) -> Awaitable[None] | None:
+        """Take a batch of a shared stream's events, in the stream's connection: nothing to
+        await for most batches, or what is left to do once one event needs to wait."""
+        stream = self._stream
+        assert stream is not None
+        books = stream.books
+        take = self._take
+        for index, event in enumerate(batch):
+            self._taken += 1
+            pending = take(event, books, stream.received - self._taken)
+            if pending is not None:
+                rest = batch[index + 1 :]
+                return self._take_later(pending, rest, stream) if rest else pending
+        return None
+
+    async def _take_later(
+        self, pending: Awaitable[None], rest: list[MarketEvent], stream: MarketStream
+    ) -> None:
+        await pending
+        for event in rest:
+            self._taken += 1
+            pending_now = self._take(event, stream.books, stream.received - self._taken)
+            if pending_now is not None:
+                await pending_now
+
+    def _take(
+        self, event: MarketEvent, books: MarketBooks, ahead: int
+    ) -> Coroutine[Any, Any, None] | None:
+        """The hot path: an event to rows, analysis and, if need be, trades.
+
+        Everything that need not wait happens here, synchronously: the event is numbered,
+        its rows go on the queue (when it has room), the strategy runs. What must wait (a
+        trade, resting orders to check, rows waiting for room, a resolved market) is
+        returned as a coroutine to await before the next event. Nothing awaits between
+        numbering an event and the broker's decision on it, so the numbers order the
+        trades.
+
+        Args:
+            event: The event, already applied to ``books``.
+            books: The market's books.
+            ahead: Later events of the market the books already hold (``books_ahead``).
+        """
+        beat()  # alive: for a supervisor's heartbeat check, if it has one
+        kind = type(event)
+        counts = self._counts
+        counts[kind] = counts.get(kind, 0) + 1
+        seq = self.sequence()
+        queue = self.queue
+        waiting: tuple[object, str, int] | None = None
+        if queue is not None:
+            entry = CONVERTERS.get(kind)
+            if entry is not None:
+                table, convert = entry
+                rows = convert(event, int(self._clock() * 1000), seq, ahead)
+                count = len(rows) if type(rows) is tuple else 1
                 try:
-                    analysis = strategy.analyze(books, event)
-                except Exception as exc:
-                    self._analysis_failed(exc)
-                    analysis = None
-                if analysis is not None and analysis.edge > threshold:
-                    self._signals += 1
-                    responses: list[OrderResponse] = []
-                    if analysis.orders and broker is not None:
-                        self._submitted += 1
-                        responses = await broker.submit_trade(analysis)
-                        self._orders += len(responses)
-                    self._signal_seen(analysis, responses)
-                if broker is not None and broker.resting(condition_id):
-                    await broker.on_book_update(books)
-                if waiting is not None:
-                    await self._put(*waiting)
-                if isinstance(event, MarketResolved) and event.market == condition_id:
-                    if broker is not None:
-                        await broker.settle(condition_id, event.winning_asset_id)
-                    if queue is not None:
-                        row = market_row(self.market, self._now_ms(), active=False)
-                        await self._put(row, Table.MARKETS, 1)
-                elif kind is TickSizeChange and event.market == condition_id:
-                    await self._tick_size_changed(event)  # type: ignore[arg-type]
+                    queue.put_nowait(rows)
+                except asyncio.QueueFull:
+                    waiting = (rows, table, count)
+                else:
+                    table_rows = self._table_rows
+                    table_rows[table] = table_rows.get(table, 0) + count
+        try:
+            analysis = self.strategy.analyze(books, event)
+        except Exception as exc:
+            self._analysis_failed(exc)
+            analysis = None
+        broker = self.broker
+        trade: Analysis | None = None
+        if analysis is not None and analysis.edge > self.edge_threshold:
+            self._signals += 1
+            if analysis.orders and broker is not None:
+                trade = analysis
+            else:
+                self._signal_seen(analysis, [])
+        condition_id = books.condition_id
+        if (
+            trade is None
+            and waiting is None
+            and (broker is None or not broker.resting(condition_id))
+            and kind is not MarketResolved
+            and kind is not TickSizeChange
+        ):
+            return None
+        return self._then(event, books, trade, waiting)
+
+    async def _then(
+        self,
+        event: MarketEvent,
+        books: MarketBooks,
+        trade: Analysis | None,
+        waiting: tuple[object, str, int] | None,
+    ) -> None:
+        """What an event left to do that waits: in the order the hot loop always had."""
+        broker = self.broker
+        condition_id = books.condition_id
+        if trade is not None and broker is not None:
+            self._submitted += 1
+            responses = await broker.submit_trade(trade)
+            self._orders += len(responses)
+            self._signal_seen(trade, responses)
+        if broker is not None and broker.resting(condition_id):
+            await broker.on_book_update(books)
+        if waiting is not None:
+            await self._put(*waiting)
+        if isinstance(event, MarketResolved) and event.market == condition_id:
+            if broker is not None:
+                await broker.settle(condition_id, event.winning_asset_id)
+            if self.queue is not None:
+                row = market_row(self.market, self._now_ms(), active=False)
+                await self._put(row, Table.MARKETS, 1)
+        elif isinstance(event, TickSizeChange) and event.market == condition_id:
+            await self._tick_size_changed(event)
 
     async def _tick_size_changed(self, event: TickSizeChange) -> None:
         """``markets.tick_size`` follows the market's tick (one row per change, not per

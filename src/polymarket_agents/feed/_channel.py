@@ -62,6 +62,15 @@ class Channel(Generic[T]):
         self._not_empty.set()
         return True
 
+    def get_nowait(self) -> T | None:
+        """The next item if one is queued, else None (never the close error)."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if len(self._items) < self._maxsize:
+            self._not_full.set()
+        return item
+
     async def get(self) -> T:
         """The next item, waiting for one.
 

@@ -21,9 +21,10 @@ socket (TCP pushes back on the server) and nothing is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -69,7 +70,7 @@ the server), not fill memory."""
 
 _logger = logging.getLogger("polymarket_agents.feed")
 
-_Delivery = list[tuple[Channel[list[MarketEvent]], list[MarketEvent]]]
+_Delivery = list[Awaitable[None]]
 LifecycleEvent = NewMarket | MarketResolved
 
 
@@ -130,24 +131,43 @@ class FeedStats:
         return self.connected and all(self.synced.values())
 
 
+Handler = Callable[[list[MarketEvent]], Awaitable[None] | None]
+"""Takes a batch of one market's events: None once done with it, or an awaitable the
+market's connection awaits before it reads on."""
+
+
 class MarketStream:
     """One market's events from a shared :class:`MarketFeed`, and its books.
 
-    Made by :meth:`MarketFeed.attach`; iterate it from one task. Events arrive after they
-    were applied to the books, in the order the market's connection received them.
+    Made by :meth:`MarketFeed.attach`. Events arrive after they were applied to the books,
+    in the order the market's connection received them, either by iterating the stream
+    from one task, or through :meth:`serve`: a handler called by the connection itself,
+    without a task switch per event (what the agents' monitors do at scale).
 
     Attributes:
         market: The market.
         books: Its YES and NO books (shared with the feed).
     """
 
-    __slots__ = ("_channel", "_feed", "books", "market", "received")
+    __slots__ = (
+        "_channel",
+        "_context",
+        "_done",
+        "_feed",
+        "_handler",
+        "books",
+        "market",
+        "received",
+    )
 
     def __init__(self, feed: MarketFeed, market: MarketInfo, queue_size: int) -> None:
         self._feed = feed
         self.market = market
         self.books: MarketBooks = feed.books.pair(market.condition_id)
         self._channel: Channel[list[MarketEvent]] = Channel(queue_size)
+        self._handler: Handler | None = None
+        self._context: contextvars.Context | None = None
+        self._done: asyncio.Future[None] | None = None
         self.received = 0
         """Events handed to this stream, each already applied to :attr:`books`: minus
         the events taken, how far the books are ahead of the consumer."""
@@ -188,6 +208,70 @@ class MarketStream:
             for event in batch:
                 yield event
 
+    async def serve(self, handler: Handler) -> None:
+        """Hand every batch of the market's events to ``handler`` until the stream ends.
+
+        The handler runs in the market's connection, right after the books took the
+        batch, in (a copy of) the context of the task that called ``serve``, so that
+        context variables (a supervisor's heartbeat, say) are its caller's: return None
+        when done with it, or an awaitable (waiting for room in a
+        queue, placing an order) that the connection awaits before it reads on, which
+        pushes back on the server like a slow iterator does. Batches that arrived before
+        ``serve`` was called are handled first, here.
+
+        Args:
+            handler: Takes a batch of events.
+
+        Raises:
+            FeedStopped: If the market's connection failed for good.
+            Exception: What the handler raised, or the awaitable it returned; the stream
+                is closed then.
+            RuntimeError: If the stream is served already or closed.
+        """
+        if self._handler is not None or self._channel.closed:
+            raise RuntimeError("this stream is served already, or closed")
+        while (batch := self._channel.get_nowait()) is not None:
+            pending = handler(batch)
+            if pending is not None:
+                await pending
+        done = self._done = asyncio.get_running_loop().create_future()
+        self._context = contextvars.copy_context()
+        self._handler = handler
+        try:
+            await done
+        finally:
+            self._handler = None
+
+    def _handle(self, batch: list[MarketEvent]) -> Awaitable[None] | None:
+        """Call the handler (in the connection); an error ends the stream with it."""
+        assert self._handler is not None
+        assert self._context is not None
+        try:
+            pending = self._context.run(self._handler, batch)
+        except Exception as exc:
+            self._finish(exc)
+            return None
+        return None if pending is None else self._guard(pending)
+
+    async def _guard(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._finish(exc)
+
+    def _finish(self, error: BaseException | None) -> None:
+        """End the stream: iteration sees the end (or ``error``), :meth:`serve` returns
+        (or raises it)."""
+        self._feed._detach(self)
+        self._handler = None
+        self._channel.close(error)
+        done = self._done
+        if done is not None and not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
     @property
     def backlog(self) -> int:
         """Batches of events received and not yet taken."""
@@ -215,8 +299,15 @@ class MarketStream:
 
     def close(self) -> None:
         """Stop receiving (the market stays subscribed); idempotent."""
-        self._feed._detach(self)
-        self._channel.close()
+        self._finish(None)
+
+
+def _hand(stream: MarketStream, batch: list[MarketEvent]) -> Awaitable[None] | None:
+    """Give ``batch`` to a stream: its handler, or its queue; what must be awaited, if any."""
+    if stream._handler is not None:
+        return stream._handle(batch)
+    channel = stream._channel
+    return None if channel.put_nowait(batch) else channel.put(batch)
 
 
 class MarketFeed:
@@ -420,7 +511,7 @@ class MarketFeed:
         if self._channel is not None:
             self._channel.close(error)
         for stream in list(self._streams.values()):
-            stream._channel.close(error)
+            stream._finish(error)
         self._wake_ready_waiters(error or FeedStopped(f"{self.name} was closed"))
 
     def _new_connection(self) -> _Connection:
@@ -452,9 +543,9 @@ class MarketFeed:
                 del self._owner[asset_id]
         for condition_id, assets in self._market_assets.items():
             if assets[0] in connection.assets:
-                stream = self._streams.pop(condition_id, None)
+                stream = self._streams.get(condition_id)
                 if stream is not None:
-                    stream._channel.close(error)
+                    stream._finish(error)
         if self._channel is not None:
             self._channel.close(error)
         self._fold(connection)
@@ -486,7 +577,7 @@ class MarketFeed:
         if channel is not None:
             self._delivered += len(events)
             if not channel.put_nowait(events):
-                blocked = [(channel, events)]
+                blocked = [channel.put(events)]
         streams = self._streams
         on_lifecycle = self._on_lifecycle
         if not streams and on_lifecycle is None:
@@ -496,9 +587,10 @@ class MarketFeed:
             stream = streams.get(event.market)
             if stream is not None:
                 stream.received += 1
-                if not stream._channel.put_nowait(events):
+                waiting = _hand(stream, events)
+                if waiting is not None:
                     blocked = blocked or []
-                    blocked.append((stream._channel, events))
+                    blocked.append(waiting)
             if on_lifecycle is not None and type(event) in (NewMarket, MarketResolved):
                 self._lifecycle(event)  # type: ignore[arg-type]
             return blocked
@@ -509,12 +601,14 @@ class MarketFeed:
             if on_lifecycle is not None and type(event) in (NewMarket, MarketResolved):
                 self._lifecycle(event)  # type: ignore[arg-type]
         for market, batch in by_market.items():
-            stream = streams[market]
+            stream = streams.get(market)
+            if stream is None:
+                continue  # a handler earlier in the frame ended it
             stream.received += len(batch)
-            channel = stream._channel
-            if not channel.put_nowait(batch):
+            waiting = _hand(stream, batch)
+            if waiting is not None:
                 blocked = blocked or []
-                blocked.append((channel, batch))
+                blocked.append(waiting)
         return blocked
 
     def _lifecycle(self, event: LifecycleEvent) -> None:
@@ -659,9 +753,9 @@ class MarketFeed:
         for item in markets:
             condition_id = item if isinstance(item, str) else item.condition_id
             removed.extend(self._market_assets.pop(condition_id, ()))
-            stream = self._streams.pop(condition_id, None)
+            stream = self._streams.get(condition_id)
             if stream is not None:
-                stream._channel.close()
+                stream._finish(None)
         removed.extend(asset_ids)
         removed = [a for a in dict.fromkeys(removed) if a in self._assets]
         if not removed:

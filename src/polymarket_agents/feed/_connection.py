@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import inspect
 import logging
 import time
 from collections import deque
@@ -357,10 +358,13 @@ class _Connection:
             if blocked:
                 self.blocked = True
                 try:
-                    for channel, item in blocked:
-                        await channel.put(item)
+                    while blocked:
+                        await blocked.pop(0)
                 finally:
                     self.blocked = False
+                    for waiting in blocked:  # cancelled on the way: never awaited
+                        if inspect.iscoroutine(waiting):
+                            waiting.close()
 
     def _check_synced(self) -> None:
         """Note a first full sync of this socket's books; tell the feed's ready waiters."""
