@@ -87,6 +87,7 @@ async def test_the_stream_carries_history_then_live_snapshots(tmp_path: Path) ->
     assert len(history) >= 2
     assert all(len(point) == 3 for point in history)
     assert snapshot["service"]["phase"] == "running"
+    assert any("ingestion" in line for line in snapshot["tree_lines"])
     slugs = {book["slug"] for book in snapshot["books"]}
     assert len(slugs) == 2
     labels = {t["label"] for t in snapshot["tasks"] if t["name"].startswith("monitor_")}
@@ -177,6 +178,7 @@ def test_the_page_in_a_real_browser(
         assert rows("#tasks li[data-task^='monitor_']") == len(markets)
         assert "monitor will-" in text("#tasks")
         assert rows("#connections tbody tr") >= 1
+        assert "ingestion" in text("#tree")
         assert "events" in text("#feed")
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
         log: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]

@@ -145,6 +145,10 @@ class Dashboard:
             "markets_shown": 0,
             "markets_total": 0,
         }
+        render = getattr(state.supervisor, "render", None)
+        if callable(render):
+            # The supervision tree as the core draws it (long lists of children summed up).
+            snapshot["tree_lines"] = render(max_children=50)
         if isinstance(runtime, AgentsRuntime):
             self._agents(runtime, snapshot)
         return snapshot

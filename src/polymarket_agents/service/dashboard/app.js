@@ -217,6 +217,9 @@ function drawSignals(signals) {
 function render(snapshot) {
   drawService(snapshot.service);
   drawTasks(snapshot.tasks, snapshot.tree);
+  const treeLines = $("#tree");
+  treeLines.hidden = !snapshot.tree_lines;
+  if (snapshot.tree_lines) treeLines.textContent = snapshot.tree_lines.join("\n");
   drawAccount(snapshot.account);
   if (snapshot.account.cash !== null && snapshot.account.cash !== undefined) {
     addPoint(snapshot.time_ms, snapshot.account.cash, snapshot.account.pnl);
