@@ -140,3 +140,14 @@ def test_an_empty_account() -> None:
     assert report.positions == ()
     assert report.markets == ()
     assert report.runs == ()
+
+
+def test_refusals_are_counted_by_reason_whatever_the_amounts() -> None:
+    """Two signals refused by the same limit at different amounts make one reason."""
+    orders = [
+        order(f"o{n}", f"s{n}#0", "ay", "0xa", status="rejected", filled_size=D(0),
+              error=f"risk: exposure of {amount} USDC above 150")
+        for n, amount in enumerate(("239.16", "199.99"))
+    ]  # fmt: skip
+    report = build_report(account=ACCOUNT, orders=orders, fills=[], markets=[A])
+    assert report.signals.refused == {"risk: exposure above 150": 2}

@@ -9,6 +9,7 @@ one from what it traded.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ __all__ = [
 _ZERO = Decimal(0)
 _MICRO = Decimal("0.000001")  # USDC has six decimals: computed amounts are shown to them
 _REFUSED = frozenset({"unmatched", "rejected", "refused"})
+# "risk: exposure of 239.16 USDC above 150": one reason, whatever the amount it reached.
+_AMOUNT = re.compile(r" of [0-9.]+ USDC")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,7 +242,9 @@ def _signals(orders: Iterable[PaperOrderRow], filled: set[str]) -> tuple[set[str
             traded.add(base)
         elif order.status in _REFUSED:
             refused.setdefault(base, order.error or order.status)
-    reasons = Counter(reason for base, reason in refused.items() if base not in traded)
+    reasons = Counter(
+        _AMOUNT.sub("", reason) for base, reason in refused.items() if base not in traded
+    )
     return traded, reasons
 
 
