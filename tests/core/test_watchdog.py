@@ -53,18 +53,29 @@ async def test_an_idle_or_busy_but_yielding_loop_is_not_a_block() -> None:
 async def test_every_hold_is_counted_and_only_a_longer_one_logged_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Holds of 0.6, 0.4 and 0.9 s: three counted, the 0.4 s one not logged."""
-    with caplog.at_level(logging.WARNING, LOGGER_NAME):
-        async with LoopWatchdog(threshold=0.2) as watchdog:
-            for seconds in (0.6, 0.4, 0.9):
-                await asyncio.sleep(0.25)
+    """Holds of 0.8, 0.3 and 1.5 s: each counted; the 0.3 s one, shorter than the longest
+    so far, is not logged at WARNING (only at DEBUG); the 1.5 s one is, being longer.
+
+    A loaded machine may deschedule the loop thread and add holds of its own (anywhere but
+    in ``hold_the_loop``), or delay the watchdog's thread and so misjudge a hold by a tenth
+    of a second or two: the test looks at its own holds, recognised by where they held the
+    loop, and spaces their lengths far wider apart than such errors.
+    """
+    made = (0.8, 0.3, 1.5)
+    with caplog.at_level(logging.DEBUG, LOGGER_NAME):
+        async with LoopWatchdog(threshold=0.1) as watchdog:
+            for seconds in made:
+                await asyncio.sleep(0.3)
                 hold_the_loop(seconds)
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.3)
+    ours = [r for r in caplog.records if "hold_the_loop" in r.getMessage()]
+    assert [r.levelno for r in ours] == [logging.WARNING, logging.DEBUG, logging.WARNING]
+    measured = [float(r.getMessage().split()[4]) for r in ours]
+    for seconds, length in zip(measured, made, strict=True):
+        assert length - 0.25 < seconds < length + 0.5
     assert watchdog.blocks >= 3
-    assert watchdog.blocked > 1.5
-    logged = [float(r.getMessage().split()[4]) for r in caplog.records]
-    assert logged == sorted(logged)  # each logged hold is longer than the one before
-    assert not any(0.3 < seconds < 0.55 for seconds in logged)
+    assert watchdog.blocked >= sum(measured) - 0.002  # logged to the millisecond
+    assert watchdog.worst >= measured[2] - 0.001
 
 
 def test_threshold_must_be_positive() -> None:

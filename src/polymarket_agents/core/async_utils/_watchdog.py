@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
@@ -17,6 +18,17 @@ from ._robust import LOGGER_NAME
 __all__ = ["LoopWatchdog"]
 
 _logger = logging.getLogger(LOGGER_NAME)
+
+
+def _innermost(stack: str) -> str:
+    """The innermost frame of a formatted stack, in one line: ``file.py:12 in name``."""
+    for line in reversed(stack.splitlines()):
+        line = line.strip()
+        if line.startswith('File "'):
+            path, _, rest = line[len('File "') :].partition('", line ')
+            number, _, function = rest.partition(", in ")
+            return f"{os.path.basename(path)}:{number} in {function}"
+    return "an unknown place"
 
 
 def _code_of(cls: type, name: str) -> types.CodeType | None:
@@ -137,7 +149,12 @@ class LoopWatchdog:
         self.blocks += 1
         self.blocked += seconds
         if seconds <= self.worst:
-            self._logger.debug("event loop held for %.3f s", seconds)
+            self._logger.debug(
+                "event loop held for %.3f s (not the longest) at %s",
+                seconds,
+                _innermost(stack),
+                extra={"blocked": seconds, "blocks": self.blocks},
+            )
             return
         self.worst = seconds
         self.worst_stack = stack
