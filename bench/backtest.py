@@ -5,12 +5,14 @@ does (the simulator's own event generator, every event numbered and converted to
 rows by the same code as a live monitor, written by ``SQLiteStore`` in batches), then, each in
 a fresh subprocess several times (medians):
 
-* ``backtest``: the whole replay as ``polymarket-agents backtest`` runs it: the database
-  rebuilds each event's wire JSON, ``FrameDecoder`` decodes it, ``BookSet`` applies it,
-  complement arbitrage analyses it and the paper broker trades it; events per second;
-* the floor: the same stored events read back in order (``Ledger.events``) and
-  ``json.loads``-ed, with nothing else done (what any replay of this database must pay);
-* decode + books: the floor plus ``FrameDecoder`` and ``BookSet.apply``, no strategy.
+* ``backtest``: the whole replay as ``polymarket-agents backtest`` runs it: the stored
+  rows read a window at a time (``Ledger.event_windows``), each event made again from
+  them with the feed's event types, applied by ``BookSet``, analysed by complement
+  arbitrage and traded by the paper broker; events per second;
+* the floor: the same stored events read back in order as wire JSON (``Ledger.events``:
+  the database rebuilds each event's JSON) and ``json.loads``-ed, with nothing else done;
+* decode + books: the floor plus ``FrameDecoder`` and ``BookSet.apply``, no strategy (what
+  the backtest did before it read plain rows).
 
 Goal: >= 100,000 recorded events/s for the whole backtest.
 """

@@ -10,8 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from polymarket_agents.agents import Analysis, ComplementArbitrage, backtest
-from polymarket_agents.feed import MarketBooks, MarketEvent
+from polymarket_agents.agents import (
+    Analysis,
+    ComplementArbitrage,
+    EventSequence,
+    backtest,
+    event_rows,
+    market_row,
+)
+from polymarket_agents.feed import (
+    MarketBooks,
+    MarketEvent,
+    MarketResolved,
+    PriceChange,
+    TickSizeChange,
+)
+from polymarket_agents.feed.simulator import Universe
 from polymarket_agents.storage import (
     BookSnapshotRow,
     FillRow,
@@ -19,6 +33,7 @@ from polymarket_agents.storage import (
     PaperOrderRow,
     PriceChangeRow,
     SQLiteStore,
+    TradeRow,
 )
 
 from ._fixtures import (
@@ -183,3 +198,100 @@ async def test_books_ahead_replays_the_books_the_strategy_saw(tmp_path: Path) ->
         result = await backtest(store, seen)
     assert result.events == 5
     assert seen.bids == [D("0.40"), D("0.40"), D("0.42"), D("0.42"), D("0.43")]
+
+
+class Kept:
+    """Keeps every event it is given, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[MarketEvent] = []
+
+    def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
+        self.events.append(event)
+        return None
+
+    def resume(self, signal_ids: Iterable[str]) -> int:
+        return 0
+
+
+async def test_the_replayed_events_equal_the_events_recorded(tmp_path: Path) -> None:
+    """Every event made again from its stored rows equals the event the monitor stored,
+    field for field (the same Decimal digits), in the order it was taken."""
+    clock = [1_790_000_000.0]
+    universe = Universe(seed=3, markets=4, dislocation_rate=0.05, clock=lambda: clock[0])
+    universe.best_bid_ask = False
+    sequence = EventSequence(1)
+    recorded: list[MarketEvent] = []
+    rows: list[object] = [market_row(info, 0) for info in universe.infos()]
+
+    def store_event(event: MarketEvent) -> None:
+        stored = event_rows(event, int(clock[0] * 1000), event_seq=sequence())
+        if stored is not None:
+            rows.extend(stored if isinstance(stored, tuple) else (stored,))
+            recorded.append(event)
+
+    for info in universe.infos():
+        for token in info.token_ids:
+            store_event(universe.snapshot(token))
+    while len(recorded) < 3_000:
+        clock[0] += 0.001
+        for event in universe.step(clock[0]):
+            store_event(event)
+    info = universe.infos()[0]
+    now = str(int(clock[0] * 1000))
+    tick = TickSizeChange(info.yes_token, info.condition_id, D("0.01"), D("0.001"), now)
+    resolved = MarketResolved(info.condition_id, now, info.yes_token, "")
+    store_event(tick)
+    store_event(resolved)
+    kept = Kept()
+    async with SQLiteStore(tmp_path / "recorded.sqlite") as store:
+        await store.write_batch(rows)
+        result = await backtest(store, kept)
+    assert result.invalid_events == 0
+    assert {type(e) for e in recorded} >= {PriceChange, TickSizeChange, MarketResolved}
+    # A resolution is stored without its outcome name.
+    assert kept.events[-1] == MarketResolved(
+        info.condition_id, resolved.timestamp, info.yes_token, ""
+    )
+    assert kept.events == recorded
+
+
+async def test_events_stored_before_their_order_are_replayed_by_receive_time(
+    tmp_path: Path,
+) -> None:
+    """Rows without event_seq (files older than it) replay first, by receive time; a price
+    change's rows make one event per market, timestamp and receive time."""
+    market = MarketRow(condition_id="0xm", yes_token="y", no_token="n", slug="m")
+
+    def change(asset: str, price: str, received: int) -> PriceChangeRow:
+        return PriceChangeRow(
+            market="0xm", asset_id=asset, timestamp_ms=received - 1, side="BUY", price=D(price),
+            size=D(5), hash=f"{asset}{price}", received_at_ms=received,
+        )  # fmt: skip
+
+    async with SQLiteStore(tmp_path / "old.sqlite") as store:
+        await store.write_batch(
+            [
+                market,
+                change("y", "0.41", 20),
+                change("n", "0.58", 20),
+                TradeRow(asset_id="y", market="0xm", timestamp_ms=14, side="BUY",
+                         price=D("0.4"), size=D(1), received_at_ms=15),
+                change("y", "0.42", 30),
+                TradeRow(asset_id="y", market="0xm", timestamp_ms=40, side="BUY",
+                         price=D("0.4"), size=D(1), received_at_ms=41, event_seq=1),
+            ]
+        )  # fmt: skip
+        kept = Kept()
+        result = await backtest(store, kept)
+    assert result.events == 4
+    shapes = [
+        (type(e).__name__, len(e.price_changes) if isinstance(e, PriceChange) else 1)
+        for e in kept.events
+    ]
+    assert shapes == [
+        ("LastTradePrice", 1),
+        ("PriceChange", 2),
+        ("PriceChange", 1),
+        ("LastTradePrice", 1),
+    ]

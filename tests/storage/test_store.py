@@ -18,6 +18,7 @@ from polymarket_agents.core.async_utils import ConfigurationError, ErrorClass, c
 from polymarket_agents.storage import (
     MIGRATIONS,
     BookSnapshotRow,
+    EventKind,
     FillRow,
     MarketResolutionRow,
     MarketRow,
@@ -451,25 +452,29 @@ async def test_history_is_read_per_account(store: SQLiteStore) -> None:
     assert [(r.market, r.winning_asset_id) for r in await store.resolutions()] == [("0xm", "y")]
 
 
+def stored_events() -> list[object]:
+    """One event of every kind, numbered in an order that differs from their timestamps';
+    a price change of two entries stored out of order."""
+    change = {"market": "0xa", "timestamp_ms": 5, "side": "BUY", "size": D(1), "received_at_ms": 50}
+    return [
+        PriceChangeRow(asset_id="y", price=D("0.3"), hash="h1", event_seq=3, entry=1, **change),  # type: ignore[arg-type]
+        PriceChangeRow(asset_id="n", price=D("0.7"), hash="h0", event_seq=3, entry=0, **change),  # type: ignore[arg-type]
+        BookSnapshotRow(asset_id="y", market="0xa", timestamp_ms=4, hash="b",
+                        bids=((D("0.2"), D(3)),), received_at_ms=40, event_seq=1),
+        TradeRow(asset_id="y", market="0xa", timestamp_ms=6, side="SELL", price=D("0.3"),
+                 size=D(2), transaction_hash="0xt", received_at_ms=60, event_seq=4,
+                 books_ahead=2),
+        TickSizeChangeRow(asset_id="y", market="0xb", timestamp_ms=3, old_tick_size=D("0.01"),
+                          new_tick_size=D("0.001"), received_at_ms=30, event_seq=2),
+        MarketResolutionRow(market="0xa", winning_asset_id="y", timestamp_ms=7,
+                            received_at_ms=70, event_seq=5),
+    ]  # fmt: skip
+
+
 async def test_events_stream_in_the_order_they_were_taken(store: SQLiteStore) -> None:
     """Every market-data table as one stream of wire events: by event order, a price
     change's entries joined in their order; filtered by time and market; in windows."""
-    change = {"market": "0xa", "timestamp_ms": 5, "side": "BUY", "size": D(1), "received_at_ms": 50}
-    await store.write_batch(
-        [
-            PriceChangeRow(asset_id="y", price=D("0.3"), hash="h1", event_seq=3, entry=1, **change),  # type: ignore[arg-type]
-            PriceChangeRow(asset_id="n", price=D("0.7"), hash="h0", event_seq=3, entry=0, **change),  # type: ignore[arg-type]
-            BookSnapshotRow(asset_id="y", market="0xa", timestamp_ms=4, hash="b",
-                            bids=((D("0.2"), D(3)),), received_at_ms=40, event_seq=1),
-            TradeRow(asset_id="y", market="0xa", timestamp_ms=6, side="SELL", price=D("0.3"),
-                     size=D(2), transaction_hash="0xt", received_at_ms=60, event_seq=4,
-                     books_ahead=2),
-            TickSizeChangeRow(asset_id="y", market="0xb", timestamp_ms=3, old_tick_size=D("0.01"),
-                              new_tick_size=D("0.001"), received_at_ms=30, event_seq=2),
-            MarketResolutionRow(market="0xa", winning_asset_id="y", timestamp_ms=7,
-                                received_at_ms=70, event_seq=5),
-        ]
-    )  # fmt: skip
+    await store.write_batch(stored_events())
     chunks = [chunk async for chunk in store.events(window_ms=2)]
     assert [len(chunk) for chunk in chunks] == [2, 2, 1]
     records = [record for chunk in chunks for record in chunk]
@@ -502,6 +507,34 @@ async def test_events_stream_in_the_order_they_were_taken(store: SQLiteStore) ->
     assert (wires[4]["event_type"], wires[4]["winning_asset_id"]) == ("market_resolved", "y")
     only_a = [r async for chunk in store.events(markets=["0xa"], since_ms=5) for r in chunk]
     assert [r.event_seq for r in only_a] == [3, 4, 5]
+
+
+async def test_event_windows_are_plain_rows_in_the_order_events_were_taken(
+    store: SQLiteStore,
+) -> None:
+    """The same events as plain rows: a price change's entries consecutive and in their
+    order, the other tables' rows one per event with their kind; by event order, rows
+    from before it was recorded first; filtered by time and market; in windows."""
+    old = PriceChangeRow(asset_id="y", price=D("0.20"), hash="old", timestamp_ms=4, market="0xa",
+                         side="SELL", size=D(2), received_at_ms=45)  # fmt: skip
+    await store.write_batch([*stored_events(), old])
+    windows = [window async for window in store.event_windows(window_ms=2)]
+    assert [(len(w.changes), len(w.others)) for w in windows] == [(1, 2), (2, 1), (0, 1)]
+    changes = [tuple(row) for w in windows for row in w.changes]
+    assert changes == [
+        (None, 0, "0xa", 45, 4, "y", "0.20", "2", "SELL", "old", None, None),
+        (3, 0, "0xa", 50, 5, "n", "0.7", "1", "BUY", "h0", None, None),
+        (3, 0, "0xa", 50, 5, "y", "0.3", "1", "BUY", "h1", None, None),
+    ]
+    others = [tuple(row) for w in windows for row in w.others]
+    assert others == [
+        (1, 0, "0xa", 40, 4, EventKind.BOOK, "y", '[["0.2","3"]]', "[]", "b", None, None),
+        (2, 0, "0xb", 30, 3, EventKind.TICK_SIZE_CHANGE, "y", "0.01", "0.001", None, None, None),
+        (4, 2, "0xa", 60, 6, EventKind.TRADE, "y", "0.3", "2", "SELL", "0", "0xt"),
+        (5, 0, "0xa", 70, 7, EventKind.RESOLUTION, "y", None, None, None, None, None),
+    ]
+    only_a = [w async for w in store.event_windows(markets=["0xa"], since_ms=5)]
+    assert [row[0] for w in only_a for row in (*w.changes, *w.others)] == [3, 3, 4, 5]
 
 
 async def test_events_stored_before_their_order_was_recorded(store: SQLiteStore) -> None:

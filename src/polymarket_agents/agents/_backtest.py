@@ -1,9 +1,9 @@
 """``backtest``: a strategy over recorded market events, exactly as a live run would see them.
 
 The events come back from the store in the order the live monitors took them
-(``event_seq``), in the market channel's wire format (the database rebuilds it from the
-stored rows), and are decoded by the same :class:`~polymarket_agents.feed.FrameDecoder` as
-live frames, applied to a
+(``event_seq``), as plain rows read a window at a time, and are made again with the
+feed's own event types from the stored values (the same values the decoder made live,
+checked by the same constructors, with no JSON in between), applied to a
 :class:`~polymarket_agents.feed.BookSet` by the same code, analysed by the strategy and
 traded by a :class:`PaperBroker`, with nothing between the steps but a loop. So the same
 events, strategy and settings give the same trades as the live run that recorded them:
@@ -21,24 +21,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
-from polymarket_agents.feed import (
-    BookSet,
-    FrameDecoder,
-    InvalidMessage,
-    MarketBooks,
-    MarketEvent,
-    MarketInfo,
-    MarketResolved,
-)
+from polymarket_agents.feed import BookSet, MarketBooks, MarketInfo, MarketResolved
 from polymarket_agents.storage import (
     AccountRecord,
-    EventRecord,
+    EventWindow,
     FillRow,
     Ledger,
     MarketRow,
@@ -50,6 +41,7 @@ from polymarket_agents.storage import (
 
 from ._analysis import DEFAULT_EDGE_THRESHOLD, Strategy
 from ._paper import PaperBroker
+from ._recorded import Recorded, window_events
 from ._report import Report, build_report
 from ._risk import RiskLimits
 
@@ -153,99 +145,69 @@ def _market_info(row: MarketRow) -> MarketInfo:
     )
 
 
-@dataclass(slots=True)
-class _Replayed:
-    """One event ready to replay."""
-
-    seq: int
-    ahead: int
-    market: str
-    received_ms: int
-    event: MarketEvent
-    index: int  # its place among its market's events
-
-
 class _Source:
-    """Decoded events in replay order, with lookahead per market for ``books_ahead``.
+    """Stored events in replay order, a window at a time, with lookahead for
+    ``books_ahead``.
 
-    Each chunk of stored events is one JSON array frame (the database rebuilt each event's
-    wire text) decoded by one :class:`~polymarket_agents.feed.FrameDecoder` call.
+    :attr:`items` holds the events read and not yet replayed, the replay's own window
+    first; :meth:`ahead` may append the next windows to it, and the replay, iterating
+    over the same list, goes on into them.
     """
 
-    def __init__(self, chunks: AsyncIterator[list[EventRecord]], markets: set[str]) -> None:
-        self._chunks = chunks
-        self._decoder = FrameDecoder(max_frame_bytes=2**31 - 1)
-        self.buffer: deque[_Replayed] = deque()
-        """Events read and decoded, not yet replayed, in order."""
-        self.by_market: dict[str, deque[_Replayed]] = {m: deque() for m in markets}
-        """The same events, per market (for lookahead)."""
-        self._counts: dict[str, int] = dict.fromkeys(markets, 0)
+    __slots__ = ("_windows", "done", "invalid", "items", "offset")
+
+    def __init__(self, windows: AsyncIterator[EventWindow]) -> None:
+        self._windows = windows
+        self.items: list[Recorded] = []
+        self.offset = 0
+        """The position of ``items[0]`` among every event read."""
         self.invalid = 0
         self.done = False
 
-    async def fill(self) -> bool:
-        """Read the next chunk into the buffer; False at the end."""
+    async def _read(self) -> list[Recorded] | None:
         if self.done:
-            return False
+            return None
         try:
-            records = await anext(self._chunks)
+            window = await anext(self._windows)
         except StopAsyncIteration:
             self.done = True
-            return False
-        events = self._decode(records)
-        counts, by_market, buffer = self._counts, self.by_market, self.buffer
-        for record, event in zip(records, events, strict=True):
-            market = record.market
-            if event is None or market not in counts:
-                continue
-            index = counts[market]
-            counts[market] = index + 1
-            item = _Replayed(
-                record.event_seq or 0,
-                record.books_ahead,
-                market,
-                record.received_at_ms,
-                event,
-                index,
-            )
-            buffer.append(item)
-            by_market[market].append(item)
-        return True
-
-    def _decode(self, records: list[EventRecord]) -> list[MarketEvent | None]:
-        """Every record's event; None for one that does not decode (counted, logged)."""
-        try:
-            return self._one_frame([record.wire for record in records])
-        except InvalidMessage:
-            pass
-        # A stored event that does not decode: find it, count it, skip it.
-        events: list[MarketEvent | None] = []
-        for record in records:
-            try:
-                events.extend(self._one_frame([record.wire]))
-            except InvalidMessage as exc:
-                self.invalid += 1
-                _logger.warning("backtest: skipping stored event %s: %s", record.event_seq, exc)
-                events.append(None)
+            return None
+        events, invalid = window_events(window)
+        self.invalid += invalid
         return events
 
-    def _one_frame(self, wires: list[str]) -> list[MarketEvent | None]:
-        result = self._decoder.decode("[" + ",".join(wires) + "]")
-        if not isinstance(result, list) or len(result) != len(wires):
-            raise InvalidMessage("", "a stored event did not decode to one event")
-        return list(result)
+    async def next(self) -> list[Recorded]:
+        """The events of the next window (after every event in :attr:`items`); empty at
+        the end."""
+        self.offset += len(self.items)
+        self.items = []
+        while (events := await self._read()) is not None:
+            if events:
+                self.items = events
+                break
+        return self.items
 
-    async def ahead(self, market: str, index: int) -> MarketEvent | None:
-        """The event of ``market`` numbered ``index``, read ahead if need be; None if the
-        recording ends before it."""
-        queued = self.by_market[market]
-        while True:
-            if queued:
-                offset = index - queued[0].index
-                if offset < len(queued):
-                    return queued[offset].event
-            if not await self.fill():
-                return None
+    async def ahead(self, position: int, market: str, count: int) -> list[int]:
+        """The positions of the next ``count`` events of ``market`` after ``position``
+        (fewer if the recording ends first), reading further windows if need be."""
+        found: list[int] = []
+        index = position - self.offset + 1
+        items = self.items
+        while len(found) < count:
+            if index >= len(items):
+                events = await self._read()
+                if events is None:
+                    break
+                items.extend(events)
+                continue
+            if items[index].market == market:
+                found.append(index + self.offset)
+            index += 1
+        return found
+
+    def at(self, position: int) -> Recorded:
+        """The event at ``position`` (read already)."""
+        return self.items[position - self.offset]
 
 
 async def replay(
@@ -274,54 +236,58 @@ async def replay(
         pairs[row.condition_id] = pair
         broker.track(pair, _market_info(row))
     clock = clock if clock is not None else [0.0]
-    chunks = store.events(
-        since_ms=since_ms, until_ms=until_ms, markets=[m.condition_id for m in markets]
+    source = _Source(
+        store.event_windows(
+            since_ms=since_ms, until_ms=until_ms, markets=[m.condition_id for m in markets]
+        )
     )
-    source = _Source(chunks, set(pairs))
-    applied: dict[str, int] = dict.fromkeys(pairs, 0)
+    early: set[int] = set()  # positions of events applied ahead of their turn
     apply = books.apply
     analyze = strategy.analyze
     resting = broker.resting
-    buffer, by_market = source.buffer, source.by_market
+    resolved = MarketResolved
     events = signals = submitted = 0
     first_ms = last_ms = 0
-    while buffer or await source.fill():
-        if not buffer:
-            continue
-        item = buffer.popleft()
-        market, index = item.market, item.index
-        by_market[market].popleft()
-        # Apply this event, and the later ones the live books already held.
-        if applied[market] == index:
-            apply((item.event,))
-            applied[market] = index + 1
-        if item.ahead:
-            for later in range(applied[market], index + 1 + item.ahead):
-                found = await source.ahead(market, later)
-                if found is None:
-                    break
-                apply((found,))
-                applied[market] = later + 1
-        last_ms = item.received_ms
-        clock[0] = last_ms / 1000
-        events += 1
-        pair = pairs[market]
-        try:
-            analysis = analyze(pair, item.event)
-        except Exception as exc:
-            _logger.debug("backtest: the strategy raised on event %d: %r", item.seq, exc)
-            analysis = None
-        if analysis is not None and analysis.edge > edge_threshold:
-            signals += 1
-            if analysis.orders:
-                submitted += 1
-                await broker.submit_trade(analysis)
-        if resting(market):
-            await broker.on_book_update(pair)
-        if type(item.event) is MarketResolved:
-            await broker.settle(market, item.event.winning_asset_id)
-        if events == 1:
-            first_ms = last_ms
+    while items := await source.next():
+        position = source.offset - 1
+        # ``items`` may grow while this runs (lookahead): the loop goes on into the growth.
+        for item in items:
+            position += 1
+            market = item.market
+            found = pairs.get(market)
+            if found is None:
+                continue
+            pair = found
+            event = item.event
+            # Apply this event, and the later ones the live books already held.
+            if early and position in early:
+                early.discard(position)
+            else:
+                apply((event,))
+            if item.ahead:
+                for later in await source.ahead(position, market, item.ahead):
+                    if later not in early:
+                        early.add(later)
+                        apply((source.at(later).event,))
+            last_ms = item.received_ms
+            clock[0] = last_ms / 1000
+            events += 1
+            try:
+                analysis = analyze(pair, event)
+            except Exception as exc:
+                _logger.debug("backtest: the strategy raised on event %s: %r", item.seq, exc)
+                analysis = None
+            if analysis is not None and analysis.edge > edge_threshold:
+                signals += 1
+                if analysis.orders:
+                    submitted += 1
+                    await broker.submit_trade(analysis)
+            if resting(market):
+                await broker.on_book_update(pair)
+            if type(event) is resolved:
+                await broker.settle(market, event.winning_asset_id)
+            if events == 1:
+                first_ms = last_ms
     return events, source.invalid, signals, submitted, first_ms, last_ms
 
 

@@ -39,7 +39,7 @@ from ._errors import (
     StoreLostError,
     StoreUnavailableError,
 )
-from ._ledger import AccountRecord, EventRecord, Ledger, RunRecord
+from ._ledger import AccountRecord, EventKind, EventRecord, EventWindow, Ledger, RunRecord
 from ._open import create_store
 from ._pgschema import PG_MIGRATIONS
 from ._postgres import PostgresStore, is_postgres_url, redact_url
@@ -79,7 +79,9 @@ __all__ = [
     "AdvisoryLock",
     "BookLevel",
     "BookSnapshotRow",
+    "EventKind",
     "EventRecord",
+    "EventWindow",
     "FillRow",
     "Ledger",
     "MarketResolutionRow",

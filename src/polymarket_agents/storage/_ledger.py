@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from ._codec import fill_from_record, order_from_record, positions_from_fills
 from ._pgschema import COLUMNS
@@ -42,7 +43,9 @@ __all__ = [
     "RESOLUTIONS_SQL",
     "RUNS_SQL",
     "AccountRecord",
+    "EventKind",
     "EventRecord",
+    "EventWindow",
     "Ledger",
     "RunRecord",
     "account_from_record",
@@ -121,6 +124,8 @@ class EventRecord:
     received_at_ms: int
     wire: str
 
+
+_W = TypeVar("_W")
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -275,6 +280,73 @@ _POSTGRES_PARTS = {
             'winning_outcome', '')::text
         FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
 }
+
+
+class EventKind(enum.IntEnum):
+    """The ``kind`` of an :attr:`EventWindow.others` row: the table it comes from."""
+
+    BOOK = 0
+    """``book_snapshots``."""
+    TRADE = 1
+    """``trades``."""
+    TICK_SIZE_CHANGE = 2
+    """``tick_size_changes``."""
+    RESOLUTION = 3
+    """``market_resolutions``."""
+
+
+# The same tables read back as plain rows, for a reader that builds events itself (a
+# backtest): no JSON built and parsed again, the database sorts each window (in its own
+# thread), and a price change's entries come as consecutive rows. Rows from before event
+# order was recorded (a NULL event_seq) sort first, by receive time.
+_CHANGE_ROWS_SQL = """SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
+        asset_id, price, size, side, hash, best_bid, best_ask
+    FROM price_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}
+    ORDER BY event_seq NULLS FIRST, received_at_ms, timestamp_ms, market, entry"""
+
+_OTHER_ROWS_SQL = f"""SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
+        {EventKind.BOOK:d} AS kind, asset_id, bids, asks, hash, tick_size, last_trade_price
+    FROM book_snapshots WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
+    UNION ALL SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
+        {EventKind.TRADE:d}, asset_id, price, size, side, fee_rate_bps, transaction_hash
+    FROM trades WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
+    UNION ALL SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
+        {EventKind.TICK_SIZE_CHANGE:d}, asset_id, old_tick_size, new_tick_size, NULL, NULL, NULL
+    FROM tick_size_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
+    UNION ALL SELECT event_seq, 0, market, received_at_ms, timestamp_ms,
+        {EventKind.RESOLUTION:d}, winning_asset_id, NULL, NULL, NULL, NULL, NULL
+    FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
+    ORDER BY 1 NULLS FIRST, 4, 5, 6, 3, 7"""
+
+_OTHER_TABLES = len(EventKind)
+
+
+@dataclass(frozen=True, slots=True)
+class EventWindow:
+    """One window of stored market events as plain rows, in the order the service took
+    them: what a backtest turns back into events.
+
+    Both lists are in replay order: by ``event_seq``, rows from before event order was
+    recorded first (``event_seq`` None), by receive time. Every row starts with
+    ``(event_seq, books_ahead, market, received_at_ms, timestamp_ms)``; numbers are the
+    exact decimal text stored.
+
+    Attributes:
+        changes: Price-change entries, the entries of one event consecutive and in their
+            order: ``(..., asset_id, price, size, side, hash, best_bid, best_ask)``; the
+            entries of one event share ``event_seq`` (or, without it, receive time,
+            timestamp and market).
+        others: One row per other event, ``(..., kind, a, b, c, d, e, f)``, by
+            :class:`EventKind`: a book ``asset_id, bids, asks, hash, tick_size,
+            last_trade_price`` (``bids``/``asks`` JSON ``[[price, size], ...]``); a trade
+            ``asset_id, price, size, side, fee_rate_bps, transaction_hash``; a tick size
+            change ``asset_id, old_tick_size, new_tick_size`` and NULLs; a resolution
+            ``winning_asset_id`` and NULLs.
+    """
+
+    changes: list[Sequence[Any]]
+    others: list[Sequence[Any]]
+
 
 _BOUNDS = " UNION ALL ".join(
     f"SELECT min(timestamp_ms), max(timestamp_ms) FROM {table}" for table in _SQLITE_PARTS
@@ -698,6 +770,83 @@ class Ledger:
                 prices[asset_id] = Decimal(records[0][0])
         return prices
 
+    async def event_windows(
+        self,
+        *,
+        since_ms: int = 0,
+        until_ms: int = 2**62,
+        markets: Sequence[str] = (),
+        window_ms: int = 10_000,
+    ) -> AsyncIterator[EventWindow]:
+        """Stored market events between two times as plain rows, in the order the service
+        took them, one window of event timestamps at a time (see :class:`EventWindow`).
+
+        The same events as :meth:`events`, without building their wire JSON: for a reader
+        that makes events from the stored values itself. Windows are read as
+        :meth:`events` reads them (the next while the caller works on this one), with the
+        same caveat about events taken far out of timestamp order.
+
+        Args:
+            since_ms: Events timestamped at or after this (epoch milliseconds, the feed's).
+            until_ms: Events timestamped at or before this.
+            markets: Condition ids to keep; every market when empty.
+            window_ms: Width of a window of timestamps read at once.
+
+        Yields:
+            One :class:`EventWindow` per window that holds events.
+
+        Raises:
+            StoreUnavailableError: On a transient failure.
+        """
+        clause = f" AND market IN ({', '.join('?' for _ in markets)})" if markets else ""
+        changes_sql = self._sql(_CHANGE_ROWS_SQL.format(markets=clause))
+        others_sql = self._sql(_OTHER_ROWS_SQL.format(markets=clause))
+
+        async def read(start: int, end: int) -> EventWindow | None:
+            params = (start, end, *markets)
+            changes = await self._query(changes_sql, params)
+            others = await self._query(others_sql, params * _OTHER_TABLES)
+            return EventWindow(changes, others) if changes or others else None
+
+        async for window in self._windows(read, since_ms, until_ms, window_ms):
+            yield window
+
+    async def _windows(
+        self,
+        read: Callable[[int, int], Awaitable[_W | None]],
+        since_ms: int,
+        until_ms: int,
+        window_ms: int,
+    ) -> AsyncIterator[_W]:
+        """``read(start, end)`` of each window of event timestamps between two times that
+        holds something; the next window is read while the caller works on this one (the
+        database works in its own thread, so reading and the caller's work overlap)."""
+        bounds = [(lo, hi) for lo, hi in await self._query(self._sql(_BOUNDS)) if lo is not None]
+        if not bounds:
+            return
+        first = max(since_ms, min(int(lo) for lo, _ in bounds))
+        last = min(until_ms, max(int(hi) for _, hi in bounds))
+        start = first
+        reading: asyncio.Future[_W | None] | None = asyncio.ensure_future(
+            read(start, min(start + window_ms, last + 1))
+        )
+        try:
+            while reading is not None:
+                found = await reading
+                start = min(start + window_ms, last + 1)
+                reading = (
+                    asyncio.ensure_future(read(start, min(start + window_ms, last + 1)))
+                    if start <= last
+                    else None
+                )
+                if found is not None:
+                    yield found
+        finally:
+            if reading is not None and not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+
     async def events(
         self,
         *,
@@ -728,43 +877,18 @@ class Ledger:
         Raises:
             StoreUnavailableError: On a transient failure.
         """
-        bounds = [(lo, hi) for lo, hi in await self._query(self._sql(_BOUNDS)) if lo is not None]
-        if not bounds:
-            return
-        first = max(since_ms, min(int(lo) for lo, _ in bounds))
-        last = min(until_ms, max(int(hi) for _, hi in bounds))
         queries = {
             table: self._sql(sql)
             for table, sql in event_queries(markets, postgres=self._postgres).items()
         }
 
-        async def read(start: int, end: int) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
+        async def read(start: int, end: int) -> list[EventRecord] | None:
             rows: list[Sequence[Any]] = []
             changes: list[Sequence[Any]] = []
             for table, sql in queries.items():
                 found = await self._query(sql, (start, end, *markets))
                 (changes if table == _PRICE_CHANGE_TABLE else rows).extend(found)
-            return rows, changes
+            return window_events(rows, changes) if rows or changes else None
 
-        # The next window is read while the caller works on this one: the database works
-        # in its own thread, so reading and replaying overlap.
-        start = first
-        reading: asyncio.Future[Any] | None = asyncio.ensure_future(
-            read(start, min(start + window_ms, last + 1))
-        )
-        try:
-            while reading is not None:
-                rows, changes = await reading
-                start = min(start + window_ms, last + 1)
-                reading = (
-                    asyncio.ensure_future(read(start, min(start + window_ms, last + 1)))
-                    if start <= last
-                    else None
-                )
-                if rows or changes:
-                    yield window_events(rows, changes)
-        finally:
-            if reading is not None and not reading.done():
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
+        async for window in self._windows(read, since_ms, until_ms, window_ms):
+            yield window
