@@ -1,5 +1,6 @@
 """Following the universe: Gamma listing with filters, new markets picked up, resolved and
-delisted ones retired, against the simulator's market channel and Gamma listing."""
+delisted ones retired, settled when Gamma reports them resolved, against the simulator's
+market channel and Gamma listing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from polymarket_agents.agents import UNIVERSE_TASK, UniverseConfig, monitor_task_name
+from polymarket_agents.agents import (
+    BUY,
+    UNIVERSE_TASK,
+    AgentsRuntime,
+    OrderArgs,
+    OrderType,
+    PaperBroker,
+    UniverseConfig,
+    monitor_task_name,
+)
 from polymarket_agents.core.async_utils import ConfigurationError
 from polymarket_agents.feed import MarketFilter, list_universe
 from polymarket_agents.storage import SQLiteStore
@@ -24,6 +34,8 @@ from ._fixtures import (
 )
 
 __all__ = ["make_runtime", "make_simulator"]  # fixtures, used by name
+
+D = Decimal
 
 
 async def test_the_listing_pages_through_gamma_and_applies_every_filter(
@@ -163,3 +175,89 @@ async def test_gamma_failures_are_counted_and_retried_later(
     await runtime.universe.refresh()
     assert runtime.universe.stats.gamma_errors == 1
     assert len(runtime.monitored) == 2
+
+
+async def _buy(runtime: AgentsRuntime, token: str) -> Decimal:
+    """Buy 5 shares of ``token`` at its best ask (the simulator paused); their cost."""
+    book = runtime.broker.get_order_book(token)
+    assert book is not None
+    await eventually(lambda: book.synced)
+    ask = book.best_ask
+    assert ask is not None
+    response = await runtime.broker.create_and_post_order(
+        OrderArgs(token_id=token, price=ask, size=D(5), side=BUY), OrderType.FOK
+    )
+    assert response["status"] == "matched", response
+    return D(response["makingAmount"])
+
+
+async def test_a_market_gamma_reports_resolved_settles_the_account(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime, tmp_path: Path
+) -> None:
+    """Gamma alone tells (no market_resolved on the channel): a refresh pays the shares
+    held out at the final prices, cash back and profit realised, stored as settlement
+    fills with the resolution; a market closed but not resolved yet waits; nothing
+    settles twice, whether Gamma tells again or the feed told first."""
+    sim = await make_simulator(markets=3, event_rate=200.0)
+    universe = UniverseConfig(gamma_url=sim.http_url, refresh_interval=3600.0)
+    first, second, third = markets = await list_universe(sim.http_url)
+    runtime = await make_runtime(sim, markets=markets, universe=universe)
+    follower = runtime.universe
+    assert follower is not None
+    broker = runtime.broker
+    await wait_ready(runtime)
+    await sim.pause()
+    cost_yes = await _buy(runtime, first.yes_token)
+    cost_no = await _buy(runtime, second.no_token)
+    await _buy(runtime, third.yes_token)
+    sim.resume()
+    cash = broker.cash
+
+    sim.close_market(second.condition_id)  # closed, resolution pending
+    await follower.refresh()
+    assert second.condition_id not in runtime.monitored
+    assert follower.stats.settled == 0
+    assert broker.markets_held() == {m.condition_id for m in markets}
+
+    sim.resolve_market(first.condition_id, "Yes", announce=False)
+    await follower.refresh()
+    assert follower.stats.settled == 1
+    assert first.condition_id not in runtime.monitored
+    assert broker.cash == cash + 5
+    realized = {p.token_id: p.realized_pnl for p in broker.positions()}
+    assert realized[first.yes_token] == 5 - cost_yes
+
+    sim.resolve_market(second.condition_id, "Yes", announce=False)  # NO held: pays 0
+    await follower.refresh()
+    await follower.refresh()  # tells again: nothing more
+    assert follower.stats.settled == 2
+    assert broker.cash == cash + 5
+    realized = {p.token_id: p.realized_pnl for p in broker.positions()}
+    assert realized[second.no_token] == -cost_no
+
+    sim.resolve_market(third.condition_id, "No")  # the feed tells first
+    await eventually(lambda: broker.settled(third.condition_id))
+    await follower.refresh()
+    assert follower.stats.settled == 2
+    assert broker.markets_held() == set()
+    await runtime.stop()
+
+    async with SQLiteStore(tmp_path / "agents.sqlite") as store:
+        fills = [f for f in await store.fills(1) if f.kind == "settlement"]
+        resolutions = {r.market: r.winning_asset_id for r in await store.resolutions()}
+        reloaded = PaperBroker(store=store)
+        await reloaded.load()
+    assert sorted((f.token_id, f.price, f.size) for f in fills) == sorted(
+        [
+            (first.yes_token, D(1), D(5)),
+            (second.no_token, D(0), D(5)),
+            (third.yes_token, D(0), D(5)),
+        ]
+    )
+    assert resolutions == {
+        first.condition_id: first.yes_token,
+        second.condition_id: second.yes_token,
+        third.condition_id: third.no_token,
+    }
+    assert reloaded.cash == broker.cash
+    assert runtime.stats().lost_rows == 0

@@ -103,6 +103,14 @@ class Account:
         holding = self._holdings.get(token_id)
         return holding.size if holding is not None else _ZERO
 
+    def held_in(self, market: str) -> list[str]:
+        """The tokens of ``market`` with shares held, by token id."""
+        return sorted(t for t, h in self._holdings.items() if h.market == market and h.size)
+
+    def markets_held(self) -> set[str]:
+        """The markets in which shares are held."""
+        return {h.market for h in self._holdings.values() if h.size}
+
     def apply(self, fill: FillRow) -> None:
         """Book a fill: a BUY pays price x size + fee; a SELL takes its profit against the
         average cost of the shares it sells."""

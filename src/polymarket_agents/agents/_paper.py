@@ -1093,8 +1093,10 @@ class PaperBroker:
                 self._keep(state)
                 rows.append(state.row())
         fills: list[FillRow] = []
-        tokens = sorted(t for t, info in self._markets.items() if info.condition_id == market)
-        for token_id in tokens:
+        # The market's tokens as tracked, and any held from an earlier run's fills.
+        tokens = {t for t, info in self._markets.items() if info.condition_id == market}
+        tokens.update(self._account.held_in(market))
+        for token_id in sorted(tokens):
             held = self._account.held(token_id)
             if held <= 0:
                 continue
@@ -1123,6 +1125,14 @@ class PaperBroker:
             )
         await self.journal.record(rows)
         return fills
+
+    def settled(self, market: str) -> bool:
+        """Whether :meth:`settle` paid the market out in this process."""
+        return market in self._settled
+
+    def markets_held(self) -> set[str]:
+        """The markets in which the account holds shares (condition ids)."""
+        return self._account.markets_held()
 
     def use_account(self, account_id: int, starting_cash: Decimal) -> None:
         """Trade the paper account ``account_id``, which started with ``starting_cash``.

@@ -38,7 +38,14 @@ from polymarket_agents.feed import (
     OrderBook,
     fetch_markets,
 )
-from polymarket_agents.storage import DEFAULT_PATH, AccountRecord, PostgresStore, SQLiteStore
+from polymarket_agents.storage import (
+    DEFAULT_PATH,
+    AccountRecord,
+    FillRow,
+    MarketResolutionRow,
+    PostgresStore,
+    SQLiteStore,
+)
 
 from ._analysis import DEFAULT_EDGE_THRESHOLD, ComplementArbitrage, Strategy
 from ._handoff import DEFAULT_HANDOFF_TIMEOUT
@@ -571,6 +578,39 @@ class AgentsRuntime:
             self.markets = tuple(m.market for m in self.monitors.values())
             _logger.info("added %d market(s); %d monitored", len(added), len(self.monitors))
         return added
+
+    async def settle_market(self, condition_id: str, winning_asset_id: str) -> list[FillRow]:
+        """Settle the account in a market known to have resolved (Gamma reports it closed
+        with final prices), as a ``market_resolved`` event on the feed would.
+
+        The broker pays the market's positions out (the winner at 1, the rest at 0) and
+        cancels its resting orders, durably; the resolution is stored with them
+        (``market_resolutions``), numbered among the events the monitors take, so that a
+        backtest of the run settles at the same point. A market settles once, whichever
+        source tells first (and after a restart its positions are gone already).
+
+        Args:
+            condition_id: The market.
+            winning_asset_id: The token that pays 1.
+
+        Returns:
+            The settlement fills (none when nothing was held, or settled before).
+        """
+        broker = self.broker
+        if broker.settled(condition_id):
+            return []
+        seq = self.sequence()  # no await before the broker settles: the number orders it
+        fills = await broker.settle(condition_id, winning_asset_id)
+        now_ms = int(time.time() * 1000)
+        resolution = MarketResolutionRow(
+            market=condition_id,
+            winning_asset_id=winning_asset_id,
+            timestamp_ms=now_ms,
+            received_at_ms=now_ms,
+            event_seq=seq,
+        )
+        await broker.journal.record([resolution])
+        return fills
 
     async def retire_market(self, condition_id: str, *, reason: str = "retired") -> bool:
         """Stop monitoring a market while running: its monitor stops, its assets are

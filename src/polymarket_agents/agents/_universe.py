@@ -9,6 +9,14 @@ Three sources of news, all handled by one task (``universe`` in the supervisor):
   unsubscribed, its ``markets`` row is stored inactive);
 * a periodic Gamma refresh (every ``refresh_interval``): listed markets not yet monitored
   are added; monitored markets no longer listed (closed, or out of the filter) are retired.
+
+Settlement from Gamma: at each refresh, the markets that are no longer listed and that
+the paper account still holds shares in (or that were monitored until now) are looked up
+at Gamma; one reported ``closed`` with final ``outcomePrices`` (one outcome at 1, the
+other at 0) is settled as a ``market_resolved`` event would settle it
+(:meth:`AgentsRuntime.settle_market`). Gamma is the authority: the feed's
+``market_resolved`` may never come. A market closed but not resolved yet is looked up
+again at the next refresh, for as long as shares are held in it.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ UNIVERSE_TASK = "universe"
 """The supervisor's name of the task that follows the universe."""
 
 _GAMMA_ERRORS = (aiohttp.ClientError, TimeoutError, InvalidMessage)
+_LOOKUP_BATCH = 50  # condition ids per Gamma request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +96,7 @@ class UniverseStats:
         refreshes: Gamma refreshes done.
         lookups: ``new_market`` announcements looked up at Gamma.
         gamma_errors: Refreshes and lookups that failed (retried at the next refresh).
+        settled: Markets settled because Gamma reported them resolved.
     """
 
     added: int
@@ -94,6 +104,7 @@ class UniverseStats:
     refreshes: int
     lookups: int
     gamma_errors: int
+    settled: int = 0
 
 
 class UniverseFollower:
@@ -115,6 +126,7 @@ class UniverseFollower:
         self.refreshes = 0
         self.lookups = 0
         self.gamma_errors = 0
+        self.settled = 0
 
     @property
     def stats(self) -> UniverseStats:
@@ -125,6 +137,7 @@ class UniverseFollower:
             refreshes=self.refreshes,
             lookups=self.lookups,
             gamma_errors=self.gamma_errors,
+            settled=self.settled,
         )
 
     def on_lifecycle(self, event: NewMarket | MarketResolved) -> None:
@@ -185,11 +198,50 @@ class UniverseFollower:
             _logger.warning("cannot refresh the universe from Gamma: %s", exc)
             return
         self.refreshes += 1
+        runtime = self.runtime
         wanted = [m for m in listed if config.select is None or config.select(m)]
-        self.added += len(await self.runtime.add_markets(wanted))
+        self.added += len(await runtime.add_markets(wanted))
         keep = {m.condition_id for m in wanted}
-        for condition_id in list(self.runtime.monitored):
-            if condition_id not in keep and await self.runtime.retire_market(
-                condition_id, reason="no longer listed"
-            ):
+        unlisted = [c for c in runtime.monitored if c not in keep]
+        held = runtime.broker.markets_held() - keep
+        resolved = await self._settle_resolved([*unlisted, *sorted(held - set(unlisted))])
+        for condition_id in unlisted:
+            reason = "resolved (Gamma)" if condition_id in resolved else "no longer listed"
+            if await runtime.retire_market(condition_id, reason=reason):
                 self.retired += 1
+
+    async def _settle_resolved(self, condition_ids: list[str]) -> set[str]:
+        """Look the markets up at Gamma and settle those it reports resolved.
+
+        Returns:
+            The markets Gamma reports resolved.
+        """
+        resolved: set[str] = set()
+        for start in range(0, len(condition_ids), _LOOKUP_BATCH):
+            batch = condition_ids[start : start + _LOOKUP_BATCH]
+            try:
+                found = await fetch_markets(
+                    self.config.gamma_url,
+                    params={"condition_ids": batch},
+                    max_markets=len(batch),
+                    timeout=self.config.timeout,
+                )
+            except _GAMMA_ERRORS as exc:
+                self.gamma_errors += 1
+                _logger.warning("cannot look up closed markets at Gamma: %s", exc)
+                return resolved
+            wanted = set(batch)
+            for market in found:
+                winner = market.winner
+                if market.condition_id not in wanted or winner is None:
+                    continue
+                resolved.add(market.condition_id)
+                if not self.runtime.broker.settled(market.condition_id):
+                    await self.runtime.settle_market(market.condition_id, winner)
+                    self.settled += 1
+                    _logger.info(
+                        "market %s (%s) resolved at Gamma: settled",
+                        market.condition_id,
+                        market.slug,
+                    )
+        return resolved

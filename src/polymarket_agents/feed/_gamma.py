@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -79,6 +79,21 @@ class MarketInfo(msgspec.Struct, frozen=True, kw_only=True):
     def token_ids(self) -> tuple[str, str]:
         """``(yes_token, no_token)``."""
         return (self.yes_token, self.no_token)
+
+    @property
+    def winner(self) -> str | None:
+        """The token that won, once Gamma reports the market ``closed`` with final
+        ``outcomePrices`` (one outcome at 1, the other at 0); None before that (a closed
+        market whose resolution is still pending shows other prices).
+        """
+        if not self.closed or len(self.outcome_prices) != 2:
+            return None
+        yes, no = self.outcome_prices
+        if yes == 1 and no == 0:
+            return self.yes_token
+        if yes == 0 and no == 1:
+            return self.no_token
+        return None
 
     @property
     def tradable(self) -> bool:
@@ -208,7 +223,7 @@ async def fetch_markets(
     base_url: str = DEFAULT_GAMMA_URL,
     *,
     session: aiohttp.ClientSession | None = None,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, str | Sequence[str]] | None = None,
     page_size: int = 100,
     max_markets: int | None = None,
     timeout: float = 10.0,
@@ -222,8 +237,9 @@ async def fetch_markets(
         base_url: Gamma's base URL, or a simulator's ``http_url``; query parameters it
             carries (an API key, say) are sent with every request.
         session: An aiohttp session to reuse; a private one is opened and closed if None.
-        params: Query parameters; by default ``active=true``, ``closed=false``,
-            ``archived=false``.
+        params: Query parameters (a sequence of values repeats the parameter, as
+            ``condition_ids`` takes several); by default ``active=true``,
+            ``closed=false``, ``archived=false``.
         page_size: Rows per request.
         max_markets: Stop after this many rows; no limit if None.
         timeout: Seconds allowed per request.
@@ -237,10 +253,19 @@ async def fetch_markets(
         InvalidMessage: If a page is not a JSON array.
     """
     base = urlsplit(base_url)
-    query = {
-        **dict(parse_qsl(base.query, keep_blank_values=True)),
-        **(params or {"active": "true", "closed": "false", "archived": "false"}),
-    }
+    wanted = params or {"active": "true", "closed": "false", "archived": "false"}
+    query = [
+        *(
+            (key, value)
+            for key, value in parse_qsl(base.query, keep_blank_values=True)
+            if key not in wanted and key not in ("limit", "offset")
+        ),
+        *(
+            (key, item)
+            for key, value in wanted.items()
+            for item in ((value,) if isinstance(value, str) else value)
+        ),
+    ]
     url = urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + "/markets", "", ""))
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     own_session = session is None
@@ -250,7 +275,7 @@ async def fetch_markets(
         offset = 0
         while max_markets is None or offset < max_markets:
             limit = page_size if max_markets is None else min(page_size, max_markets - offset)
-            page_query = {**query, "limit": str(limit), "offset": str(offset)}
+            page_query = [*query, ("limit", str(limit)), ("offset", str(offset))]
             async with http.get(url, params=page_query, timeout=client_timeout) as response:
                 response.raise_for_status()
                 body = await response.read()

@@ -475,23 +475,38 @@ class MarketSimulator:
         self._broadcast([event])
         return market
 
-    def resolve_market(self, key: str, winner: str | None = None) -> MarketResolved:
-        """Resolve a market; subscribers with custom features get ``market_resolved``.
+    def resolve_market(
+        self, key: str, winner: str | None = None, *, announce: bool = True
+    ) -> MarketResolved:
+        """Resolve a market: Gamma lists it ``closed`` with its final ``outcomePrices``,
+        and subscribers with custom features get ``market_resolved``.
 
         Args:
             key: A token id or condition id.
             winner: ``"Yes"`` or ``"No"``; the likelier side if None.
+            announce: Send ``market_resolved``; False leaves Gamma the only one to tell
+                (the real feed has been reported to miss it).
 
         Returns:
-            The event sent.
+            The event (sent if ``announce``).
 
         Raises:
             KeyError: For an unknown market.
             ValueError: For another winner.
         """
         event = self.universe.resolve(key, winner)
-        self._broadcast([event])
+        if announce:
+            self._broadcast([event])
         return event
+
+    def close_market(self, key: str) -> None:
+        """Close a market before it resolves: Gamma lists it ``closed`` at its last prices
+        (not final), and it sends nothing more.
+
+        Raises:
+            KeyError: For an unknown market.
+        """
+        self.universe.close(key)
 
     def drop_connections(self, *, abort: bool = False, ids: Iterable[int] | None = None) -> int:
         """Drop open connections now: with a close frame, or by aborting TCP.

@@ -689,6 +689,19 @@ class Universe:
         )
         return market, event
 
+    def close(self, key: str) -> None:
+        """Close a market (by token or condition id) before it resolves: Gamma lists it
+        ``closed`` at its last prices and it emits nothing more; :meth:`resolve` gives
+        it its final prices later.
+
+        Raises:
+            KeyError: For an unknown market.
+        """
+        market = self.market(key)
+        market.closed = True
+        if market in self._live:
+            self._live.remove(market)
+
     def resolve(self, key: str, winner: str | None = None) -> MarketResolved:
         """Resolve a market (by token or condition id); it emits nothing afterwards.
 
@@ -708,10 +721,8 @@ class Universe:
             winner = "Yes" if market.mid > 0.5 else "No"
         if winner not in ("Yes", "No"):
             raise ValueError(f"winner must be 'Yes' or 'No', not {winner!r}")
-        market.closed = True
+        self.close(key)
         market.winner = winner
-        if market in self._live:
-            self._live.remove(market)
         return MarketResolved(
             market=market.condition_id,
             timestamp=self._timestamp(),
