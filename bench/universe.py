@@ -15,9 +15,12 @@ Run ``python bench/universe.py``. Every figure comes from a fresh subprocess (me
   process, for a fixed time after a warm-up; events/s, client CPU and events per
   CPU-second (the writer thread included), then a clean stop that must lose nothing (goal:
   >= 20,000 events/s, nothing lost);
-* **baseline**: today's one-socket-per-market pipeline (``shared_feed=False``) at 100
-  markets on the same replay, its events per client CPU-second against the pooled pipeline's
-  (goal: pooled >= 2x).
+* **baseline**: the pipeline as it was before the pooled feed (commit ``75e8073``, one socket
+  per market), at 100 markets on the same replay: its source is taken from git
+  (``git archive``) and run by ``bench/_pipeline.py`` with that source on ``PYTHONPATH``;
+  its events per client CPU-second against the pooled pipeline's (goal: pooled >= 2x).
+  Today's code with a socket per market (``shared_feed=False``) is measured beside them.
+  The three take turns within each round, so that they share the machine's load.
 
 The simulator spends much more CPU making an event than a client spends taking it, so the
 streams are recorded from it once and replayed (``bench/_replay.py``): each connection gets
@@ -34,19 +37,18 @@ import gc
 import json
 import os
 import pickle
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from _harness import median_of_runs, run_child
+from _harness import Skipped, median_of_runs, run_child
+from _pipeline import measure, replay, rss_mb, run, serving
 from _replay import record
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import instant_policy
@@ -60,26 +62,10 @@ from polymarket_agents.feed import (
 
 MARKETS = 5_000
 BASELINE_MARKETS = 100
+BASELINE_COMMIT = "75e80730b47a467316e666505317d0f8c808535f"
+"""The last commit before the pooled feed: one socket per monitored market."""
 SEED = 1
 HERE = Path(__file__).parent
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@contextmanager
-def _process(args: list[str]) -> Iterator[tuple[str, str]]:
-    """A simulator or replay server in another process: its (ws URL, http URL)."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        ws_url = process.stdout.readline().split()[-1]
-        http_url = process.stdout.readline().split()[-1].removesuffix("/markets")
-        yield ws_url, http_url
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def _simulator(markets: int, rate: float = 0.0) -> list[str]:
@@ -98,10 +84,6 @@ def _simulator(markets: int, rate: float = 0.0) -> list[str]:
         "--dislocation-rate",
         "0",
     ]
-
-
-def _replay(path: Path, rate: float = 0.0) -> list[str]:
-    return [sys.executable, str(HERE / "_replay.py"), str(path), str(rate)]
 
 
 def _config(**changes: Any) -> AgentsConfig:
@@ -128,7 +110,7 @@ def run_record(directory: Path, seconds: float) -> dict[str, float]:
     """Record the pool's 50 streams and 100 single-market streams from the simulator."""
 
     async def main() -> dict[str, float]:
-        with _process(_simulator(MARKETS)) as (ws_url, http_url):
+        with serving(_simulator(MARKETS)) as (ws_url, http_url):
             rows = await _rows(http_url)
             markets = await list_universe(http_url)
             per = DEFAULT_ASSETS_PER_CONNECTION // 2
@@ -162,7 +144,7 @@ def run_startup() -> dict[str, float]:
     async def main() -> dict[str, float]:
         # A live pace (200 ticks/s over the universe), not flat out: start-up is the subject.
         with (
-            _process(_simulator(MARKETS, rate=200.0)) as (ws_url, http_url),
+            serving(_simulator(MARKETS, rate=200.0)) as (ws_url, http_url),
             tempfile.TemporaryDirectory() as tmp,
         ):
             started = time.perf_counter()
@@ -191,7 +173,7 @@ def run_startup() -> dict[str, float]:
                 "ready_s": ready - started,
                 "connections": float(feed.stats.pool),
                 "assets": float(len(feed.asset_ids)),
-                "rss_mb": _rss_mb(),
+                "rss_mb": rss_mb(),
             }
             await runtime.stop()
         return result
@@ -247,28 +229,18 @@ def run_decode(path: Path, rounds: int = 5) -> dict[str, float]:
 # --------------------------------------------------------------------------- live
 
 
-async def _measure(count: Any, seconds: float, warm: float = 3.0) -> dict[str, float]:
-    await asyncio.sleep(warm)
-    events, cpu, wall = count(), time.process_time(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    wall = time.perf_counter() - wall
-    cpu = time.process_time() - cpu
-    events = count() - events
-    return {"events_per_s": events / wall, "cpu": cpu / wall, "events_per_cpu_s": events / cpu}
-
-
 def run_feed(path: Path, seconds: float) -> dict[str, float]:
     """A pooled MarketFeed alone on the replayed universe."""
 
     async def main() -> dict[str, float]:
-        with _process(_replay(path)) as (ws_url, http_url):
+        with serving(replay(path)) as (ws_url, http_url):
             markets = await list_universe(http_url)
             feed = MarketFeed(
                 ws_url, markets=markets, deliver_events=False, policy=instant_policy()
             )
             async with feed:
                 await feed.wait_ready()
-                result = await _measure(lambda: feed.stats.events, seconds)
+                result = await measure(lambda: feed.stats.events, seconds)
                 result["connections"] = float(feed.stats.pool)
                 result["stale"] = float(feed.books.stale_events)
         return result
@@ -276,40 +248,28 @@ def run_feed(path: Path, seconds: float) -> dict[str, float]:
     return asyncio.run(main())
 
 
-def run_pipeline(path: Path, seconds: float, shared: bool, rate: float) -> dict[str, float]:
-    """The agents runtime (books, strategy, SQLite) on the replayed streams, sent at
-    ``rate`` events per second (0: as fast as it reads)."""
+def extract_baseline(directory: Path) -> Path | None:
+    """The package's source as :data:`BASELINE_COMMIT` had it, extracted under
+    ``directory``; None if this is not a git checkout holding that commit."""
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", BASELINE_COMMIT, "src"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True)
+    return directory / "src"
 
-    async def main() -> dict[str, float]:
-        replay = _replay(path, rate)
-        with _process(replay) as (ws_url, http_url), tempfile.TemporaryDirectory() as tmp:
-            markets = await list_universe(http_url)
-            runtime = AgentsRuntime(
-                feed_url=ws_url,
-                markets=markets,
-                store_path=Path(tmp) / "pipeline.sqlite",
-                config=_config(shared_feed=shared),
-            )
-            await runtime.start()
-            async with asyncio.timeout(120):
-                # Every book synced (the runtime's readiness also asks for a short queue,
-                # which a flat-out source never leaves).
-                while not all(m.stats.synced for m in runtime.monitors.values()):
-                    await asyncio.sleep(0.05)
-            result = await _measure(lambda: runtime.stats().events, seconds)
-            result["rss_mb"] = _rss_mb()
-            result["reconnects"] = float(runtime.stats().reconnects)
-            await runtime.stop(timeout=60.0)
-            stats = runtime.stats()
-            result.update(
-                markets=float(len(markets)),
-                rows_queued=float(stats.rows_queued),
-                stored_rows=float(stats.stored_rows),
-                lost_rows=float(stats.lost_rows + stats.pending_rows),
-            )
-        return result
 
-    return asyncio.run(main())
+def run_baseline(path: Path, seconds: float, source: str) -> dict[str, float]:
+    """The pipeline of the commit whose source is at ``source``: ``_pipeline.py`` run in a
+    child whose ``polymarket_agents`` is that source."""
+    env = {**os.environ, "PYTHONPATH": source}
+    command = [sys.executable, str(HERE / "_pipeline.py"), str(path), str(seconds), "0"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 # --------------------------------------------------------------------------- driver
@@ -325,9 +285,30 @@ def child(argv: list[str]) -> None:
         result = run_decode(Path(args[0]))
     elif what == "feed":
         result = run_feed(Path(args[0]), float(args[1]))
+    elif what == "pipeline":
+        result = run(Path(args[0]), float(args[1]), 0.0, shared_feed=args[2] == "shared")
     else:
-        result = run_pipeline(Path(args[0]), float(args[1]), args[2] == "shared", float(args[3]))
+        result = run_baseline(Path(args[0]), float(args[1]), args[2])
     print(json.dumps(result))
+
+
+def interleaved(
+    script: str, configs: dict[str, list[str]], runs: int
+) -> dict[str, dict[str, float]]:
+    """The median of every figure of each configuration over ``runs`` rounds, the
+    configurations taking turns within a round so that they share the machine's load."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for _ in range(runs):
+        for name, args in configs.items():
+            result = run_child(script, args)
+            if result is not None:
+                results[name].append(result)
+    return {
+        name: (
+            {key: statistics.median(r[key] for r in rows) for key in rows[0]} if rows else Skipped()
+        )
+        for name, rows in results.items()
+    }
 
 
 def main() -> None:
@@ -380,24 +361,38 @@ def main() -> None:
             f"{feed['events_per_cpu_s']:,.0f} events per CPU-second; "
             f"{feed['events_per_cpu_s'] / 50_000:.2f}x the 50,000 goal"
         )
-        # Both flat out (rate 0): as fast as each pipeline takes its events.
-        pipeline = median_of_runs(script, ["pipeline", pool, seconds, "shared", "0"], runs)
-        baseline = median_of_runs(script, ["pipeline", single, seconds, "own", "0"], runs)
+        # All flat out (rate 0): as fast as each pipeline takes its events.
+        source = extract_baseline(directory)
+        configs = {"pooled": ["pipeline", pool, seconds, "shared"]}
+        if source is not None:
+            configs["baseline"] = ["baseline", single, seconds, str(source)]
+        configs["own"] = ["pipeline", single, seconds, "own"]
+        rows = interleaved(script, configs, runs)
         print("\nFull pipeline (books + strategy + SQLite), replayed:")
-        for label, row in (
-            (f"pooled, {MARKETS:,} markets", pipeline),
-            (f"socket per market, {BASELINE_MARKETS} markets (baseline)", baseline),
-        ):
+        labels = {
+            "pooled": f"pooled, {MARKETS:,} markets",
+            "baseline": f"{BASELINE_COMMIT[:7]} (before pooling), {BASELINE_MARKETS} markets",
+            "own": f"today, socket per market, {BASELINE_MARKETS} markets",
+        }
+        for name, row in rows.items():
             print(
-                f"  {label:<42} {row['events_per_s']:>8,.0f} events/s, CPU "
+                f"  {labels[name]:<42} {row['events_per_s']:>8,.0f} events/s, CPU "
                 f"{row['cpu'] * 100:>3.0f}% -> {row['events_per_cpu_s']:>8,.0f} events/CPU-s; "
                 f"rows {row['rows_queued']:,.0f} queued, {row['stored_rows']:,.0f} stored, "
                 f"{row['lost_rows']:,.0f} lost or pending; RSS {row['rss_mb']:.0f} MB"
             )
-        gain = pipeline["events_per_cpu_s"] / baseline["events_per_cpu_s"]
+        pooled = rows["pooled"]
+        own = rows["own"]["events_per_cpu_s"]
+        if source is not None:
+            baseline, named = rows["baseline"], f"the pipeline of {BASELINE_COMMIT[:7]}"
+        else:
+            # Not a git checkout with the history: the nearest honest stand-in, named.
+            baseline, named = rows["own"], "today's socket-per-market pipeline (no git history)"
         print(
-            f"  pooled events/s: {pipeline['events_per_s'] / 20_000:.2f}x the 20,000 goal; "
-            f"events per CPU-second: {gain:.2f}x the baseline (goal >= 2x)"
+            f"  pooled events/s: {pooled['events_per_s'] / 20_000:.2f}x the 20,000 goal; "
+            f"events per CPU-second: "
+            f"{pooled['events_per_cpu_s'] / baseline['events_per_cpu_s']:.2f}x {named} "
+            f"(goal >= 2x); {pooled['events_per_cpu_s'] / own:.2f}x today's socket per market"
         )
 
 
