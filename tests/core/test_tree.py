@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import itertools
 import logging
 
 import pytest
@@ -15,7 +17,9 @@ from polymarket_agents.core.async_utils import (
     RestartPolicy,
     Strategy,
     Supervisor,
+    TaskFailure,
     TaskSupervisor,
+    UnknownTaskError,
     instant_policy,
 )
 
@@ -463,3 +467,98 @@ async def test_a_task_supervisor_restarts_with_its_group() -> None:
         assert metrics["pool/m1"]["restarts"] == 1
         assert journal.count("start m1") == 2
         assert journal.count("start socket") == 2
+
+
+async def test_a_stopped_child_is_deleted_and_a_running_one_refused() -> None:
+    """delete_child forgets a stopped child (and its metrics); a running one must be
+    stopped first; a deleted supervisor is a root again and can be added elsewhere."""
+    journal = Journal()
+    inner = Supervisor(policy=INSTANT)
+    inner.add("x", journal.work("x"))
+    tree = Supervisor("root", policy=INSTANT)
+    tree.add("a", journal.work("a")).add("inner", inner)
+    async with tree:
+        await settle()
+        with pytest.raises(RuntimeError, match="stop it before deleting it"):
+            tree.delete_child("a")
+        assert await tree.terminate_child("a")
+        tree.delete_child("a")
+        assert "a" not in tree
+        assert set(tree.get_metrics()) == {"inner/x"}
+        assert await tree.terminate_child("inner")
+        tree.delete_child("inner")
+        assert (inner.parent, inner.path) == (None, "")
+        other = Supervisor("other", policy=INSTANT)
+        other.add("moved", inner)
+        async with other:
+            await settle()
+            assert other.get_metrics()["moved/x"]["status"] == "running"
+    with pytest.raises(UnknownTaskError):
+        tree.delete_child("a")
+
+
+async def test_deleting_a_child_that_never_ran_closes_its_coroutine() -> None:
+    """A coroutine object added and deleted before the supervisor started is closed, not
+    left to warn that it was never awaited."""
+    journal = Journal()
+    work = journal.work("never")
+    tree = Supervisor("root")
+    tree.add("never", work)
+    tree.delete_child("never")
+    assert inspect.getcoroutinestate(work) == inspect.CORO_CLOSED
+    assert journal.events == []
+
+
+async def test_reset_backoff_makes_the_next_restart_wait_the_first_delay() -> None:
+    """Failures back off 1, 2, 4 s; reset_backoff (the work said it is healthy) brings the
+    next delay back to 1 s, whatever the policy's reset_after."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def flaky() -> None:
+        starts.append(loop.time())
+        await asyncio.sleep(0.1)
+        raise ConnectionError("dropped")
+
+    policy = RestartPolicy(backoff_seconds=1.0, jitter=0.0, reset_after=float("inf"))
+    tree = Supervisor("root", policy=policy, max_restarts=None)
+    tree.add("conn", flaky)
+    async with tree:
+        while len(starts) < 4:
+            await asyncio.sleep(0.05)
+        tree.reset_backoff("conn")
+        while len(starts) < 5:
+            await asyncio.sleep(0.05)
+    gaps = [round(b - a - 0.1, 3) for a, b in itertools.pairwise(starts)]
+    assert gaps == [1.0, 2.0, 4.0, 1.0]
+
+
+async def test_every_observer_above_a_task_is_told_the_nearest_first() -> None:
+    """A subtree with an observer of its own still reports to the root's: both are told,
+    the subtree's first; one that raises does not keep the other from hearing."""
+    order: list[str] = []
+
+    class Named(Recorder):
+        def __init__(self, name: str, broken: bool = False) -> None:
+            super().__init__()
+            self.name, self.broken = name, broken
+
+        def on_failure(self, event: TaskFailure) -> None:
+            super().on_failure(event)
+            order.append(self.name)
+            if self.broken:
+                raise RuntimeError("observer broke")
+
+    journal = Journal()
+    near, far = Named("near", broken=True), Named("far")
+    inner = Supervisor(policy=INSTANT, observer=near)
+    inner.add("a", journal.work("a"))
+    root = Supervisor("root", observer=far, policy=INSTANT)
+    root.add("inner", inner)
+    async with root:
+        await settle()
+        journal.fail("a")
+        await settle()
+    assert order == ["near", "far"]
+    assert [e.task for e in near.failures] == [e.task for e in far.failures] == ["inner/a"]
+    assert [e.task for e in far.restarts] == ["inner/a"]

@@ -9,6 +9,8 @@ from ._policy import ErrorClass
 
 __all__ = ["Observer", "TaskFailure", "TaskRestart"]
 
+_logger = logging.getLogger("polymarket_agents.supervisor")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFailure:
@@ -55,7 +57,8 @@ class Observer:
     """Receives failures and restarts as they happen; subclass it and override what you need.
 
     One observer can be given to :func:`robust_task`, :class:`TaskSupervisor` and
-    :class:`Supervisor` (whose child supervisors inherit it). The hooks run synchronously on
+    :class:`Supervisor`; the observers of the supervisors above a task are all told, the
+    nearest first. The hooks run synchronously on
     the event loop, so keep them quick; an exception from a hook is logged and ignored, never
     allowed to break supervision.
     """
@@ -67,6 +70,34 @@ class Observer:
 
     def on_restart(self, event: TaskRestart) -> None:
         """Called when work is started again, just before its new attempt begins."""
+
+
+class _Chain(Observer):
+    """Tells one observer, then another (a subtree's own, then those above it)."""
+
+    __slots__ = ("first", "then")
+
+    def __init__(self, first: Observer, then: Observer) -> None:
+        self.first = first
+        self.then = then
+
+    def __repr__(self) -> str:
+        return f"{self.first!r} then {self.then!r}"
+
+    def on_failure(self, event: TaskFailure) -> None:
+        """Tell both; one that raises is logged and does not keep the other from hearing."""
+        notify_failure(self.first, event, _logger)
+        notify_failure(self.then, event, _logger)
+
+    def on_restart(self, event: TaskRestart) -> None:
+        """Tell both, as :meth:`on_failure`."""
+        notify_restart(self.first, event, _logger)
+        notify_restart(self.then, event, _logger)
+
+
+def chain(first: Observer, then: Observer) -> Observer:
+    """An observer that tells ``first``, then ``then``."""
+    return _Chain(first, then)
 
 
 def notify_failure(observer: Observer, event: TaskFailure, logger: logging.Logger) -> None:

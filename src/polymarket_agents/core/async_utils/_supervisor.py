@@ -26,7 +26,6 @@ from ._child import (
     UNRESPONSIVE,
     Latch,
     Restart,
-    StatusName,
     TaskChild,
     TaskMetrics,
     TaskOutcome,
@@ -451,14 +450,6 @@ class TaskSupervisor(Supervisor):
                     "stalls": extra.stalls,
                 }
         return metrics
-
-    def status(self, name: str) -> StatusName:
-        """The status of the task ``name``.
-
-        Raises:
-            UnknownTaskError: If no task of that name was ever started.
-        """
-        return PUBLIC_STATUS[self._task_record(name).state]
 
     def _task_record(self, name: str) -> TaskChild:
         rec = self._children.get(name)

@@ -34,11 +34,12 @@ from ._child import (
     OutcomeName,
     Restart,
     Spec,
+    StatusName,
     TaskChild,
     TaskMetrics,
 )
 from ._errors import ConfigurationError, RestartIntensityError, UnknownTaskError
-from ._observe import Observer
+from ._observe import Observer, chain
 from ._policy import RestartPolicy
 from ._robust import LOGGER_NAME, Attempts, Settings, over_intensity
 from ._work import Work
@@ -123,8 +124,8 @@ class Supervisor:
         restart: Default restart type of the children.
         shutdown: Default seconds a stop waits for a task child; None waits for ever.
         heartbeat: Default heartbeat of task children (see :func:`beat`); None for none.
-        observer: Told of every failure and restart below this supervisor; a child
-            supervisor without its own inherits it.
+        observer: Told of every failure and restart below this supervisor (a child
+            supervisor's own observer first, then those of the supervisors above it).
         logger: Where to log; ``logging.getLogger("polymarket_agents.supervisor")`` if None.
         now: Wall clock for ``last_error_time``.
 
@@ -161,7 +162,8 @@ class Supervisor:
         self._restart = Restart(restart)
         self._shutdown = shutdown
         self._heartbeat = heartbeat
-        self._observer = observer
+        self._own_observer = observer
+        self._observer = observer  # its own, then those above it (_inherit)
         self._logger = logger or _logger
         self._now = now
         self._children: dict[str, Child] = {}
@@ -278,8 +280,7 @@ class Supervisor:
             )
             child.name = name
             child.parent = self
-            if child._observer is None:
-                child._inherit(self._observer)
+            child._inherit(self._observer)
             child._set_prefix(f"{self.prefix}{name}/" if self.parent is not None else f"{name}/")
             self._children[name] = child
         else:
@@ -290,15 +291,18 @@ class Supervisor:
             added.launch()
         return self
 
-    def _inherit(self, observer: Observer | None) -> None:
+    def _inherit(self, above: Observer | None) -> None:
+        """Take the observers above this supervisor (its parent's, chained) after its own."""
+        own = self._own_observer
+        observer = own if above is None else above if own is None else chain(own, above)
         self._observer = observer
         self._specs.clear()
         if self.spec is not None:
-            self.spec.observer = observer
+            # Its own failure, as a child, is its parent's to report.
+            self.spec.observer = above
         for child in self._children.values():
             if isinstance(child, Supervisor):
-                if child._observer is None:
-                    child._inherit(observer)
+                child._inherit(observer)
             else:
                 child.spec.observer = observer
 
@@ -312,6 +316,15 @@ class Supervisor:
     def path(self) -> str:
         """This supervisor's path from the root ("" for the root)."""
         return self.prefix[:-1] if self.parent is not None else ""
+
+    def status(self, name: str) -> StatusName:
+        """The status of the child ``name``, a task or a supervisor: ``"running"``,
+        ``"restarting"`` or ``"stopped"``.
+
+        Raises:
+            UnknownTaskError: If there is no such child.
+        """
+        return PUBLIC_STATUS[self[name].state]
 
     def children(self) -> dict[str, Child]:
         """The children by name, in start order (a copy)."""
@@ -352,10 +365,16 @@ class Supervisor:
             raise RuntimeError(f"supervisor {self.name!r} is already running")
         self._bind()
         self._done = self.loop.create_future()
+        self._rearm()  # a second start() starts again what the first one ran
+        self.launch()
+
+    def _rearm(self) -> None:
+        """Make the stopped children (at every depth) start again when this one next does."""
         for child in self._children.values():
             if child.state is STOPPED:
-                child.state = RESTARTING  # started again by a second start()
-        self.launch()
+                child.state = RESTARTING
+            if isinstance(child, Supervisor):
+                child._rearm()
 
     def launch(self) -> None:
         """Start the children in order: those never started, and those stopped to be
@@ -691,6 +710,50 @@ class Supervisor:
             UnknownTaskError: If there is no such child.
         """
         return not await self._stop_in_order([self[name]], cycle=False, timeout=timeout)
+
+    def delete_child(self, name: str) -> None:
+        """Forget the stopped child ``name``, its metrics with it (Erlang/OTP's
+        ``delete_child``): for children that come and go, such as connections of a pool.
+
+        Raises:
+            UnknownTaskError: If there is no such child.
+            RuntimeError: If it runs, or waits to restart: stop it first
+                (:meth:`terminate_child`).
+        """
+        child = self[name]
+        if child.state is not STOPPED and child.state is not NEW:
+            raise RuntimeError(
+                f"child {name!r} of {self.name!r} is {PUBLIC_STATUS[child.state]}; "
+                "stop it before deleting it"
+            )
+        if child.state is NEW:
+            child.finish(CANCELLED)  # closes a coroutine object that never ran
+        del self._children[name]
+        self._cycling.discard(child)
+        if isinstance(child, Supervisor):
+            child.parent = None
+            child.spec = None
+            child._set_prefix("")
+            child._inherit(None)
+            if child.state is STOPPED:
+                # Ready to be started afresh, as a root or under another parent.
+                child.state, child.outcome = NEW, STILL_RUNNING
+                child._rearm()
+
+    def reset_backoff(self, name: str) -> None:
+        """Let the next failure of the child ``name`` be restarted after the policy's first
+        delay, as if it had run for ``reset_after`` seconds.
+
+        For work that knows better than a clock when it is healthy: a connection whose
+        subscriptions are all answered, say, which may then drop after a second and should
+        not be made to wait the doubled delays of the failures before.
+
+        Raises:
+            UnknownTaskError: If there is no such child.
+        """
+        extra = self[name].extra
+        if extra is not None:
+            extra.failures = 0
 
     async def restart_child(self, name: str, *, timeout: float | None = None) -> None:
         """Stop the child ``name`` if it runs, then start it again (its group stays).
