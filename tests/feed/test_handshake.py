@@ -119,6 +119,12 @@ async def test_a_dropped_socket_is_recoverable_with_the_normal_backoff(
         while feed.stats.connections < 2:
             await asyncio.sleep(0.1)
         assert 0.9 <= loop.time() - dropped < 3
+        # The connection is a task of the feed's supervisor, each socket one attempt.
+        metrics = feed.supervisor.get_metrics()
+        assert list(metrics) == ["market-feed-1"]
+        assert (metrics["market-feed-1"]["restarts"], metrics["market-feed-1"]["errors"]) == (1, 1)
+        assert metrics["market-feed-1"]["last_error"].startswith("ConnectionClosed")  # type: ignore[union-attr]
+    assert len(feed.supervisor) == 0  # closed connections leave it
 
 
 def test_retry_after_header_reads_seconds_and_dates() -> None:

@@ -155,7 +155,7 @@ def _delays(caplog: pytest.LogCaptureFixture) -> list[float]:
     return [
         record.delay  # type: ignore[attr-defined]
         for record in caplog.records
-        if "reconnecting in" in record.getMessage()
+        if "restarting in" in record.getMessage() and record.name == "polymarket_agents.feed"
     ]
 
 

@@ -110,6 +110,7 @@ async def test_markets_come_and_go_without_reconnects(make_simulator: MakeSimula
         assert [c.assets for c in feed.connections()] == [6]
         assert stats.moves == 2
         assert stats.reconnects == 0
+        assert len(feed.supervisor) == 1  # the closed connections left its supervisor
         assert stats.connections == 3  # sockets ever opened: one per connection
         await settle(sim, feed)
         assert_books_match(sim, feed)
@@ -213,9 +214,12 @@ async def test_a_failed_connection_stops_its_streams_and_they_can_attach_again(
                 pass
         with pytest.raises(FeedStopped):
             await feed.wait_ready()
+        await eventually(lambda: "market-feed-1" not in feed.supervisor)  # given up: gone
         again = await feed.attach(markets[0])
         await feed.wait_ready()
         assert again.connected
+        assert list(feed.supervisor) == ["market-feed-2", "market-feed-3"]
+        assert {feed.supervisor.status(name) for name in feed.supervisor} == {"running"}
         events = aiter(again)
         assert isinstance(await anext(events), Book)
         with contextlib.suppress(Exception):

@@ -32,11 +32,18 @@ from typing import Self
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from polymarket_agents.core.async_utils import ConfigurationError, RestartPolicy, shielded
+from polymarket_agents.core.async_utils import (
+    ConfigurationError,
+    Observer,
+    RestartPolicy,
+    TaskFailure,
+    TaskSupervisor,
+    shielded,
+)
 
 from ._book import BookSet, MarketBooks
 from ._channel import Channel
-from ._connection import FeedConnectionStats, _Connection, group_assets
+from ._connection import FeedConnectionStats, _Connection, connection_policy, group_assets
 from ._errors import FeedStopped
 from ._gamma import MarketInfo
 from ._messages import MarketEvent, MarketResolved, NewMarket
@@ -134,6 +141,25 @@ class FeedStats:
 Handler = Callable[[list[MarketEvent]], Awaitable[None] | None]
 """Takes a batch of one market's events: None once done with it, or an awaitable the
 market's connection awaits before it reads on."""
+
+
+class _Pool(Observer):
+    """Tells a feed when its supervisor gives up one of its connections."""
+
+    __slots__ = ("feed",)
+
+    def __init__(self, feed: MarketFeed) -> None:
+        self.feed = feed
+
+    def on_failure(self, event: TaskFailure) -> None:
+        """A connection that will not be restarted ends its markets' streams."""
+        if not event.final:
+            return
+        name = event.task.rsplit("/", 1)[-1]
+        for connection in self.feed._connections:
+            if connection.name == name:
+                connection.gave_up()
+                return
 
 
 class MarketStream:
@@ -403,6 +429,17 @@ class MarketFeed:
         self.name = name
         self.assets_per_connection = assets_per_connection
         self._policy = policy or default_feed_policy()
+        self._connection_policy = connection_policy(self._policy)
+        self.supervisor = TaskSupervisor(
+            name=name,
+            # A socket's close is bounded by close_timeout; a little more for the rest.
+            stop_timeout=close_timeout + 1.0,
+            logger=_logger,
+            observer=_Pool(self),
+        )
+        """The supervisor of the pool: one task per connection, each attempt a socket,
+        restarted with ``policy``. A supervision tree may take it as a child (before
+        :meth:`start`, or while running); otherwise it runs on its own."""
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
         self._silence_timeout = silence_timeout
@@ -484,7 +521,7 @@ class MarketFeed:
         groups = group_assets(self._market_assets, self._assets)
         if not groups:
             # A feed without assets still holds one connection: subscriptions come later.
-            self._new_connection().start()
+            await self._new_connection().start()
             return
         for group in groups:
             connection = self._room_for(len(group))
@@ -492,7 +529,7 @@ class MarketFeed:
             for asset_id in group:
                 self._owner[asset_id] = connection
         for connection in self._connections:
-            connection.start()
+            await connection.start()
 
     async def aclose(self) -> None:
         """Close every connection and end every iteration; idempotent.
@@ -532,9 +569,9 @@ class MarketFeed:
                 return connection
         return self._new_connection()
 
-    def _connection_ended(self, connection: _Connection, error: FeedStopped | None) -> None:
-        """A connection's task ended: closed by us, or given up (``error``)."""
-        if error is None or self._closing:
+    def _connection_ended(self, connection: _Connection, error: FeedStopped) -> None:
+        """A connection gave up for good (``error``): its markets lose it."""
+        if self._closing or connection not in self._connections:
             return
         self._stop_error = error
         # Its markets' consumers learn it; they may attach again, to a live connection.
@@ -551,6 +588,13 @@ class MarketFeed:
         self._fold(connection)
         self._connections.remove(connection)
         self._wake_ready_waiters(error)
+        # Once its supervisor has marked it stopped (right after telling us): forgotten.
+        asyncio.get_running_loop().call_soon(self._forget, connection.name)
+
+    def _forget(self, name: str) -> None:
+        pool = self.supervisor
+        if name in pool and pool.status(name) == "stopped":
+            pool.delete_child(name)
 
     def _fold(self, connection: _Connection) -> None:
         """Keep the counters of a connection that leaves the pool."""
@@ -733,7 +777,7 @@ class MarketFeed:
                 connection.synced_once = False
                 await connection._send_operation("subscribe", assets)
             for connection in fresh:
-                connection.start()
+                await connection.start()
             # An empty connection kept for later subscriptions has done its job.
             await self._close_empty()
 

@@ -1,14 +1,17 @@
 """One connection of a feed's pool: its assets, its socket, its heartbeat and watchdogs.
 
 A connection carries at most ``assets_per_connection`` assets of its :class:`MarketFeed`.
-Its task opens one socket at a time and, when one ends, waits the restart policy's backoff
-(the core's :class:`RestartPolicy`: classification, exponential delays with jitter, the
-restart-intensity limit) before the next. The count of consecutive failures starts again once
-a socket is subscribed and every book of the connection synced from its snapshot, so a feed
-that drops every few seconds but syncs each time reconnects at the first delay, not at the
-cap. A socket goes: open -> send the one initial subscribe frame (exactly this connection's
-assets) -> read frames until it drops or a watchdog closes it. A PONG watchdog (from the first
-unanswered PING), a data-silence watchdog and a resync watchdog raise
+It is a task of the feed's supervisor (:attr:`MarketFeed.supervisor`, a
+:class:`~polymarket_agents.core.async_utils.TaskSupervisor`) whose every attempt is one
+socket: when a socket ends, the core's machinery restarts the attempt after the policy's
+backoff (classification, exponential delays with jitter, a server's ``Retry-After``, the
+restart-intensity limit) and counts it in the task's metrics; a final failure ends the
+connection. The count of consecutive failures starts again once a socket is subscribed and
+every book of the connection synced from its snapshot (the supervisor's ``reset_backoff``),
+so a feed that drops every few seconds but syncs each time reconnects at the first delay,
+not at the cap. A socket goes: open -> send the one initial subscribe frame (exactly this
+connection's assets) -> read frames until it drops or a watchdog closes it. A PONG watchdog
+(from the first unanswered PING), a data-silence watchdog and a resync watchdog raise
 :class:`~polymarket_agents.feed.FeedTimeout` (a ``TimeoutError``: recoverable); a dropped
 socket raises websockets' ``ConnectionClosed`` or an ``OSError`` (recoverable too).
 
@@ -24,9 +27,13 @@ the connection reconnects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import email.utils
+import functools
 import inspect
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -126,7 +133,7 @@ class _Connection:
         # PINGs in order, so it is the socket's PONG number `_leaving_until_pongs`).
         self.leaving: set[str] = set()
         self._leaving_until_pongs = 0
-        self.task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # once started
         self.ws: _FeedConnection | None = None
         self.failed = False
         self.blocked = False
@@ -136,7 +143,6 @@ class _Connection:
         self._stale_since: dict[str, float] = {}
         self._unanswered_since: float | None = None
         self._last_data = 0.0
-        self._failures = 0
         self._stop_error: BaseException | None = None
         # Counters, read through `stats`.
         self.frames = 0
@@ -156,66 +162,54 @@ class _Connection:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"{self.name}-connection")
+    async def start(self) -> None:
+        """Start the connection as a task of the feed's supervisor."""
+        feed = self.feed
+        await feed.supervisor.start_task(self.name, self.attempt, policy=feed._connection_policy)
 
     async def close(self) -> None:
-        """Stop the task and close the socket; returns once closed, even when cancelled."""
-        task = self.task
-        if task is None or task.done():
+        """Stop the task and close the socket; returns once closed, even when cancelled.
+
+        The connection then leaves the feed's supervisor (its counters are the feed's)."""
+        pool = self.feed.supervisor
+        if self.name not in pool:
             return
-        task.cancel()
-        await shielded(asyncio.wait((task,)))
+        if await shielded(pool.stop_task(self.name)):
+            pool.delete_child(self.name)
 
-    async def _run(self) -> None:
-        error: FeedStopped | None = None
+    async def attempt(self) -> None:
+        """One socket, from opening to its end: what the supervisor restarts.
+
+        Raises:
+            Exception: Whatever ended the socket (always something: a socket is read until
+                it drops or a watchdog closes it), with a server's ``Retry-After`` as its
+                ``retry_after`` for the policy.
+        """
+        self._loop = asyncio.get_running_loop()
+        self.synced_once = False
         try:
-            await self._reconnect_loop()
-            self.failed = True
-            error = FeedStopped(f"{self.name}: the connection failed for good: {self.last_error}")
-            error.__cause__ = self._stop_error
-        finally:
-            self.ws = None
-            self.feed._connection_ended(self, error)
-
-    async def _reconnect_loop(self) -> None:
-        """Connect, and after each failure wait the policy's backoff; return on a final one."""
-        policy = self.feed._policy
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        restart_times: deque[float] = deque()
-        while True:
-            self.synced_once = False
-            try:
-                await self._connection()
-            except Exception as exc:
-                if task.cancelling():
-                    # A close turned our cancellation into another error (a handshake cut
-                    # short, say); the cancellation still wins.
-                    raise asyncio.CancelledError() from exc
-                error_class = _classify(policy, exc)
-            # A socket that synced its books was a success: back off from the start.
-            self._failures = 1 if self.synced_once else self._failures + 1
-            give_up = _give_up_reason(policy, error_class, restart_times, loop.time())
-            if give_up is not None:
-                _logger.error("%s: not reconnecting (%s): %s", self.name, give_up, self.last_error)
-                return
+            await self._connection()
+        except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A close turned our cancellation into another error (a handshake cut
+                # short, say); the cancellation still wins.
+                raise asyncio.CancelledError() from exc
             # A server that refused us with a Retry-After (a 429, a 503) is waited for.
-            hint = retry_after_header(self._stop_error)
-            delay = policy.delay(self._failures, error_class, at_least=hint)
-            _logger.log(
-                logging.ERROR if error_class is ErrorClass.UNEXPECTED else logging.WARNING,
-                "%s: connection lost (%s error, failure %d): %s; reconnecting in %.2f s",
-                self.name,
-                error_class.value,
-                self._failures,
-                self.last_error,
-                delay,
-                exc_info=self._stop_error if error_class is ErrorClass.UNEXPECTED else None,
-                extra={"feed": self.name, "attempt": self._failures, "delay": delay},
-            )
-            await asyncio.sleep(delay)
+            hint = retry_after_header(exc)
+            if hint:
+                with contextlib.suppress(AttributeError):
+                    exc.retry_after = hint  # type: ignore[attr-defined]
+            raise
+
+    def gave_up(self) -> None:
+        """The supervisor will not restart the connection (a fatal error, or the policy's
+        restart intensity exceeded): its markets' consumers are told (the feed)."""
+        self.failed = True
+        self.ws = None
+        error = FeedStopped(f"{self.name}: the connection failed for good: {self.last_error}")
+        error.__cause__ = self._stop_error
+        self.feed._connection_ended(self, error)
 
     # -- one socket --------------------------------------------------------------------------
 
@@ -377,6 +371,9 @@ class _Connection:
                 if book is not None and book.state is not _SYNCED:
                     return
             self.synced_once = True
+            pool = self.feed.supervisor
+            if self.name in pool:
+                pool.reset_backoff(self.name)  # this socket was a success
         self.feed._check_ready()
 
     def all_synced(self) -> bool:
@@ -511,7 +508,7 @@ class _Connection:
         return None if self.ws is None else now - self._last_data
 
     def stats(self) -> FeedConnectionStats:
-        now = asyncio.get_running_loop().time() if self.task is not None else 0.0
+        now = self._loop.time() if self._loop is not None else 0.0
         books = self.feed.books
         synced = 0
         for asset_id in self.assets:
@@ -546,6 +543,14 @@ def _concerns(event: MarketEvent, assets: set[str]) -> bool:
         return asset_id in assets
     changes: tuple[PriceLevelChange, ...] = getattr(event, "price_changes", ())
     return bool(changes) and changes[0].asset_id in assets
+
+
+def connection_policy(policy: RestartPolicy) -> RestartPolicy:
+    """What a connection's sockets are restarted by: ``policy``, with the feed's knowledge
+    of websockets' errors (unless it classifies errors itself) and no reset by time: the
+    count of failures starts again when a socket synced its books instead."""
+    classify = policy.classify or functools.partial(_classify, policy)
+    return dataclasses.replace(policy, classify=classify, reset_after=math.inf)
 
 
 def _classify(policy: RestartPolicy, exc: BaseException) -> ErrorClass:
@@ -598,24 +603,6 @@ def retry_after_header(exc: BaseException | None, now: float | None = None) -> f
     except (TypeError, ValueError):
         return 0.0
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
-
-
-def _give_up_reason(
-    policy: RestartPolicy, error_class: ErrorClass, restart_times: deque[float], now: float
-) -> str | None:
-    """Why the connection should not reconnect after a failure of ``error_class``, or None."""
-    if error_class is ErrorClass.FATAL:
-        return "fatal error"
-    if policy.max_restarts is not None:
-        while restart_times and restart_times[0] <= now - policy.restart_window:
-            restart_times.popleft()
-        if len(restart_times) >= policy.max_restarts:
-            return (
-                f"restart intensity exceeded ({policy.max_restarts} restarts "
-                f"in {policy.restart_window:g} s)"
-            )
-        restart_times.append(now)
-    return None
 
 
 def group_assets(
