@@ -31,8 +31,11 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
+import random
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,10 +47,11 @@ from typing import Any
 import aiosqlite
 from websockets.asyncio.client import connect
 
-from _harness import median_of_runs
+from _harness import median_of_runs, run_child
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import LoopWatchdog, instant_policy
 from polymarket_agents.feed import MarketInfo, encode_subscribe, fetch_markets
+from polymarket_agents.service import DEFAULT_LOOP_HOLD_THRESHOLD
 from polymarket_agents.storage import SQLiteStore
 
 MARKETS = 100
@@ -99,10 +103,14 @@ async def _open(source: str) -> tuple[str, list[MarketInfo], Any]:
     return sim.ws_url, await _markets(sim, MARKETS), sim.close
 
 
-async def _window(count: Any, warmup: float, seconds: float) -> dict[str, float]:
-    """Events per second and per CPU-second over ``seconds`` after ``warmup``."""
+async def _window(
+    count: Any, warmup: float, seconds: float, watchdog: LoopWatchdog | None = None
+) -> dict[str, float]:
+    """Events per second and per CPU-second over ``seconds`` after ``warmup``; with a
+    watchdog, also the share of the process's CPU its own thread used."""
     await asyncio.sleep(warmup)
     events0, wall0, cpu0 = count(), time.perf_counter(), time.process_time()
+    thread0 = _thread_cpu(watchdog)
     await asyncio.sleep(seconds)
     events1, wall1, cpu1 = count(), time.perf_counter(), time.process_time()
     events, wall, cpu = events1 - events0, wall1 - wall0, cpu1 - cpu0
@@ -110,6 +118,7 @@ async def _window(count: Any, warmup: float, seconds: float) -> dict[str, float]
         "events_per_s": events / wall,
         "cpu": cpu / wall,
         "events_per_cpu_s": events / cpu if cpu else 0.0,
+        "watchdog_thread_share": (_thread_cpu(watchdog) - thread0) / cpu if cpu else 0.0,
     }
 
 
@@ -117,12 +126,18 @@ async def _window(count: Any, warmup: float, seconds: float) -> dict[str, float]
 
 
 async def _agents(
-    source: str, path: Path, warmup: float, seconds: float, watched: bool = False
+    source: str, path: Path, warmup: float, seconds: float, mode: str = "agents"
 ) -> dict[str, float]:
-    """The runtime; ``watched`` adds stall detection (a heartbeat per monitor, beaten per
-    event) and loop-blocking detection (a LoopWatchdog at 0.1 s), to measure what they cost."""
+    """The runtime. ``agents-watched`` adds stall detection (a heartbeat per monitor, beaten
+    per event) and loop-blocking detection (a LoopWatchdog at 0.1 s); ``agents-watchdog``
+    the LoopWatchdog alone, as the service runs it (its default threshold); both to measure
+    what they cost. ``agents-toggle`` measures the watchdog within one run (see
+    :func:`_toggled`)."""
     url, markets, close = await _open(source)
+    watched = mode == "agents-watched"
     watchdog = LoopWatchdog(threshold=0.1) if watched else None
+    if mode == "agents-watchdog":
+        watchdog = LoopWatchdog(threshold=DEFAULT_LOOP_HOLD_THRESHOLD)
     try:
         config = AgentsConfig(
             feed_policy=instant_policy(),
@@ -138,7 +153,10 @@ async def _agents(
         def count() -> int:
             return sum(sum(m._counts.values()) for m in monitors)  # cheaper than .stats
 
-        result = await _window(count, warmup, seconds)
+        if mode == "agents-toggle":
+            result = await _toggled(count, warmup, seconds)
+        else:
+            result = await _window(count, warmup, seconds, watchdog)
         await runtime.stop(timeout=30.0)
         stats = runtime.stats()
         result["stored_rows"] = float(stats.stored_rows)
@@ -149,6 +167,44 @@ async def _agents(
         if watchdog is not None:
             watchdog.stop()
         close()
+
+
+def _thread_cpu(watchdog: LoopWatchdog | None) -> float:
+    """CPU seconds the watchdog's own thread has used (0 without one)."""
+    thread = watchdog._thread if watchdog is not None else None
+    if thread is None or thread.ident is None:
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+async def _toggled(count: Any, warmup: float, seconds: float) -> dict[str, float]:
+    """The watchdog's cost within one run: slices of ``seconds / 8`` with the watchdog on
+    and off, in the order off-on-on-off repeated (a drift in the simulator's pace or the
+    machine's load over the run cancels out), each pair of neighbouring slices compared as
+    events per process CPU-second (the watchdog's thread included). The service's
+    threshold; a new watchdog for every slice it is on (its thread starts and stops)."""
+    await asyncio.sleep(warmup)
+    slice_seconds = seconds / 8
+    figures: dict[bool, list[float]] = {False: [], True: []}
+    thread_cpu = cpu_on = 0.0
+    for on in (False, True, True, False) * 2:
+        watchdog = LoopWatchdog(threshold=DEFAULT_LOOP_HOLD_THRESHOLD) if on else None
+        if watchdog is not None:
+            watchdog.start()
+        events0, cpu0 = count(), time.process_time()
+        await asyncio.sleep(slice_seconds)
+        events, cpu = count() - events0, time.process_time() - cpu0
+        if watchdog is not None:
+            thread_cpu += _thread_cpu(watchdog)
+            cpu_on += cpu
+            watchdog.stop()
+        figures[on].append(events / cpu if cpu else 0.0)
+    ratios = [on / off for on, off in zip(figures[True], figures[False], strict=True) if off]
+    return {
+        "toggle_ratio": statistics.median(ratios) if ratios else math.nan,
+        "events_per_cpu_s": statistics.mean(figures[False]),
+        "watchdog_thread_share": thread_cpu / cpu_on if cpu_on else 0.0,
+    }
 
 
 # --------------------------------------------------------------------------- the floor
@@ -384,9 +440,8 @@ def child(argv: list[str]) -> None:
         source, warmup, seconds = args[0], float(args[1]), float(args[2])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.sqlite"
-            if what in ("agents", "agents-watched"):
-                watched = what == "agents-watched"
-                result = asyncio.run(_agents(source, path, warmup, seconds, watched))
+            if what.startswith("agents"):
+                result = asyncio.run(_agents(source, path, warmup, seconds, what))
             else:
                 driver = what.split("-")[1]
                 result = asyncio.run(_floor(source, path, warmup, seconds, driver))
@@ -403,6 +458,7 @@ _CONFIGS = (
     ("floor, blocking sqlite3 on the loop", "floor-sqlite3"),
     ("agents: monitors+analysis+broker+ingest", "agents"),
     ("agents + stall and loop-blocking detection", "agents-watched"),
+    ("agents + the service's loop watchdog", "agents-watchdog"),
 )
 
 
@@ -427,10 +483,79 @@ def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
         f"{watched['events_per_cpu_s'] / agents['events_per_cpu_s']:.3f}x the events per "
         f"CPU-second of the agents alone (goal: overhead < 2 %)"
     )
+    alone = rows["agents-watchdog"]
+    ratio = alone["events_per_cpu_s"] / agents["events_per_cpu_s"]
+    print(
+        f"  the service's loop watchdog alone: {ratio:.3f}x "
+        f"(its thread: {alone['watchdog_thread_share'] * 100:.2f} % of the client's CPU); "
+        f"--watchdog resolves it better"
+    )
     print(
         f"  agents: {agents['stored_rows']:,.0f} rows stored per run, {agents['lost_rows']:.0f} "
         f"lost, {agents['orders']:.0f} paper orders (medians)"
     )
+
+
+def _median_interval(values: list[float]) -> tuple[float, float, float]:
+    """The median and a distribution-free interval of at least 90 % confidence around it
+    (order statistics of the binomial; the whole range below 6 values)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    # The largest k such that P(k <= Binomial(n, 1/2) <= n - k) >= 0.9, k counted from 0.
+    k = 0
+    while k + 1 < n - k - 1:
+        below = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+        if 1 - 2 * below < 0.9:
+            break
+        k += 1
+    return statistics.median(ordered), ordered[k], ordered[n - 1 - k]
+
+
+def watchdog_overhead(pairs: int, toggles: int, warmup: float, seconds: float) -> None:
+    """What the service's LoopWatchdog costs the pipeline, measured three ways."""
+    print(
+        f"\nThe service's loop watchdog (threshold {DEFAULT_LOOP_HOLD_THRESHOLD:g} s) on the "
+        f"pipeline, simulator flat out (goal: < 2 % fewer events per CPU-second)"
+    )
+    window = [str(warmup), str(seconds)]
+    ratios: list[float] = []
+    shares: list[float] = []
+    for _ in range(pairs):
+        order = ["agents", "agents-watchdog"]
+        random.shuffle(order)  # neither always runs first on a machine whose load drifts
+        got = {what: run_child(__file__, [what, "0", *window]) for what in order}
+        plain, watched = got["agents"], got["agents-watchdog"]
+        if plain is None or watched is None:
+            continue
+        ratios.append(watched["events_per_cpu_s"] / plain["events_per_cpu_s"])
+        shares.append(watched["watchdog_thread_share"])
+    if ratios:
+        median, low, high = _median_interval(ratios)
+        print(
+            f"  {len(ratios)} interleaved pairs of fresh runs: median {median:.3f}x "
+            f"(>= 90 % interval {low:.3f}-{high:.3f}; pairs {min(ratios):.3f}-{max(ratios):.3f})"
+        )
+        print(
+            f"  the watchdog's own thread: median {statistics.median(shares) * 100:.3f} % "
+            f"of the client's CPU"
+        )
+    toggled = [
+        r
+        for r in (
+            run_child(__file__, ["agents-toggle", "0", str(warmup), str(seconds * 4)])
+            for _ in range(toggles)
+        )
+        if r is not None
+    ]
+    if toggled:
+        within = [r["toggle_ratio"] for r in toggled]
+        median, low, high = _median_interval(within)
+        thread = statistics.median(r["watchdog_thread_share"] for r in toggled)
+        print(
+            f"  on and off within {len(within)} runs (off-on-on-off slices of "
+            f"{seconds / 2:g} s): median {median:.3f}x (>= 90 % interval {low:.3f}-{high:.3f}); "
+            f"its thread {thread * 100:.3f} % of the CPU"
+        )
 
 
 def main() -> None:
@@ -438,10 +563,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="subprocesses per figure")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds measured")
+    parser.add_argument(
+        "--watchdog",
+        type=int,
+        metavar="PAIRS",
+        help="only the loop watchdog's cost: PAIRS interleaved pairs of runs, then as many "
+        "runs turning it on and off",
+    )
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
         child(options.child)
+        return
+    if options.watchdog:
+        watchdog_overhead(options.watchdog, options.watchdog, options.warmup, options.seconds)
         return
     runs, window = options.runs, [str(options.warmup), str(options.seconds)]
     print(

@@ -128,7 +128,7 @@ async def test_an_injected_dislocation_is_traded_exactly_once(
     sim.drop_connections()  # the resubscription replays the dislocated book
     await eventually(lambda: runtime.stats().reconnects >= 1 and monitor.stats.synced)
     await eventually(lambda: runtime.broker.duplicate_signals >= 1)
-    await runtime.supervisor.restart_task(name)  # attaches to the shared feed again
+    await runtime.monitor_tasks.restart_task(name)  # attaches to the shared feed again
     await eventually(lambda: monitor.stats.starts == 2 and monitor.stats.synced)
     await runtime.stop()
 
@@ -176,7 +176,7 @@ async def test_restarting_monitors_mid_stream_stores_nothing_twice(
         # Each wait ends within its iteration, so the lambdas see this iteration's values.
         events = runtime.stats().events
         await eventually(lambda: runtime.stats().events >= events + 100)  # noqa: B023
-        await runtime.supervisor.restart_task(name)
+        await runtime.monitor_tasks.restart_task(name)
         restarts += 1
         await eventually(lambda: monitor.stats.synced)  # noqa: B023
     await eventually(lambda: runtime.stats().events >= 800)

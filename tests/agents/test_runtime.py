@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from polymarket_agents.agents import (
+    AGENTS_SUPERVISOR,
+    FEED_SUPERVISOR,
     HEALTH_TASK,
     INGESTION_TASK,
+    MONITOR_SUPERVISOR,
     AgentsConfig,
     AgentsRuntime,
     monitor_task_name,
@@ -25,7 +28,9 @@ from polymarket_agents.agents import (
 )
 from polymarket_agents.core.async_utils import (
     ConfigurationError,
+    Observer,
     TaskAlreadyRunningError,
+    TaskFailure,
     TaskSupervisor,
     instant_policy,
 )
@@ -68,7 +73,7 @@ async def test_the_health_loop_alerts_once_and_restarts_a_failed_monitor(
     with caplog.at_level(logging.WARNING, "polymarket_agents.agents"):
         sim.drop_connections()
         await eventually(lambda: len(alerts) == 2)
-        assert runtime.supervisor.status(name) == "stopped"
+        assert runtime.monitor_tasks.status(name) == "stopped"
         assert not runtime.readiness()[0]
         await eventually(lambda: runtime.auto_restarts == 2)
         await wait_ready(runtime)
@@ -81,7 +86,7 @@ async def test_the_health_loop_alerts_once_and_restarts_a_failed_monitor(
     assert f"task {name} has 1 errors" in messages
     assert f"task {name} restarted 1 times" in messages
     assert f"restarting task {name}, stopped with an error" in messages
-    metrics = runtime.supervisor.get_metrics()[name]
+    metrics = runtime.monitor_tasks.get_metrics()[name]
     assert (metrics["status"], metrics["restarts"]) == ("running", 1)
 
 
@@ -103,7 +108,7 @@ async def test_a_failing_alert_hook_is_logged_and_the_check_goes_on(
     await wait_ready(runtime)
     name = monitor_task_name(sim.markets()[0].condition_id)
     sim.drop_connections()
-    await eventually(lambda: runtime.supervisor.status(name) == "stopped")
+    await eventually(lambda: runtime.monitor_tasks.status(name) == "stopped")
     with caplog.at_level(logging.ERROR, "polymarket_agents.agents"):
         problems = await runtime.check_health()
     assert len(problems) == 1
@@ -123,7 +128,9 @@ async def test_a_healthy_runtime_reports_no_problems(
     await wait_ready(runtime)
     assert await runtime.check_health() == []
     assert runtime.readiness() == (True, [])
-    assert set(runtime.supervisor) == {INGESTION_TASK, HEALTH_TASK, *runtime.monitors}
+    assert list(runtime.supervisor) == [AGENTS_SUPERVISOR]
+    assert list(runtime.tree) == [INGESTION_TASK, FEED_SUPERVISOR, MONITOR_SUPERVISOR, HEALTH_TASK]
+    assert set(runtime.monitor_tasks) == set(runtime.monitors)
     runtime.readiness_checks.set_reason("database", "database file x.sqlite vanished")
     assert runtime.readiness() == (False, ["database file x.sqlite vanished"])
     runtime.readiness_checks.clear_reason("database")
@@ -240,7 +247,8 @@ async def test_stop_closes_sockets_drains_the_queue_and_is_idempotent(
     await eventually(lambda: runtime.stats().rows_queued >= 300)
     await runtime.stop(timeout=5.0)
     await runtime.stop()
-    assert all(runtime.supervisor.status(name) == "stopped" for name in runtime.task_names)
+    assert all(m["status"] == "stopped" for m in runtime.tree.get_metrics().values())
+    assert {runtime.tree.status(name) for name in runtime.tree} == {"stopped"}
     await eventually(lambda: not any(c.open for c in sim.connections()))
     stats = runtime.stats()
     assert stats.queue_depth == 0
@@ -291,16 +299,23 @@ async def test_run_market_agents_runs_until_shutdown_is_signalled(
             supervisor=supervisor,
         )
     )
-    names = [monitor_task_name(m.condition_id) for m in (first, second)]
-    await eventually(
-        lambda: all(n in supervisor and supervisor.status(n) == "running" for n in names)
-    )
+    # The runtime's tree is a child of the caller's supervisor: its tasks by path.
+    paths = [
+        f"{AGENTS_SUPERVISOR}/{MONITOR_SUPERVISOR}/{monitor_task_name(m.condition_id)}"
+        for m in (first, second)
+    ]
+
+    def statuses() -> set[str]:
+        metrics = supervisor.get_metrics()
+        return {metrics[p]["status"] if p in metrics else "absent" for p in paths}
+
+    await eventually(lambda: statuses() == {"running"})
     await eventually(lambda: len(sim.connections()) == 1)  # both markets on one connection
     await asyncio.sleep(0.2)
     threading.Thread(target=supervisor.signal_shutdown).start()
     async with asyncio.timeout(5.0):
         await task
-    assert all(supervisor.status(name) == "stopped" for name in names)
+    assert statuses() == {"stopped"}
     counts = await stored(path)
     assert counts[Table.MARKETS] == 2
     assert counts[Table.PRICE_CHANGES] > 0
@@ -416,12 +431,12 @@ async def test_a_monitor_without_market_events_for_its_heartbeat_is_restarted_as
     # The stall is counted as the task is cancelled, the restart once it is running again.
     await eventually(
         lambda: (
-            runtime.supervisor.get_metrics()[name]["stalls"] >= 1
-            and runtime.supervisor.get_metrics()[name]["restarts"] >= 1
+            runtime.monitor_tasks.get_metrics()[name]["stalls"] >= 1
+            and runtime.monitor_tasks.get_metrics()[name]["restarts"] >= 1
         )
     )
     sim.resume()
-    metrics = runtime.supervisor.get_metrics()[name]
+    metrics = runtime.monitor_tasks.get_metrics()[name]
     assert (metrics["last_error"] or "").startswith("StalledError")
 
 
@@ -429,3 +444,72 @@ def test_the_monitor_heartbeat_must_be_positive() -> None:
     """A zero heartbeat would restart every monitor at once."""
     with pytest.raises(ConfigurationError, match="monitor_heartbeat"):
         AgentsConfig(monitor_heartbeat=0)
+
+
+async def test_the_tree_stops_in_reverse_order_monitors_and_sockets_before_the_drain(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """When the writer begins its drain, the health loop and every monitor have stopped and
+    the feed's sockets are closed: the tree stops in reverse order of dependence."""
+    sim = await make_simulator(markets=3, event_rate=300.0)
+    runtime = await make_runtime(sim)
+    await wait_ready(runtime)
+    await eventually(lambda: runtime.stats().rows_queued >= 100)
+    seen: list[tuple[set[str], str, bool, int]] = []
+
+    class AtTheDrain(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("ingestion worker stopping"):
+                monitors: set[str] = {runtime.monitor_tasks.status(n) for n in runtime.monitors}
+                feed = runtime.feed
+                assert feed is not None
+                seen.append(
+                    (
+                        monitors,
+                        runtime.tree.status(HEALTH_TASK),
+                        feed.connected,
+                        len(feed.supervisor),
+                    )
+                )
+
+    handler = AtTheDrain()
+    logger = logging.getLogger("polymarket_agents.agents")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        await runtime.stop(timeout=5.0)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert seen == [({"stopped"}, "stopped", False, 0)]
+    stats = runtime.stats()
+    assert stats.rows_queued == stats.stored_rows + stats.duplicate_rows
+
+
+async def test_failures_anywhere_in_the_tree_reach_the_observer_of_the_supervisor_above(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """The feed's supervisor has an observer of its own (it learns of connections given
+    up); the failures of its connections still reach the observer of the supervisor the
+    runtime runs under, by path, as do the monitors'."""
+    sim = await make_simulator(markets=2, event_rate=100.0)
+    failures: list[TaskFailure] = []
+
+    class Recorder(Observer):
+        def on_failure(self, event: TaskFailure) -> None:
+            failures.append(event)
+
+    async with TaskSupervisor(observer=Recorder()) as supervisor:
+        runtime = await make_runtime(sim, supervisor=supervisor)
+        await wait_ready(runtime)
+        sim.drop_connections()
+        await eventually(
+            lambda: any(e.task.startswith("agents/feed/market-feed-") for e in failures)
+        )
+        await wait_ready(runtime)
+        metrics = supervisor.get_metrics()
+        connection = next(p for p in metrics if p.startswith("agents/feed/"))
+        assert metrics[connection]["restarts"] >= 1
+        assert metrics[connection]["status"] == "running"
+        await runtime.stop()

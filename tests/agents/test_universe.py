@@ -108,7 +108,7 @@ async def test_new_markets_are_picked_up_and_resolved_ones_retired(
     markets = await list_universe(sim.http_url)
     runtime = await make_runtime(sim, markets=markets, universe=universe)
     await wait_ready(runtime)
-    assert UNIVERSE_TASK in runtime.supervisor
+    assert UNIVERSE_TASK in runtime.tree
     feed = runtime.feed
     assert feed is not None
 
@@ -122,7 +122,7 @@ async def test_new_markets_are_picked_up_and_resolved_ones_retired(
     sim.resolve_market(gone.condition_id)
     await eventually(lambda: gone.condition_id not in runtime.monitored)
     assert gone.yes_token not in feed.asset_ids
-    assert runtime.supervisor.status(monitor_task_name(gone.condition_id)) == "stopped"
+    assert runtime.monitor_tasks.status(monitor_task_name(gone.condition_id)) == "stopped"
     await wait_ready(runtime)
     stats = runtime.stats()
     assert (stats.markets, stats.markets_added, stats.markets_retired) == (4, 1, 1)

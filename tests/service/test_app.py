@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -214,7 +216,7 @@ async def test_markets_all_follows_the_filtered_universe(tmp_path: Path) -> None
     summary = await service.run()
     assert summary.exit_code == 0, summary.failure
     assert summary.markets == 3  # one market in four carries the politics tag
-    assert "universe" in service.supervisor.get_metrics()
+    assert "universe" in service.state.task_metrics()
     assert summary.runtime is not None
     assert summary.runtime["markets_retired"] == 0
     assert summary.lost_rows == 0
@@ -249,3 +251,67 @@ async def test_a_named_account_with_its_own_cash(tmp_path: Path) -> None:
         assert names["alice"].settings["max_exposure"] == "200"
         assert {f.account_id for f in await store.fills(names["alice"].id)} <= {names["alice"].id}
         assert await store.fills(1) == []
+
+
+def hold_the_loop() -> None:
+    """A blocking call on the service's loop, as a mistake in a strategy would make."""
+    time.sleep(0.8)
+
+
+@pytest.mark.slow
+async def test_a_hold_of_the_loop_is_counted_on_metrics_and_status(tmp_path: Path) -> None:
+    """The loop watchdog runs with the service (0.1 s by default): a 0.8 s blocking call is
+    counted on /metrics (holds, seconds held, the longest, the threshold) and /status, which
+    names where the loop was held."""
+    config = ServiceConfig(http_port=0, db_path=tmp_path / "held.sqlite", market_count=2)
+    assert config.loop_hold_threshold == 0.1
+    service = Service(config, install_signal_handlers=False)
+    task = asyncio.create_task(service.run())
+    state = service.state
+    try:
+        async with asyncio.timeout(20):
+            while state.phase is not Phase.RUNNING:
+                assert not task.done()
+                await asyncio.sleep(0.02)
+        hold_the_loop()
+        await asyncio.sleep(1.1)  # past the age of the snapshots /metrics and /status serve
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{state.http_url}/metrics") as response:
+                text = await response.text()
+            async with session.get(f"{state.http_url}/status") as response:
+                status = (await response.json())["service"]
+    finally:
+        service.supervisor.signal_shutdown()
+        summary = await task
+    assert summary.exit_code == 0, summary.failure
+
+    def sample(name: str) -> float:
+        found = re.search(rf"^polymarket_agents_{name} (\S+)$", text, re.M)
+        assert found is not None, name
+        return float(found.group(1))
+
+    # Other holds may add to the counts on a loaded machine: at least ours is there.
+    assert sample("loop_holds_total") >= 1
+    assert sample("loop_held_seconds_total") >= 0.6
+    assert sample("loop_hold_longest_seconds") >= 0.6
+    assert sample("loop_hold_threshold_seconds") == 0.1
+    assert status["loop_holds"] >= 1
+    assert status["loop_hold_longest_seconds"] >= 0.6
+    assert status["loop_hold_threshold"] == 0.1
+    assert status["loop_hold_longest_at"].endswith("in hold_the_loop")
+
+
+async def test_the_loop_watchdog_can_be_turned_off(tmp_path: Path) -> None:
+    """loop_hold_threshold=None: no watchdog, and /status says so."""
+    config = ServiceConfig(
+        duration=0.5,
+        http_enabled=False,
+        loop_hold_threshold=None,
+        db_path=tmp_path / "unwatched.sqlite",
+        market_count=1,
+    )
+    service = Service(config, install_signal_handlers=False)
+    summary = await service.run()
+    assert summary.exit_code == 0, summary.failure
+    assert service.state.watchdog is None
+    assert service.state.service_counters()["loop_hold_threshold"] is None

@@ -14,6 +14,7 @@ from polymarket_agents.service import (
     DEFAULT_HEALTH_URL,
     DEFAULT_HTTP_HOST,
     DEFAULT_HTTP_PORT,
+    DEFAULT_LOOP_HOLD_THRESHOLD,
     OPTIONS,
     ServiceConfig,
     load_config,
@@ -33,6 +34,14 @@ def test_defaults_are_the_embedded_service() -> None:
     assert config.duration is None
     assert config.universe_size == 5
     assert not config.sim_faults.active
+    assert config.loop_hold_threshold == DEFAULT_LOOP_HOLD_THRESHOLD == 0.1
+
+
+def test_the_loop_watchdog_threshold_is_seconds_or_off() -> None:
+    """--loop-hold-threshold takes seconds, or off for no watchdog."""
+    assert load_config({"loop_hold_threshold": "0.25"}, {}).loop_hold_threshold == 0.25
+    environ = {"POLYMARKET_AGENTS_LOOP_HOLD_THRESHOLD": "off"}
+    assert load_config({}, environ).loop_hold_threshold is None
 
 
 def test_default_http_address_matches_check_agents() -> None:
@@ -102,6 +111,7 @@ def test_flags_win_over_environment() -> None:
         ({"sim_faults": "explode=1"}, {}, "--sim-faults: unknown fault 'explode'"),
         ({"sim_faults": "malformed-rate=2"}, {}, "--sim-faults: malformed_rate must be in [0, 1]"),
         ({"sim_rate": "-1"}, {}, "--sim-rate: must be a number of ticks per second >= 0"),
+        ({"loop_hold_threshold": "0"}, {}, "--loop-hold-threshold: must be a number of seconds"),
     ],
 )
 def test_bad_values_are_refused_with_their_source(

@@ -105,6 +105,20 @@ def test_runs_serves_fills_the_database_and_stops_cleanly_on_sigterm(
     data = wait_for(stored, START_TIMEOUT, "rows in the database")
     assert {"ingestion", "health", "service.heartbeat"} <= set(data["tasks"])
     assert sum(name.startswith("monitor_") for name in data["tasks"]) == 5
+    # Tasks by name, each with its path in the supervision tree that /status draws.
+    assert data["tasks"]["ingestion"]["path"] == "agents/ingestion"
+    assert data["tasks"]["market-feed-1"]["path"] == "agents/feed/market-feed-1"
+    supervisors = [
+        found.groups()
+        for line in data["tree"]
+        if (found := re.search(r"(?:^|── )(\S+)  (one_for_one|one_for_all|rest_for_one)  ", line))
+    ]
+    assert supervisors == [
+        ("service", "one_for_one"),
+        ("agents", "one_for_one"),
+        ("feed", "one_for_one"),
+        ("monitors", "one_for_one"),
+    ]
     assert data["service"]["phase"] == "running"
     assert data["ready"] is True
 

@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from polymarket_agents.core.async_utils import TaskSupervisor
+from polymarket_agents.core.async_utils import Strategy, Supervisor, TaskSupervisor
 from polymarket_agents.service import LiveView, ServiceConfig, ServiceState
 
 
@@ -66,3 +66,25 @@ async def test_run_draws_until_cancelled_then_leaves_a_last_frame() -> None:
     assert task.cancelled()
     assert "monitor_01" in buffer.getvalue()
     assert "feed and trading" in buffer.getvalue()
+
+
+async def test_render_draws_each_supervisor_of_the_tree_under_its_parent() -> None:
+    """The tree's supervisors, one line each, indented under their parents, with their
+    strategies and children counted by status; their tasks are rows of the table."""
+    state = await _state_with_tasks(running=2)
+    inner = Supervisor("agents", strategy=Strategy.REST_FOR_ONE)
+    pool = TaskSupervisor(name="pool")
+    inner.add("pool", pool)
+    state.supervisor.add("agents", inner)
+    await pool.start_task("conn-1", asyncio.Event().wait)
+    console, buffer = _console()
+    try:
+        console.print(LiveView(state, console).render())
+    finally:
+        await state.supervisor.stop_all()
+    lines = buffer.getvalue().splitlines()
+    tree = [line for line in lines if "one_for_one" in line or "rest_for_one" in line]
+    assert tree[0].startswith("supervision: tasks  one_for_one  running  (4 children: ")
+    assert tree[1].startswith("  └ agents  rest_for_one  running  (1 children: 1 running)")
+    assert tree[2].startswith("    └ pool  one_for_one  running  (1 children: 1 running)")
+    assert any(line.startswith("conn-1 ") for line in lines)

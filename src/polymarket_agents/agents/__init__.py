@@ -92,8 +92,11 @@ from ._report import (
 )
 from ._risk import RiskLimits
 from ._runtime import (
+    AGENTS_SUPERVISOR,
+    FEED_SUPERVISOR,
     HEALTH_TASK,
     INGESTION_TASK,
+    MONITOR_SUPERVISOR,
     AgentsConfig,
     AgentsRuntime,
     RuntimeStats,
@@ -107,6 +110,7 @@ from ._strategies import DEFAULT_STRATEGY, convert_option, load_strategy, parse_
 from ._universe import UNIVERSE_TASK, UniverseConfig, UniverseFollower, UniverseStats
 
 __all__ = [
+    "AGENTS_SUPERVISOR",
     "BUY",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DRAIN_TIMEOUT",
@@ -116,10 +120,12 @@ __all__ = [
     "DEFAULT_JOURNAL_POLICY",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_STRATEGY",
+    "FEED_SUPERVISOR",
     "HEALTH_TASK",
     "INGESTION_TASK",
     "INTERRUPTED",
     "MAX_SHARDS",
+    "MONITOR_SUPERVISOR",
     "NOT_RECORDED",
     "RECENT_ORDERS",
     "RECENT_SIGNALS",

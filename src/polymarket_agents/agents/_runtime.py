@@ -1,11 +1,38 @@
 """``AgentsRuntime`` and ``run_market_agents``: the seed's supervisor pattern, wired up.
 
-One supervisor runs a monitor per market, the ingestion worker and a health loop. The
-health loop (every ``health_interval`` seconds) logs tasks with too many errors or restarts,
-alerts once about each task that stopped with an error, and restarts such a task from its
-factory after ``auto_restart_after`` seconds. Shutdown stops the monitors first (their
-sockets close), then lets the ingestion worker drain the queue into the database, then
-closes the database.
+The runtime's tasks form a supervision tree (:attr:`AgentsRuntime.tree`), mounted as
+``agents`` in the supervisor it runs under::
+
+    agents  one_for_one
+    ├── ingestion        the writer: rows from the queue into the database
+    ├── feed             the pooled feed's supervisor: one task per connection (≤ 200 assets),
+    │   ├── market-feed-1    each attempt one socket, restarted with the feed's backoff
+    │   └── …
+    ├── monitors         one task per market, attached to the feed: events -> rows, strategy
+    │   ├── monitor_0x…
+    │   └── …
+    ├── universe         follows the universe (with ``--markets all``)
+    └── health           logs, alerts and restarts tasks stopped with an error
+
+The order is the order of dependence: each child needs those above it to be running, so
+they start first and stop last (a tree starts its children in order and stops them in
+reverse). Shutdown therefore stops the health loop and the monitors first, then closes the
+feed's sockets, and only then lets the writer drain the queue into the database.
+
+Every strategy is one_for_one, because what siblings share outlives any task's restart:
+the queue (and the batch in the writer's hands) outlives the writer, so a writer that dies
+restarts alone and the monitors keep queueing (they wait when it is full); the feed's books
+and each market's stream outlive a connection's socket, so a dropped socket is, for its
+monitors, a resync (books invalidated, then a fresh snapshot), never a reason to restart
+them. The monitors that must restart with a connection are those of a connection that
+fails for good (a fatal handshake error, or its restart intensity spent): their streams
+end with :class:`~polymarket_agents.feed.FeedStopped`, each monitor fails with it and is
+restarted, attaching to a live connection. Monitors are not children of their connection
+because markets move between connections (rebalancing) without their monitors noticing.
+
+The health loop (every ``health_interval`` seconds) logs tasks with too many errors or
+restarts, alerts once about each task that stopped with an error, and restarts such a task
+from its factory after ``auto_restart_after`` seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +51,10 @@ from typing import Any, NoReturn
 from polymarket_agents.core.async_utils import (
     ConfigurationError,
     Readiness,
+    Restart,
     RestartPolicy,
+    Supervisor,
+    TaskAlreadyRunningError,
     TaskMetrics,
     TaskSupervisor,
 )
@@ -66,8 +96,11 @@ from ._sequence import EventSequence
 from ._universe import UNIVERSE_TASK, UniverseConfig, UniverseFollower
 
 __all__ = [
+    "AGENTS_SUPERVISOR",
+    "FEED_SUPERVISOR",
     "HEALTH_TASK",
     "INGESTION_TASK",
+    "MONITOR_SUPERVISOR",
     "AgentsConfig",
     "AgentsRuntime",
     "RuntimeStats",
@@ -82,6 +115,12 @@ INGESTION_TASK = "ingestion"
 """The supervisor's name of the ingestion worker's task."""
 HEALTH_TASK = "health"
 """The supervisor's name of the health loop's task."""
+AGENTS_SUPERVISOR = "agents"
+"""The name of the runtime's tree in the supervisor it runs under."""
+FEED_SUPERVISOR = "feed"
+"""The name, in the runtime's tree, of the pooled feed's supervisor (its connections)."""
+MONITOR_SUPERVISOR = "monitors"
+"""The name, in the runtime's tree, of the monitors' supervisor."""
 
 
 def monitor_task_name(condition_id: str) -> str:
@@ -354,7 +393,7 @@ def _log_alert(message: str) -> None:
 
 
 class AgentsRuntime:
-    """Market agents under one supervisor: monitors, paper broker, ingestion, health loop.
+    """Market agents in a supervision tree: writer, feed, monitors, paper broker, health loop.
 
     ::
 
@@ -370,6 +409,10 @@ class AgentsRuntime:
     runtime's own checks (monitors, ingestion, feed silence) sit and where any other part
     adds its checks or holds its reasons.
 
+    The tasks form the tree :attr:`tree` (see :mod:`polymarket_agents.agents._runtime` for
+    its shape and why), mounted as ``agents`` in ``supervisor``; the monitors are tasks of
+    :attr:`monitor_tasks`, by name (``monitor_<condition id>``).
+
     Args:
         feed_url: The market channel URL.
         markets: The markets to monitor, one monitor each.
@@ -383,8 +426,8 @@ class AgentsRuntime:
             :class:`ComplementArbitrage` configured from ``config`` if None.
         alert: Called with a message when a task stops with an error; logs at ERROR if
             None. It must not block; its own errors are logged.
-        supervisor: The supervisor to run the tasks under; a new one if None. Only this
-            runtime's tasks are stopped by :meth:`stop`.
+        supervisor: The supervisor to run the runtime's tree under (as ``agents``); a
+            new one if None. Only this runtime's tasks are stopped by :meth:`stop`.
         now: Wall clock compared with the supervisor's ``last_error_time``.
 
     Raises:
@@ -418,6 +461,18 @@ class AgentsRuntime:
         self.supervisor = (
             supervisor if supervisor is not None else TaskSupervisor(policy=config.task_policy)
         )
+        """The supervisor the runtime's tree runs under (its signals stop a seed-style run)."""
+        self.tree = Supervisor(
+            AGENTS_SUPERVISOR,
+            # Restarts are bounded per task, by its policy's backoff; a hundred monitors
+            # failing at once when a feed drops is no reason to give up on the runtime.
+            max_restarts=None,
+            policy=config.task_policy,
+            restart=Restart.TRANSIENT,
+        )
+        """The runtime's supervision tree: ingestion, feed, monitors, universe, health."""
+        self.monitor_tasks = TaskSupervisor(policy=config.task_policy, name=MONITOR_SUPERVISOR)
+        """The monitors' supervisor: a task per market, named ``monitor_<condition id>``."""
         self.queue = ingestion_queue(config.queue_size)
         if store is not None and store_path is not None:
             raise ConfigurationError("give the runtime a store_path or a store, not both")
@@ -523,12 +578,10 @@ class AgentsRuntime:
 
     @property
     def task_names(self) -> list[str]:
-        """This runtime's tasks in the supervisor: ingestion, the monitors, health (and the
-        universe's, when it follows one)."""
-        names = [INGESTION_TASK, *self.monitors, HEALTH_TASK]
-        if self.universe is not None:
-            names.append(UNIVERSE_TASK)
-        return names
+        """This runtime's tasks, by path in :attr:`tree`: ``ingestion``, the feed's
+        connections (``feed/market-feed-1`` ...), the monitors (``monitors/monitor_0x...``),
+        ``universe`` when it follows one, ``health``."""
+        return list(self.tree.get_metrics())
 
     def books(self) -> list[OrderBook]:
         """Every monitored asset's local book, in subscription order (the shared feed's, or
@@ -571,7 +624,7 @@ class AgentsRuntime:
             self.monitors[name] = monitor
             added.append(market)
             if self._started:
-                await self.supervisor.start_task(
+                await self.monitor_tasks.start_task(
                     name, monitor.run, heartbeat=self.config.monitor_heartbeat
                 )
         if added:
@@ -629,8 +682,8 @@ class AgentsRuntime:
             return False
         self.retired[name] = monitor
         self.markets = tuple(m.market for m in self.monitors.values())
-        if name in self.supervisor:
-            await self.supervisor.stop_task(name)
+        if name in self.monitor_tasks:
+            await self.monitor_tasks.stop_task(name)
         if self.feed is not None:
             await self.feed.unsubscribe(markets=[condition_id])
         await monitor.store_inactive()
@@ -642,30 +695,44 @@ class AgentsRuntime:
     async def start(self) -> None:
         """Open the store, load the paper account, start the worker, monitors and health loop.
 
+        The tree grows in the order of dependence: the writer, the feed's connections, the
+        monitors (attached to the feed), then the universe's task and the health loop.
+
         Raises:
             RuntimeError: If started before.
             StoreUnavailableError: If the database cannot be opened now.
             SchemaVersionError: If it was written by a newer schema.
-            TaskAlreadyRunningError: If the supervisor already runs a task of one of the
-                names (see :attr:`task_names`).
+            TaskAlreadyRunningError: If the supervisor already runs another runtime's tree
+                (``agents``).
         """
         if self._started:
             raise RuntimeError("an AgentsRuntime can be started only once")
+        supervisor = self.supervisor
+        if AGENTS_SUPERVISOR in supervisor:
+            if supervisor.status(AGENTS_SUPERVISOR) != "stopped":
+                raise TaskAlreadyRunningError(AGENTS_SUPERVISOR)
+            supervisor.delete_child(AGENTS_SUPERVISOR)  # a runtime that ran before
         self._started = True
         await self.store.open()
         await self._begin_run()
         await self.broker.load()
         self._start = (self.broker.fills, self.broker.portfolio().total_pnl)
         self.strategy.resume(self.broker.signal_ids)
-        supervisor = self.supervisor
-        await supervisor.start_task(INGESTION_TASK, self.worker.run)
+        tree = self.tree
+        tree.add(INGESTION_TASK, self.worker.run)
+        if self.feed is not None:
+            tree.add(FEED_SUPERVISOR, self.feed.supervisor)
+        tree.add(MONITOR_SUPERVISOR, self.monitor_tasks)
+        supervisor.add(AGENTS_SUPERVISOR, tree)  # runs: the children above start
         if self.feed is not None:
             await self.feed.start()
         for name, monitor in self.monitors.items():
-            await supervisor.start_task(name, monitor.run, heartbeat=self.config.monitor_heartbeat)
+            await self.monitor_tasks.start_task(
+                name, monitor.run, heartbeat=self.config.monitor_heartbeat
+            )
         if self.universe is not None:
-            await supervisor.start_task(UNIVERSE_TASK, self.universe.run)
-        await supervisor.start_task(HEALTH_TASK, self._health_loop)
+            tree.add(UNIVERSE_TASK, self.universe.run)
+        tree.add(HEALTH_TASK, self._health_loop)
         _logger.info("agents started: %d markets, database %s", len(self.monitors), self.where)
 
     def run_settings(self) -> dict[str, Any]:
@@ -727,11 +794,12 @@ class AgentsRuntime:
             _logger.warning("could not record run %d: %s: %s", run_id, type(exc).__name__, exc)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop gracefully: monitors (sockets closed), health loop, then drain and close.
+        """Stop gracefully, the tree in reverse order: health loop, universe, monitors
+        (together), the feed's sockets, then the writer's drain; then close the database.
 
-        The monitors are stopped together; the ingestion worker then stores everything
-        still queued and the database is closed. Bounded by ``timeout`` overall (the
-        drain by ``config.drain_timeout`` too); idempotent.
+        The ingestion worker stores everything still queued before the database is closed.
+        Bounded by ``timeout`` overall (the drain by ``config.drain_timeout`` too);
+        idempotent.
 
         Args:
             timeout: Seconds for the whole shutdown.
@@ -742,7 +810,6 @@ class AgentsRuntime:
         self._stopped = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        supervisor = self.supervisor
 
         def left() -> float:
             return max(deadline - loop.time(), 0.0)
@@ -750,25 +817,21 @@ class AgentsRuntime:
         queue = self.queue
         if isinstance(queue, IngestionQueue):
             queue.unbound()  # every stopping monitor hands over the rows in its hands
-        first = [
-            name for name in [*self.monitors, HEALTH_TASK, UNIVERSE_TASK] if name in supervisor
-        ]
-        results = await asyncio.gather(
-            *(supervisor.stop_task(name, timeout=left()) for name in first)
-        )
-        stuck = [name for name, stopped in zip(first, results, strict=True) if not stopped]
-        if self.feed is not None:
-            try:
-                async with asyncio.timeout(max(left(), 0.1)):
-                    await self.feed.aclose()
-            except TimeoutError:
-                stuck.append(self.feed.name)
-        # The drain has its own bound (config.drain_timeout); give it at least a moment
-        # even when the monitors took all the time.
-        if INGESTION_TASK in supervisor and not await supervisor.stop_task(
-            INGESTION_TASK, timeout=max(left(), 1.0)
-        ):
-            stuck.append(INGESTION_TASK)
+        tree = self.tree
+        stuck: list[str] = []
+        for name in reversed(list(tree)):
+            if name == FEED_SUPERVISOR and self.feed is not None:
+                try:
+                    async with asyncio.timeout(max(left(), 0.1)):
+                        await self.feed.aclose()  # its sockets, and its streams end
+                except TimeoutError:
+                    stuck.append(name)
+                    continue
+            # The drain has its own bound (config.drain_timeout); give it at least a
+            # moment even when the monitors took all the time.
+            limit = max(left(), 1.0) if name == INGESTION_TASK else left()
+            if not await tree.terminate_child(name, timeout=limit):
+                stuck.append(name)
         await self._record_run(ended=True, timeout=max(min(left(), 1.0), 0.1))
         await self.store.close()
         stats = self.stats()
@@ -802,15 +865,12 @@ class AgentsRuntime:
             The problems found, in words (empty when all is well).
         """
         config = self.config
-        supervisor = self.supervisor
-        metrics = supervisor.get_metrics()
         loop_time = asyncio.get_running_loop().time()
         problems: list[str] = []
         self.health_checks += 1
-        for name in self.task_names:
-            data = metrics.get(name)
-            if data is None:
-                continue
+        for path, data in self.tree.get_metrics().items():
+            # By name, as people read them (names are unique in the tree).
+            name = path.rsplit("/", 1)[-1]
             if data["errors"] > config.error_threshold:
                 problems.append(f"task {name} has {data['errors']} errors")
                 _logger.error("task %s has %d errors", name, data["errors"])
@@ -831,7 +891,7 @@ class AgentsRuntime:
             if error_time is not None:
                 stopped_for = max(stopped_for, (self._now() - error_time).total_seconds())
             if stopped_for >= config.auto_restart_after and not self._stopped:
-                await self._restart(name)
+                await self._restart(name, path)
         return problems
 
     def _call_alert(self, message: str) -> None:
@@ -840,10 +900,16 @@ class AgentsRuntime:
         except Exception:
             _logger.exception("the alert hook raised")
 
-    async def _restart(self, name: str) -> None:
+    async def _restart(self, name: str, path: str) -> None:
         _logger.warning("restarting task %s, stopped with an error", name)
+        # The supervisor of the task: the tree itself, or the one of its children named first.
+        owner: Supervisor = self.tree
+        for part in path.split("/")[:-1]:
+            child = owner[part]
+            assert isinstance(child, Supervisor)
+            owner = child
         try:
-            await self.supervisor.restart_task(name)
+            await owner.restart_child(name)
         except Exception:
             _logger.exception("could not restart task %s", name)
             return
@@ -857,7 +923,7 @@ class AgentsRuntime:
         """A snapshot of the counters of every part (see :class:`RuntimeStats`)."""
         # Retired monitors' events and rows still count: they were taken and queued.
         monitor_stats = [m.stats for m in (*self.monitors.values(), *self.retired.values())]
-        metrics = self.supervisor.get_metrics()
+        metrics = self.monitor_tasks.get_metrics()
         worker = self.worker.stats
         rows = _RowCounts.of(monitor_stats, worker, self.broker.journal, self.store.lost)
         portfolio = self.broker.portfolio()
@@ -931,7 +997,7 @@ class AgentsRuntime:
 
     def _monitors_not_ready(self) -> list[str]:
         reasons: list[str] = []
-        metrics = self.supervisor.get_metrics()
+        metrics = self.monitor_tasks.get_metrics()
         for name, monitor in self.monitors.items():
             status = _status(metrics, name)
             if status != "running":
@@ -951,7 +1017,8 @@ class AgentsRuntime:
 
     def _ingestion_not_ready(self) -> list[str]:
         reasons: list[str] = []
-        status = _status(self.supervisor.get_metrics(), INGESTION_TASK)
+        tree = self.tree
+        status = tree.status(INGESTION_TASK) if INGESTION_TASK in tree else "stopped"
         if status != "running":
             reasons.append(f"{INGESTION_TASK}: task {status}")
         elif self.store.connection is None:

@@ -1,18 +1,26 @@
-"""The service: simulator, markets, agents, HTTP and live view wired under one supervisor.
+"""The service: simulator, markets, agents, HTTP and live view wired as one supervision tree.
 
 ::
 
     summary = await run_service(ServiceConfig(duration=30))
 
-Start-up, in order: the loop heartbeat, the HTTP server (so ``/healthz`` answers while the rest
-starts), the live view, the embedded simulator (unless a feed URL is given), the market
-listing, the agents runtime. A signal during start-up cancels it and shuts down what started.
+The tree (drawn in ``/status``, the live view and the dashboard)::
+
+    service  one_for_one         service.heartbeat, service.dashboard, service.view, ...
+    └── agents  one_for_one      ingestion, feed (its connections), monitors, universe,
+                                 health: see polymarket_agents.agents._runtime for why
+
+Start-up, in order: the loop watchdog and heartbeat, the HTTP server (so ``/healthz``
+answers while the rest starts), the live view, the embedded simulator (unless a feed URL is
+given), the market listing, the agents runtime, whose tree becomes the ``agents`` child of
+the service's supervisor. A signal during start-up cancels it and shuts down what started.
 
 Shutdown (SIGINT, SIGTERM, ``duration`` over, or a failed start-up), bounded by the grace
-period: the HTTP server closes (its clients get nothing more, the drain gets the loop), the
-live view draws its last frame, the runtime stops its monitors and drains the ingestion
-queue into the database and closes it, the remaining tasks stop, the simulator closes. A
-second signal calls ``on_repeat`` (the command line exits at once).
+period: the HTTP server closes first (it runs on a thread of its own, outside the tree: its
+clients get nothing more, the drain gets the loop), the live view draws its last frame, the
+runtime stops its tree in reverse order (monitors, the feed's sockets, then the writer's
+drain into the database, which then closes), the remaining tasks stop, the simulator
+closes. A second signal calls ``on_repeat`` (the command line exits at once).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from polymarket_agents.agents import (
     UniverseConfig,
     load_strategy,
 )
-from polymarket_agents.core.async_utils import ConfigurationError, TaskSupervisor
+from polymarket_agents.core.async_utils import ConfigurationError, LoopWatchdog, TaskSupervisor
 from polymarket_agents.feed import (
     DEFAULT_GAMMA_URL,
     InvalidMessage,
@@ -276,7 +284,9 @@ class Service:
     ) -> None:
         self.config = config
         failures = FailureCounts()
-        self.supervisor = TaskSupervisor(stop_timeout=config.grace_period, observer=failures)
+        self.supervisor = TaskSupervisor(
+            stop_timeout=config.grace_period, observer=failures, name="service"
+        )
         self.state = ServiceState(config, self.supervisor, failures)
         self._runtime_factory = runtime_factory
         self._console = console
@@ -306,6 +316,11 @@ class Service:
         state = self.state
         if self._signals:
             self.supervisor.add_signal_handlers(on_repeat=self._repeated)
+        threshold = self.config.loop_hold_threshold
+        if threshold is not None:
+            # From the first step to the last: a hold during start-up or the drain counts.
+            state.watchdog = LoopWatchdog(threshold)
+            state.watchdog.start()
         exit_code = 0
         try:
             exit_code = await self._start_or_stop()
@@ -319,6 +334,8 @@ class Service:
             shutdown_seconds = asyncio.get_running_loop().time() - started
             if self._signals:
                 self.supervisor.remove_signal_handlers()
+            if state.watchdog is not None:
+                state.watchdog.stop()
         if exit_code == 0 and not clean:
             exit_code = 1
         return self._summary(exit_code, shutdown_seconds)

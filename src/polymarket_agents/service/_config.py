@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "DEFAULT_HTTP_HOST",
     "DEFAULT_HTTP_PORT",
+    "DEFAULT_LOOP_HOLD_THRESHOLD",
     "OPTIONS",
     "ConfigOption",
     "LiveViewMode",
@@ -58,6 +59,10 @@ DEFAULT_HTTP_PORT = 8080
 
 DEFAULT_DB_PATH = Path("data/agents.sqlite")
 """The SQLite file, relative to the working directory."""
+
+DEFAULT_LOOP_HOLD_THRESHOLD = 0.1
+"""Seconds a step of the event loop may take before it counts as a hold: a tenth of a second
+is long for an event loop (every other market waits) and far above what its steps take."""
 
 LogFormat = Literal["text", "json"]
 LiveViewMode = Literal["auto", "on", "off"]
@@ -107,6 +112,10 @@ class ServiceConfig:
         health_interval: Seconds between the agents' health checks.
         ready_silence: Seconds without market data on every feed connection (PONGs do not
             count) before ``/readyz`` answers 503; None: never.
+        loop_hold_threshold: Seconds one step of the event loop may take before it counts as
+            a hold (a :class:`~polymarket_agents.core.async_utils.LoopWatchdog`: counted on
+            ``/metrics`` and ``/status``, the longest logged with where it held the loop);
+            None: not watched.
         min_liquidity: List only markets with at least this ``liquidityNum`` (USDC).
         min_volume: List only markets with at least this ``volumeNum`` (USDC).
         tag: List only markets with this Gamma tag (an id or a slug).
@@ -157,6 +166,7 @@ class ServiceConfig:
     grace_period: float = 10.0
     health_interval: float = 60.0
     ready_silence: float | None = 30.0
+    loop_hold_threshold: float | None = DEFAULT_LOOP_HOLD_THRESHOLD
     min_liquidity: Decimal | None = None
     min_volume: Decimal | None = None
     tag: str | None = None
@@ -360,6 +370,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "grace_period": _positive,
     "health_interval": _positive,
     "ready_silence": lambda v: None if v is None else _positive(v),
+    "loop_hold_threshold": lambda v: None if v is None else _positive(v),
     "min_liquidity": lambda v: _amount(v),
     "min_volume": lambda v: _amount(v),
     "tag": lambda v: (
@@ -744,6 +755,15 @@ OPTIONS: tuple[ConfigOption, ...] = (
         _P + "READY_SILENCE",
         _to_optional_float,
         "seconds without market data (PONGs do not count) before /readyz says 503; off: never (30)",
+        metavar="S",
+    ),
+    _opt(
+        "loop_hold_threshold",
+        "--loop-hold-threshold",
+        _P + "LOOP_HOLD_THRESHOLD",
+        _to_optional_float,
+        "seconds one step of the event loop may take before it counts as a hold, logged "
+        f"with where it held the loop; off: not watched ({DEFAULT_LOOP_HOLD_THRESHOLD:g})",
         metavar="S",
     ),
     _opt(

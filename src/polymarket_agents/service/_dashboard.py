@@ -131,7 +131,7 @@ class Dashboard:
                     "last_error": m["last_error"],
                     "uptime": round(m["uptime"], 1),
                 }
-                for name, m in sorted(state.supervisor.get_metrics().items())
+                for name, m in sorted(state.task_metrics().items())
             ],
             "account": {
                 key: counters.get(key)

@@ -121,7 +121,9 @@ class ServiceCollector(Collector):
     * ``..._market_info{task, market, slug}`` 1 per monitored market: the names people read
       for the ``task`` label of the per-task families, joined in a query rather than put
       on every series;
-    * the service: ``..._up``, ``..._ready``, ``..._uptime_seconds``, ``..._loop_lag_seconds``.
+    * the service: ``..._up``, ``..._ready``, ``..._uptime_seconds``, ``..._loop_lag_seconds``;
+    * the loop watchdog: ``..._loop_holds_total``, ``..._loop_held_seconds_total``,
+      ``..._loop_hold_longest_seconds``, ``..._loop_hold_threshold_seconds``.
 
     Args:
         state: The service to report on.
@@ -146,6 +148,7 @@ class ServiceCollector(Collector):
             ("loop_lag_seconds", state.loop_lag, "How late the event loop's last heartbeat was."),
         ):
             yield GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, value=float(value))
+        yield from self._loop_holds()
         if state.shard is not None:
             holder = GaugeMetricFamily(
                 f"{NAMESPACE}_shard_holder",
@@ -160,6 +163,31 @@ class ServiceCollector(Collector):
         for member in Phase:
             phase.add_metric([member.value], float(state.phase is member))
         yield phase
+
+    def _loop_holds(self) -> Iterator[Any]:
+        """What the loop watchdog counted; nothing when it is off."""
+        watchdog = self._state.watchdog
+        if watchdog is None:
+            return
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_loop_holds",
+            "Steps of the event loop that held it longer than the hold threshold.",
+            value=watchdog.blocks,
+        )
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_loop_held_seconds",
+            "Seconds the event loop spent in those holds.",
+            value=watchdog.blocked,
+        )
+        for name, value, doc in (
+            ("loop_hold_longest_seconds", watchdog.worst, "The longest hold of the event loop."),
+            (
+                "loop_hold_threshold_seconds",
+                watchdog.threshold,
+                "How long a step of the event loop may take before it counts as a hold.",
+            ),
+        ):
+            yield GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, value=value)
 
     def _markets(self) -> Iterator[Any]:
         """One series per monitored market: its task, condition id and slug. Bounded by the
@@ -180,7 +208,7 @@ class ServiceCollector(Collector):
         yield info
 
     def _tasks(self) -> Iterator[Any]:
-        metrics = self._state.supervisor.get_metrics()
+        metrics = self._state.task_metrics()
         restarts = CounterMetricFamily(
             f"{NAMESPACE}_task_restarts",
             "Times a supervised task was started again.",

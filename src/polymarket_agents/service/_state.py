@@ -21,10 +21,12 @@ import msgspec
 
 from polymarket_agents.agents import RuntimeStats
 from polymarket_agents.core.async_utils import (
+    LoopWatchdog,
     Observer,
     Readiness,
     StalledError,
     TaskFailure,
+    TaskMetrics,
     TaskRestart,
     TaskSupervisor,
 )
@@ -188,6 +190,8 @@ class ServiceState:
         """Tasks alive on the agents' event loop, counted by the heartbeat (leak watch)."""
         """How late the last heartbeat woke, in seconds."""
         self.last_beat = time.monotonic()
+        self.watchdog: LoopWatchdog | None = None
+        """Counts the event loop's holds (``config.loop_hold_threshold``), while it runs."""
         self.redact = Redactor.for_config(config)
         """Hides credentials and the database's absolute path in what the service shows."""
         self.readiness_checks = Readiness()
@@ -272,7 +276,45 @@ class ServiceState:
             "view_refreshes": self.view_refreshes,
             "loop_lag": round(self.loop_lag, 6),
             "asyncio_tasks": self.asyncio_tasks,
+            **self.loop_holds(),
         }
+
+    def loop_holds(self) -> dict[str, Any]:
+        """What the loop watchdog counted: holds of the event loop longer than its threshold
+        (``loop_hold_threshold`` None when it is off)."""
+        watchdog = self.watchdog
+        if watchdog is None:
+            return {"loop_hold_threshold": None}
+        return {
+            "loop_hold_threshold": watchdog.threshold,
+            "loop_holds": watchdog.blocks,
+            "loop_held_seconds": round(watchdog.blocked, 6),
+            "loop_hold_longest_seconds": round(watchdog.worst, 6),
+            # The innermost frame only; the WARNING logged for it has the whole stack.
+            "loop_hold_longest_at": watchdog.worst_at or None,
+        }
+
+    def task_paths(self) -> dict[str, str]:
+        """Every supervised task's path in the service's tree, by its name.
+
+        A task is named by the last part of its path (``monitor_0x...`` for
+        ``agents/monitors/monitor_0x...``): names are unique in the service's tree, and they
+        are what the ``task`` label of ``/metrics``, ``/status``, the live view and the
+        dashboard show. Should two tasks share a name, the second keeps its whole path.
+        """
+        paths: dict[str, str] = {}
+        for path in self.supervisor.get_metrics():
+            name = path.rsplit("/", 1)[-1]
+            paths[path if name in paths else name] = path
+        return paths
+
+    def task_metrics(self) -> dict[str, TaskMetrics]:
+        """Every supervised task's metrics, by name (see :meth:`task_paths`), in start order."""
+        named: dict[str, TaskMetrics] = {}
+        for path, metrics in self.supervisor.get_metrics().items():
+            name = path.rsplit("/", 1)[-1]
+            named[path if name in named else name] = metrics
+        return named
 
     def task_labels(self) -> dict[str, str]:
         """What people read for a task: ``monitor <slug>`` for a market's monitor (its task
@@ -288,9 +330,9 @@ class ServiceState:
         return labels
 
     def status(self) -> dict[str, Any]:
-        """Everything ``GET /status`` answers: service counters, runtime stats, task metrics,
-        the supervision tree drawn as lines, with credentials and the database's absolute
-        path hidden."""
+        """Everything ``GET /status`` answers: service counters, runtime stats, task metrics
+        (by name, each with its ``path`` in the tree), the supervision tree drawn as lines,
+        with credentials and the database's absolute path hidden."""
         ready, reasons = self.readiness()
         status: dict[str, Any] = self.redact.deep(
             {
@@ -307,7 +349,9 @@ class ServiceState:
         return status
 
     def _tasks(self) -> dict[str, Any]:
-        tasks: dict[str, Any] = plain(self.supervisor.get_metrics())
+        tasks: dict[str, Any] = plain(self.task_metrics())
+        for name, path in self.task_paths().items():
+            tasks[name]["path"] = path
         for name, label in self.task_labels().items():
             if name in tasks:
                 tasks[name]["label"] = label

@@ -1,4 +1,4 @@
-"""The live view: a table of the supervised tasks and the feed and trading counters.
+"""The live view: the supervision tree, a table of its tasks, the feed and trading counters.
 
 Shown when stdout is a terminal. The table is built on the loop from snapshots, as styled
 text in fixed-width columns: about a millisecond a frame, where rich's ``Table`` layout
@@ -9,11 +9,14 @@ The terminal is written from a worker thread, so a slow terminal never stalls th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
+
+from polymarket_agents.core.async_utils import Supervisor
 
 from ._state import ServiceState
 
@@ -72,6 +75,14 @@ def _value(key: str, value: Any) -> str:
     return str(value)
 
 
+def _supervisors(root: Supervisor, depth: int = 0) -> Iterator[tuple[int, Supervisor]]:
+    """The supervisors of a tree, depth first, each with its depth."""
+    yield depth, root
+    for child in root.children().values():
+        if isinstance(child, Supervisor):
+            yield from _supervisors(child, depth + 1)
+
+
 class LiveView:
     """Redraws a table of tasks and counters a few times a second.
 
@@ -115,10 +126,16 @@ class LiveView:
         text.append(f"  up {_duration(state.uptime)}")
         if state.http_url:
             text.append(f"  {state.http_url}")
+        watchdog = state.watchdog
+        if watchdog is not None and watchdog.blocks:
+            text.append(f"  loop held {watchdog.blocks}x, longest {watchdog.worst:.2f} s", "yellow")
         text.append("\n")
-        # The supervision tree's root: its strategy, state and restarts, in one line.
-        text.append(_cut(f"supervision: {state.supervisor.summary()}", width))
-        text.append("\n\n", "dim")
+        # The supervision tree: each supervisor in a line (strategy, state, restarts,
+        # children by status), indented under its parent; the tasks are in the table below.
+        for depth, supervisor in _supervisors(state.supervisor):
+            prefix = "supervision: " if depth == 0 else "  " * depth + "└ "
+            text.append(_cut(prefix + supervisor.summary(), width) + "\n")
+        text.append("\n", "dim")
         self._tasks(text, width)
         text.append("\n")
         self._counters(text, width)
@@ -133,7 +150,7 @@ class LiveView:
         )
         # Troubled tasks first: not running, then most errors, then by name.
         rows = sorted(
-            self._state.supervisor.get_metrics().items(),
+            self._state.task_metrics().items(),
             key=lambda item: (item[1]["status"] == "running", -item[1]["errors"], item[0]),
         )
         labels = self._state.task_labels()

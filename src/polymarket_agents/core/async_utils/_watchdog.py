@@ -102,6 +102,12 @@ class LoopWatchdog:
             f"worst={self.worst:.3f}s>"
         )
 
+    @property
+    def worst_at(self) -> str:
+        """Where the longest hold held the loop, in one line: its innermost frame,
+        ``"file.py:12 in name"`` ("" if it was not caught)."""
+        return _innermost(self.worst_stack) if self.worst_stack else ""
+
     def start(self) -> None:
         """Start watching the running loop.
 
