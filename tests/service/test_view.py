@@ -88,3 +88,25 @@ async def test_render_draws_each_supervisor_of_the_tree_under_its_parent() -> No
     assert tree[1].startswith("  └ agents  rest_for_one  running  (1 children: 1 running)")
     assert tree[2].startswith("    └ pool  one_for_one  running  (1 children: 1 running)")
     assert any(line.startswith("conn-1 ") for line in lines)
+
+
+async def test_tasks_are_named_by_the_end_of_their_path_and_a_clash_keeps_the_path() -> None:
+    """/status, /metrics and the view name a task by the last part of its path in the
+    tree; a second task of the same name (in another subtree) keeps its whole path."""
+    supervisor = TaskSupervisor(name="service")
+    state = ServiceState(ServiceConfig(), supervisor)
+    first, second = TaskSupervisor(name="a"), TaskSupervisor(name="b")
+    supervisor.add("a", first)
+    supervisor.add("b", second)
+    await supervisor.start_task("solo", asyncio.Event().wait)
+    await first.start_task("same", asyncio.Event().wait)
+    await second.start_task("same", asyncio.Event().wait)
+    try:
+        paths = state.task_paths()
+        assert paths == {"same": "a/same", "b/same": "b/same", "solo": "solo"}
+        assert list(paths) == ["same", "b/same", "solo"]  # in start order
+        assert list(state.task_metrics()) == list(paths)
+        status = state.status()["tasks"]
+        assert {name: entry["path"] for name, entry in status.items()} == state.task_paths()
+    finally:
+        await supervisor.stop_all()

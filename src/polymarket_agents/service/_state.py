@@ -302,18 +302,20 @@ class ServiceState:
         are what the ``task`` label of ``/metrics``, ``/status``, the live view and the
         dashboard show. Should two tasks share a name, the second keeps its whole path.
         """
-        paths: dict[str, str] = {}
-        for path in self.supervisor.get_metrics():
-            name = path.rsplit("/", 1)[-1]
-            paths[path if name in paths else name] = path
-        return paths
+        return {name: path for name, path, _ in self._named()}
 
     def task_metrics(self) -> dict[str, TaskMetrics]:
         """Every supervised task's metrics, by name (see :meth:`task_paths`), in start order."""
-        named: dict[str, TaskMetrics] = {}
+        return {name: metrics for name, _, metrics in self._named()}
+
+    def _named(self) -> list[tuple[str, str, TaskMetrics]]:
+        named: list[tuple[str, str, TaskMetrics]] = []
+        seen: set[str] = set()
         for path, metrics in self.supervisor.get_metrics().items():
             name = path.rsplit("/", 1)[-1]
-            named[path if name in named else name] = metrics
+            name = path if name in seen else name
+            seen.add(name)
+            named.append((name, path, metrics))
         return named
 
     def task_labels(self) -> dict[str, str]:
@@ -349,9 +351,10 @@ class ServiceState:
         return status
 
     def _tasks(self) -> dict[str, Any]:
-        tasks: dict[str, Any] = plain(self.task_metrics())
-        for name, path in self.task_paths().items():
-            tasks[name]["path"] = path
+        tasks: dict[str, Any] = {}
+        for name, path, metrics in self._named():
+            tasks[name] = entry = plain(metrics)
+            entry["path"] = path
         for name, label in self.task_labels().items():
             if name in tasks:
                 tasks[name]["label"] = label
