@@ -45,16 +45,15 @@ async def handoff(
             an item abandoned at the timeout is logged at ERROR and given to ``on_lost``.
     """
     try:
-        queue.put_nowait(item)
-        return True
-    except asyncio.QueueFull:
-        pass
-    put = asyncio.get_running_loop().create_task(queue.put(item))
-    try:
-        # Backpressure: wait for room for as long as it takes (the wait never cancels it).
-        await asyncio.wait((put,))
+        # Backpressure: wait for room for as long as it takes. Awaited in place, not in a
+        # task of its own: under load every event may wait here, and a task per event
+        # cost more than storing the event.
+        await queue.put(item)
         return True
     except asyncio.CancelledError:
+        # A put cancelled while waiting has not queued the item (asyncio.Queue.put only
+        # puts once it is sure to return): hand it over from a task of its own now.
+        put = asyncio.get_running_loop().create_task(queue.put(item))
         # Stopping: the hand-off goes on for up to `timeout` seconds (the ingestion worker
         # is normally still draining), then the cancellation goes on.
         try:
