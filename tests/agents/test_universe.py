@@ -122,7 +122,7 @@ async def test_new_markets_are_picked_up_and_resolved_ones_retired(
     sim.resolve_market(gone.condition_id)
     await eventually(lambda: gone.condition_id not in runtime.monitored)
     assert gone.yes_token not in feed.asset_ids
-    assert runtime.monitor_tasks.status(monitor_task_name(gone.condition_id)) == "stopped"
+    assert monitor_task_name(gone.condition_id) not in runtime.monitor_tasks  # forgotten
     await wait_ready(runtime)
     stats = runtime.stats()
     assert (stats.markets, stats.markets_added, stats.markets_retired) == (4, 1, 1)
@@ -130,6 +130,47 @@ async def test_new_markets_are_picked_up_and_resolved_ones_retired(
     await runtime.stop()
     assert await _inactive(tmp_path / "agents.sqlite", gone.condition_id)
     assert runtime.stats().lost_rows == 0
+
+
+async def test_a_retired_market_is_forgotten_and_its_counts_stay_in_the_totals(
+    make_simulator: MakeSimulator, make_runtime: MakeRuntime
+) -> None:
+    """A retired market's monitor task is deleted from the supervisor once stopped (a
+    universe churning for days does not grow /status), and its monitor dropped; what it
+    counted stays in the totals: events, rows (every row queued is stored), restarts.
+    The market can come back under the same task name, counted afresh."""
+    sim = await make_simulator(markets=3, event_rate=300.0)
+    runtime = await make_runtime(sim)
+    await wait_ready(runtime)
+    gone = sim.markets()[0]
+    name = monitor_task_name(gone.condition_id)
+    await runtime.monitor_tasks.restart_task(name)
+    monitor = runtime.monitors[name]
+    await eventually(lambda: monitor.stats.events >= 5)
+
+    assert await runtime.retire_market(gone.condition_id)
+    assert name not in runtime.monitor_tasks
+    assert all(not path.endswith(name) for path in runtime.task_names)
+    assert name not in runtime.monitors
+    stats = runtime.stats()
+    live = [m.stats for m in runtime.monitors.values()]
+    assert stats.events == monitor.stats.events + sum(s.events for s in live)
+    assert (stats.markets, stats.markets_retired) == (2, 1)
+    assert (stats.monitor_restarts, stats.retired_task_restarts) == (1, 1)
+
+    assert await runtime.add_markets([gone]) == [gone]
+    back = runtime.monitors[name]
+    assert back is not monitor
+    await eventually(lambda: back.stats.events >= 3)
+    assert runtime.monitor_tasks.status(name) == "running"
+    assert runtime.stats().monitor_restarts == 1  # the retired task's; the new one has none
+    await runtime.stop()
+    stats = runtime.stats()
+    assert stats.events == monitor.stats.events + sum(
+        m.stats.events for m in runtime.monitors.values()
+    )
+    assert stats.rows_queued == stats.stored_rows + stats.duplicate_rows
+    assert (stats.pending_rows, stats.lost_rows) == (0, 0)
 
 
 async def test_a_refresh_adds_what_gamma_lists_and_retires_what_it_no_longer_does(

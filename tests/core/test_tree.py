@@ -470,8 +470,9 @@ async def test_a_task_supervisor_restarts_with_its_group() -> None:
 
 
 async def test_a_stopped_child_is_deleted_and_a_running_one_refused() -> None:
-    """delete_child forgets a stopped child (and its metrics); a running one must be
-    stopped first; a deleted supervisor is a root again and can be added elsewhere."""
+    """delete_child forgets a stopped child and its metrics (child_metrics reads them
+    first); a running one must be stopped first; a deleted supervisor is a root again and
+    can be added elsewhere."""
     journal = Journal()
     inner = Supervisor(policy=INSTANT)
     inner.add("x", journal.work("x"))
@@ -482,6 +483,9 @@ async def test_a_stopped_child_is_deleted_and_a_running_one_refused() -> None:
         with pytest.raises(RuntimeError, match="stop it before deleting it"):
             tree.delete_child("a")
         assert await tree.terminate_child("a")
+        everything = tree.get_metrics()
+        assert tree.child_metrics("a") == {"a": everything["a"]}
+        assert tree.child_metrics("inner") == {"inner/x": everything["inner/x"]}
         tree.delete_child("a")
         assert "a" not in tree
         assert set(tree.get_metrics()) == {"inner/x"}
@@ -495,6 +499,8 @@ async def test_a_stopped_child_is_deleted_and_a_running_one_refused() -> None:
             assert other.get_metrics()["moved/x"]["status"] == "running"
     with pytest.raises(UnknownTaskError):
         tree.delete_child("a")
+    with pytest.raises(UnknownTaskError):
+        tree.child_metrics("a")
 
 
 async def test_deleting_a_child_that_never_ran_closes_its_coroutine() -> None:

@@ -253,6 +253,17 @@ async def test_a_named_account_with_its_own_cash(tmp_path: Path) -> None:
         assert await store.fills(1) == []
 
 
+async def _running(config: ServiceConfig) -> tuple[Service, asyncio.Task[Any]]:
+    """A service started in the background, once it runs; the task returns its summary."""
+    service = Service(config, install_signal_handlers=False)
+    task = asyncio.create_task(service.run())
+    async with asyncio.timeout(20):
+        while service.state.phase is not Phase.RUNNING:
+            assert not task.done()
+            await asyncio.sleep(0.02)
+    return service, task
+
+
 def hold_the_loop() -> None:
     """A blocking call on the service's loop, as a mistake in a strategy would make."""
     time.sleep(0.8)
@@ -265,14 +276,9 @@ async def test_a_hold_of_the_loop_is_counted_on_metrics_and_status(tmp_path: Pat
     names where the loop was held."""
     config = ServiceConfig(http_port=0, db_path=tmp_path / "held.sqlite", market_count=2)
     assert config.loop_hold_threshold == 0.1
-    service = Service(config, install_signal_handlers=False)
-    task = asyncio.create_task(service.run())
+    service, task = await _running(config)
     state = service.state
     try:
-        async with asyncio.timeout(20):
-            while state.phase is not Phase.RUNNING:
-                assert not task.done()
-                await asyncio.sleep(0.02)
         hold_the_loop()
         await asyncio.sleep(1.1)  # past the age of the snapshots /metrics and /status serve
         async with aiohttp.ClientSession() as session:
@@ -315,3 +321,47 @@ async def test_the_loop_watchdog_can_be_turned_off(tmp_path: Path) -> None:
     assert summary.exit_code == 0, summary.failure
     assert service.state.watchdog is None
     assert service.state.service_counters()["loop_hold_threshold"] is None
+
+
+async def test_a_retired_markets_counts_stay_in_status_metrics_and_summary(
+    tmp_path: Path,
+) -> None:
+    """A market retired while running leaves the task list of /status and /metrics (its
+    task is forgotten), while the totals people read keep what it counted: restarts in
+    /metrics and the summary, events and rows (every row queued is stored)."""
+    from polymarket_agents.agents import AgentsRuntime, monitor_task_name
+    from polymarket_agents.service._metrics import service_registry
+
+    config = ServiceConfig(http_enabled=False, sim_rate=50, db_path=tmp_path / "r.sqlite")
+    service, task = await _running(config)
+    state = service.state
+    try:
+        runtime = state.runtime
+        assert isinstance(runtime, AgentsRuntime)
+        gone = next(iter(runtime.monitored))
+        name = monitor_task_name(gone)
+        await runtime.monitor_tasks.restart_task(name)
+        monitor = runtime.monitors[name]
+        async with asyncio.timeout(10):
+            while monitor.stats.events < 3:
+                await asyncio.sleep(0.02)
+        assert await runtime.retire_market(gone)
+        assert name not in state.status()["tasks"]
+        samples = [s for f in service_registry(state).collect() for s in f.samples]
+        assert not [s for s in samples if s.labels.get("task") == name]
+        value = {s.name: s.value for s in samples if not s.labels}
+        assert value["polymarket_agents_retired_task_restarts_total"] == 1
+        assert value["polymarket_agents_monitor_restarts_total"] >= 1
+        assert value["polymarket_agents_events_total"] >= monitor.stats.events
+    finally:
+        service.supervisor.signal_shutdown()
+        summary = await task
+    assert summary.exit_code == 0, summary.failure
+    forgotten = service.supervisor.get_metrics()
+    assert summary.restarts == sum(m["restarts"] for m in forgotten.values()) + 1
+    assert summary.runtime is not None
+    assert summary.runtime["markets_retired"] == 1
+    assert summary.events == monitor.stats.events + sum(
+        m.stats.events for m in runtime.monitors.values()
+    )
+    assert (summary.rows_queued, summary.lost_rows) == (summary.stored_rows, 0)

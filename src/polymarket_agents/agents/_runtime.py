@@ -43,7 +43,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -295,6 +295,9 @@ class RuntimeStats:
             (:class:`~polymarket_agents.feed.InvalidKind` values).
         markets_added: Markets added while running (following the universe).
         markets_retired: Markets retired while running (resolved, or no longer listed).
+        retired_task_restarts: Restarts of the tasks of retired markets' monitors (the
+            supervisor forgets such a task once it stopped; its counts stay here).
+        retired_task_errors: Errors of those tasks.
     """
 
     markets: int
@@ -331,6 +334,8 @@ class RuntimeStats:
     database_lost: str | None = None
     markets_added: int = 0
     markets_retired: int = 0
+    retired_task_restarts: int = 0
+    retired_task_errors: int = 0
 
     @property
     def not_stored_rows(self) -> int:
@@ -381,6 +386,35 @@ class _RowCounts:
             lost=lost,
             by_table=by_table,
         )
+
+
+def _sum_stats(total: MonitorStats | None, stats: MonitorStats) -> MonitorStats:
+    """``total`` plus a stopped monitor's counts: numbers added, breakdowns merged; the
+    state of none (not running, connected or synced)."""
+    if total is None:
+        return replace(stats, market="", running=False, connected=False, synced=False)
+    summed: dict[str, Any] = {}
+    for name in MonitorStats.__dataclass_fields__:
+        mine, theirs = getattr(total, name), getattr(stats, name)
+        if type(mine) is int:  # not the flags (bool)
+            summed[name] = mine + theirs
+        elif isinstance(mine, Mapping):
+            summed[name] = dict(Counter(mine) + Counter(theirs))
+        else:
+            summed[name] = mine
+    return MonitorStats(**summed)
+
+
+@dataclass(slots=True)
+class _Retired:
+    """What the monitors of retired markets counted, kept once they are forgotten (their
+    tasks deleted from the supervisor, the monitors dropped), so that no total goes down
+    and a universe that churns for days does not grow."""
+
+    markets: int = 0
+    stats: MonitorStats | None = None
+    restarts: int = 0
+    errors: int = 0
 
 
 def _status(metrics: Mapping[str, TaskMetrics], name: str) -> str | None:
@@ -539,8 +573,9 @@ class AgentsRuntime:
         self.monitors: dict[str, MarketMonitor] = {
             monitor_task_name(market.condition_id): self._make_monitor(market) for market in markets
         }
-        self.retired: dict[str, MarketMonitor] = {}
-        """Monitors of markets retired while running (their counts stay in the totals)."""
+        self._retired = _Retired()
+        # Retired monitors whose task did not stop in time: still counted one by one.
+        self._retiring: dict[str, MarketMonitor] = {}
         self._alert = alert or _log_alert
         self._now = now
         self._started = False
@@ -616,11 +651,12 @@ class AgentsRuntime:
             name = monitor_task_name(market.condition_id)
             if name in self.monitors:
                 continue
-            monitor = self.retired.pop(name, None)
-            if monitor is None or monitor.market != market:
-                if monitor is not None:
-                    self.retired[f"{name}#{len(self.retired)}"] = monitor
-                monitor = self._make_monitor(market)
+            if name in self._retiring:
+                # Its task had not stopped: the name is taken until it does.
+                if not await self._stop_monitor(name):
+                    continue
+                self._forget(name)
+            monitor = self._make_monitor(market)
             self.monitors[name] = monitor
             added.append(market)
             if self._started:
@@ -680,15 +716,37 @@ class AgentsRuntime:
         monitor = self.monitors.pop(name, None)
         if monitor is None:
             return False
-        self.retired[name] = monitor
+        self._retired.markets += 1
+        self._retiring[name] = monitor
         self.markets = tuple(m.market for m in self.monitors.values())
-        if name in self.monitor_tasks:
-            await self.monitor_tasks.stop_task(name)
+        stopped = await self._stop_monitor(name)
         if self.feed is not None:
             await self.feed.unsubscribe(markets=[condition_id])
         await monitor.store_inactive()
+        if stopped:
+            self._forget(name)
         _logger.info("retired market %s (%s): %s", condition_id, monitor.market.slug, reason)
         return True
+
+    async def _stop_monitor(self, name: str) -> bool:
+        """Stop a retired market's monitor task; False if it did not stop in time (it
+        stays, counted as it goes, and is tried again if the market comes back)."""
+        if name in self.monitor_tasks and not await self.monitor_tasks.stop_task(name):
+            _logger.warning("the monitor of retired market %s did not stop in time", name)
+            return False
+        return True
+
+    def _forget(self, name: str) -> None:
+        """Fold a stopped retired monitor's counts (and its task's) into the retired
+        totals, then drop the monitor and delete its task from the supervisor."""
+        retired = self._retired
+        tasks = self.monitor_tasks
+        if name in tasks:
+            metrics = tasks.child_metrics(name)[name]
+            tasks.delete_child(name)
+            retired.restarts += metrics["restarts"]
+            retired.errors += metrics["errors"]
+        retired.stats = _sum_stats(retired.stats, self._retiring.pop(name).stats)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -748,7 +806,7 @@ class AgentsRuntime:
 
     def run_counters(self) -> dict[str, Any]:
         """What a run records of itself: events, signals seen and submitted, orders, fills."""
-        monitors = [monitor.stats for monitor in self.monitors.values()]
+        monitors = self._monitor_stats()
         return {
             "events": sum(s.events for s in monitors),
             "signals": sum(s.signals for s in monitors),
@@ -919,15 +977,27 @@ class AgentsRuntime:
 
     # -- reporting -------------------------------------------------------------------------
 
+    def _monitor_stats(self) -> list[MonitorStats]:
+        """Every monitor's counts, retired markets' included (as one sum, once forgotten)."""
+        stats = [m.stats for m in (*self.monitors.values(), *self._retiring.values())]
+        if self._retired.stats is not None:
+            stats.append(self._retired.stats)
+        return stats
+
     def stats(self) -> RuntimeStats:
         """A snapshot of the counters of every part (see :class:`RuntimeStats`)."""
         # Retired monitors' events and rows still count: they were taken and queued.
-        monitor_stats = [m.stats for m in (*self.monitors.values(), *self.retired.values())]
+        retired = self._retired
+        monitor_stats = self._monitor_stats()
         metrics = self.monitor_tasks.get_metrics()
         worker = self.worker.stats
         rows = _RowCounts.of(monitor_stats, worker, self.broker.journal, self.store.lost)
         portfolio = self.broker.portfolio()
-        restarts = sum(metrics[name]["restarts"] for name in self.monitors if name in metrics)
+        restarts = retired.restarts + sum(
+            metrics[name]["restarts"]
+            for name in (*self.monitors, *self._retiring)
+            if name in metrics
+        )
         # Every reason, zeros included, so that each one is a series from the start.
         invalid = dict.fromkeys(map(str, InvalidKind), 0)
         for s in monitor_stats:
@@ -975,7 +1045,9 @@ class AgentsRuntime:
             stored_by_table=rows.by_table,
             invalid_frames_by_reason=invalid,
             markets_added=self.universe.added if self.universe is not None else 0,
-            markets_retired=len(self.retired),
+            markets_retired=retired.markets,
+            retired_task_restarts=retired.restarts,
+            retired_task_errors=retired.errors,
         )
 
     def readiness(self) -> tuple[bool, list[str]]:

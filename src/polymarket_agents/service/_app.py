@@ -624,8 +624,11 @@ class Service:
             run_trades=stats.run_trades if stats else 0,
             run_pnl=stats.run_pnl if stats else Decimal(0),
             cash=stats.cash if stats else None,
-            restarts=sum(m["restarts"] for m in metrics.values()),
-            errors=sum(m["errors"] for m in metrics.values()),
+            # Retired markets' monitors are no longer in the tree; their counts are kept.
+            restarts=sum(m["restarts"] for m in metrics.values())
+            + (stats.retired_task_restarts if stats else 0),
+            errors=sum(m["errors"] for m in metrics.values())
+            + (stats.retired_task_errors if stats else 0),
             rows_queued=stats.rows_queued if stats else 0,
             stored_rows=stats.stored_rows if stats else 0,
             duplicate_rows=stats.duplicate_rows if stats else 0,

@@ -32,6 +32,16 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "markets": ("gauge", "Markets monitored.", ""),
     "markets_added": ("counter", "Markets added while running (new in the universe).", ""),
     "markets_retired": ("counter", "Markets retired while running (resolved or delisted).", ""),
+    "retired_task_restarts": (
+        "counter",
+        "Restarts of retired markets' monitor tasks (no longer listed per task).",
+        "",
+    ),
+    "retired_task_errors": (
+        "counter",
+        "Errors of retired markets' monitor tasks (no longer listed per task).",
+        "",
+    ),
     "monitors_running": ("gauge", "Monitors whose task is running.", ""),
     "monitors_ready": ("gauge", "Monitors connected with both books synced.", ""),
     "events": ("counter", "Market events the monitors took from their feeds.", ""),

@@ -796,6 +796,22 @@ class Supervisor:
         self._collect(metrics, clock, "")
         return metrics
 
+    def child_metrics(self, name: str) -> dict[str, TaskMetrics]:
+        """The :class:`TaskMetrics` of the child ``name`` alone, as :meth:`get_metrics`
+        would list them: a task's under its name, a supervisor's tasks by path. Cheap
+        whatever the number of children (for a child about to be deleted, say).
+
+        Raises:
+            UnknownTaskError: If there is no such child.
+        """
+        child = self[name]
+        clock = self.loop.time() if self._bound else 0.0
+        if isinstance(child, Supervisor):
+            metrics: dict[str, TaskMetrics] = {}
+            child._collect(metrics, clock, f"{name}/")
+            return metrics
+        return {name: child.metrics(clock)}
+
     def _collect(self, metrics: dict[str, TaskMetrics], clock: float, prefix: str) -> None:
         for name, child in self._children.items():
             if isinstance(child, Supervisor):
