@@ -10,6 +10,7 @@ import pytest
 
 from polymarket_agents.agents import (
     BUY,
+    SELL,
     Analysis,
     OrderArgs,
     OrderType,
@@ -94,6 +95,29 @@ async def test_limits_refuse_the_whole_signal_and_count_it(limits: RiskLimits, r
     assert [r["status"] for r in refused] == ["rejected", "rejected"]
     assert {r["errorMsg"] for r in refused} == {reason}
     assert broker.refused[reason] >= 1
+
+
+async def test_limits_refuse_a_manual_order_too(tmp_path: Path) -> None:
+    """post_order under the account's limits: a purchase within them fills; one above the
+    order size is rejected with the limit as the reason, counted, stored as rejected and
+    never executed (no fill, the cash untouched); a sale is not a purchase and passes."""
+    async with SQLiteStore(tmp_path / "manual.sqlite") as store:
+        broker = broker_on(market_books(), store, limits=RiskLimits(order_size=D(5)))
+        small = await broker.create_and_post_order(OrderArgs("yes", D("0.45"), D(10), BUY))
+        assert small["status"] == "matched"
+        cash = broker.cash
+        big = await broker.create_and_post_order(OrderArgs("yes", D("0.45"), D(20), BUY))
+        reason = "risk: order of 9.00 USDC above the order size of 5"
+        assert (big["success"], big["status"], big["errorMsg"]) == (False, "rejected", reason)
+        assert broker.cash == cash
+        assert broker.order_results["refused_risk_order_size"] == 1
+        sale = await broker.create_and_post_order(OrderArgs("yes", D("0.44"), D(10), SELL))
+        assert sale["status"] == "matched"
+        orders = {o.order_id: o for o in await store.orders(broker.account_id)}
+        refused = orders[big["orderID"]]
+        assert (refused.status, refused.error) == ("rejected", reason)
+        fills = await store.fills(broker.account_id)
+        assert {f.order_id for f in fills} == {small["orderID"], sale["orderID"]}
 
 
 async def test_a_daily_loss_stops_buying_for_the_day() -> None:

@@ -505,7 +505,9 @@ class PaperBroker:
         Refusals are returned, not raised, as the CLOB returns them: ``success`` False and
         ``errorMsg`` (FOK not fully fillable, nothing for a FAK, not enough balance, a
         post-only order that crosses, a GTD order without expiration, a duplicate, an
-        order the database could not record before execution: :data:`NOT_RECORDED`).
+        order the database could not record before execution: :data:`NOT_RECORDED`, a
+        purchase the account's :class:`RiskLimits` refuse: status ``rejected``, the limit
+        as the reason), as for a strategy's signals.
 
         The order is recorded as ``pending`` before it is executed, and its result once
         it is; the response comes after both are stored.
@@ -521,6 +523,13 @@ class PaperBroker:
         order_type = OrderType(orderType)
         if self._known(order.order_id):
             return _duplicate(order.order_id)
+        risk = self._risk([order])
+        if risk:
+            # Refused before any write-ahead record: nothing is executed, one row says why.
+            self._logger.warning("order %s not placed: %s", order.order_id, risk)
+            response, row = self._reject(order, order_type, risk, rejected=True)
+            await self.journal.record([row])
+            return response
         try:
             result = await self.journal.intend([_intent(order, order_type, _ms(self._now))])
         except Exception as exc:
@@ -975,24 +984,30 @@ class PaperBroker:
             analysis.signal_id,
             error,
         )
-        now_ms = _ms(self._now)
         responses: list[OrderResponse] = []
         rows: list[object] = []
         for order in orders:
-            state = _State(
-                order,
-                analysis.order_type,
-                REJECTED if rejected else UNMATCHED,
-                now_ms,
-                revision=1,
-                error=error,
-            )
-            self._order_count += 1
-            self._keep(state)
-            self.order_results[order_result(error)] += 1
-            responses.append(_response(state, error=error))
-            rows.append(state.row())
+            response, row = self._reject(order, analysis.order_type, error, rejected=rejected)
+            responses.append(response)
+            rows.append(row)
         return responses, rows
+
+    def _reject(
+        self, order: PaperOrder, order_type: OrderType, error: str, *, rejected: bool
+    ) -> tuple[OrderResponse, object]:
+        """Keep ``order`` as refused for ``error``: its response and its row."""
+        state = _State(
+            order,
+            order_type,
+            REJECTED if rejected else UNMATCHED,
+            _ms(self._now),
+            revision=1,
+            error=error,
+        )
+        self._order_count += 1
+        self._keep(state)
+        self.order_results[order_result(error)] += 1
+        return _response(state, error=error), state.row()
 
     def _execute(
         self, analysis: Analysis, orders: list[PaperOrder], order_type: OrderType
