@@ -211,9 +211,8 @@ async def _toggled(count: Any, warmup: float, seconds: float) -> dict[str, float
 
 _INSERTS = {
     "price_change": (
-        "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
-        "best_bid, best_ask, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT DO NOTHING"
+        "INSERT INTO price_changes (market, timestamp_ms, changes, received_at_ms) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     "book": (
         "INSERT INTO book_snapshots (asset_id, market, timestamp_ms, hash, bids, asks, "
@@ -234,24 +233,27 @@ _INSERTS = {
 def _rows(event: dict[str, Any], now: int, out: dict[str, list[tuple[Any, ...]]]) -> int:
     kind = event.get("event_type")
     if kind == "price_change":
-        market, ts = event["market"], int(event["timestamp"])
-        rows = out["price_change"]
-        for c in event["price_changes"]:
-            rows.append(
-                (
-                    market,
-                    c["asset_id"],
-                    ts,
-                    c["side"],
-                    c["price"],
-                    c["size"],
-                    c.get("hash", ""),
-                    c.get("best_bid"),
-                    c.get("best_ask"),
-                    now,
-                )
+        changes = [
+            [
+                c["asset_id"],
+                c["price"],
+                c["size"],
+                c["side"],
+                c.get("hash", ""),
+                c.get("best_bid"),
+                c.get("best_ask"),
+            ]
+            for c in event["price_changes"]
+        ]
+        out["price_change"].append(
+            (
+                event["market"],
+                int(event["timestamp"]),
+                json.dumps(changes, separators=(",", ":")),
+                now,
             )
-        return len(event["price_changes"])
+        )
+        return 1
     if kind == "book":
         out["book"].append(
             (

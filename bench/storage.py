@@ -6,7 +6,8 @@ postgresql``). A PostgreSQL cluster is started in a temporary directory with the
 default durability (``fsync`` on); each configuration runs in a fresh subprocess, several
 times (the table shows medians), on a database of its own.
 
-Rows per second, writing 100,000 price-change rows (the busiest table) in batches of 500,
+Rows per second, writing 100,000 price-change rows (the busiest table; one entry each) in
+batches of 500,
 the ingestion worker's default, one transaction per batch:
 
 * **floor**: a hand-written asyncpg loop: each batch's rows turned into tuples by attribute
@@ -41,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from _harness import median_of_runs
-from polymarket_agents.storage import PostgresStore, PriceChangeRow, SQLiteStore
+from polymarket_agents.storage import LevelChange, PostgresStore, PriceChangeRow, SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests._postgres import PostgresServer, find_bindir, free_port
@@ -51,33 +53,26 @@ from tests._postgres import PostgresServer, find_bindir, free_port
 ROWS = 100_000
 BATCH = 500
 MARKETS = 200
-COLUMNS = (
-    "market",
-    "asset_id",
-    "timestamp_ms",
-    "side",
-    "price",
-    "size",
-    "hash",
-    "best_bid",
-    "best_ask",
-    "received_at_ms",
-)
+COLUMNS = ("market", "timestamp_ms", "changes", "received_at_ms")
 
 
 def make_rows(count: int, start: int = 0) -> list[PriceChangeRow]:
-    """Price changes over 200 tokens with growing timestamps, as a feed sends them."""
+    """Price changes of one entry over 200 tokens with growing timestamps."""
     return [
         PriceChangeRow(
             market=f"0x{i % 100:064x}",
-            asset_id=f"{1_000_000 + i % 200}",
             timestamp_ms=1_700_000_000_000 + i,
-            side="BUY" if i % 2 else "SELL",
-            price=Decimal(f"0.{10 + i % 89}"),
-            size=Decimal(f"{i % 997}.5"),
-            hash=f"h{i}",
-            best_bid=Decimal("0.49"),
-            best_ask=Decimal("0.51"),
+            changes=(
+                LevelChange(
+                    f"{1_000_000 + i % 200}",
+                    Decimal(f"0.{10 + i % 89}"),
+                    Decimal(f"{i % 997}.5"),
+                    "BUY" if i % 2 else "SELL",
+                    f"h{i}",
+                    Decimal("0.49"),
+                    Decimal("0.51"),
+                ),
+            ),
             received_at_ms=1_700_000_000_000 + i,
         )
         for i in range(start, start + count)
@@ -99,14 +94,21 @@ async def write_floor(url: str) -> float:
             records = [
                 (
                     r.market,
-                    r.asset_id,
                     r.timestamp_ms,
-                    r.side,
-                    str(r.price),
-                    str(r.size),
-                    r.hash,
-                    None if r.best_bid is None else str(r.best_bid),
-                    None if r.best_ask is None else str(r.best_ask),
+                    msgspec.json.encode(
+                        [
+                            (
+                                c.asset_id,
+                                str(c.price),
+                                str(c.size),
+                                c.side,
+                                c.hash,
+                                None if c.best_bid is None else str(c.best_bid),
+                                None if c.best_ask is None else str(c.best_ask),
+                            )
+                            for c in r.changes
+                        ]
+                    ).decode(),
                     r.received_at_ms,
                 )
                 for r in batch

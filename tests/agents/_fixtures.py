@@ -159,8 +159,8 @@ class Tally:
     """A strategy wrapper that counts the rows each event should become.
 
     The monitor calls the strategy once per event it takes, so this counts, independently
-    of the monitor's own counters, the ``price_changes`` entries (one row each) and the
-    events of every other kind.
+    of the monitor's own counters, the events of every kind (one row each) and the
+    entries of the price changes.
     """
 
     def __init__(self, inner: ComplementArbitrage | None = None) -> None:

@@ -29,6 +29,7 @@ from polymarket_agents.feed.simulator import Universe
 from polymarket_agents.storage import (
     BookSnapshotRow,
     FillRow,
+    LevelChange,
     MarketRow,
     PaperOrderRow,
     PriceChangeRow,
@@ -112,7 +113,7 @@ async def test_a_backtest_trades_exactly_what_the_live_run_traded(recorded: Path
     try:
         stored_events = conn.execute(
             "SELECT (SELECT count(*) FROM book_snapshots) + (SELECT count(*) FROM trades) "
-            "+ (SELECT count(DISTINCT event_seq) FROM price_changes) "
+            "+ (SELECT count(*) FROM price_changes) "
             "+ (SELECT count(*) FROM tick_size_changes)"
         ).fetchone()[0]
     finally:
@@ -177,8 +178,8 @@ async def test_books_ahead_replays_the_books_the_strategy_saw(tmp_path: Path) ->
 
     def bid(price: str, seq: int, ahead: int) -> PriceChangeRow:
         return PriceChangeRow(
-            market="0xm", asset_id="y", timestamp_ms=seq, side="BUY", price=D(price),
-            size=D(5), hash=f"h{seq}", received_at_ms=10 + seq, event_seq=seq, books_ahead=ahead,
+            market="0xm", timestamp_ms=seq, received_at_ms=10 + seq, event_seq=seq,
+            books_ahead=ahead, changes=(LevelChange("y", D(price), D(5), "BUY", f"h{seq}"),),
         )  # fmt: skip
 
     async with SQLiteStore(tmp_path / "ahead.sqlite") as store:
@@ -259,25 +260,23 @@ async def test_the_replayed_events_equal_the_events_recorded(tmp_path: Path) -> 
 async def test_events_stored_before_their_order_are_replayed_by_receive_time(
     tmp_path: Path,
 ) -> None:
-    """Rows without event_seq (files older than it) replay first, by receive time; a price
-    change's rows make one event per market, timestamp and receive time."""
+    """Rows without event_seq (files older than it) replay first, by receive time."""
     market = MarketRow(condition_id="0xm", yes_token="y", no_token="n", slug="m")
 
-    def change(asset: str, price: str, received: int) -> PriceChangeRow:
+    def change(received: int, *prices: tuple[str, str]) -> PriceChangeRow:
         return PriceChangeRow(
-            market="0xm", asset_id=asset, timestamp_ms=received - 1, side="BUY", price=D(price),
-            size=D(5), hash=f"{asset}{price}", received_at_ms=received,
+            market="0xm", timestamp_ms=received - 1, received_at_ms=received,
+            changes=tuple(LevelChange(a, D(p), D(5), "BUY", f"{a}{p}") for a, p in prices),
         )  # fmt: skip
 
     async with SQLiteStore(tmp_path / "old.sqlite") as store:
         await store.write_batch(
             [
                 market,
-                change("y", "0.41", 20),
-                change("n", "0.58", 20),
+                change(20, ("y", "0.41"), ("n", "0.58")),
                 TradeRow(asset_id="y", market="0xm", timestamp_ms=14, side="BUY",
                          price=D("0.4"), size=D(1), received_at_ms=15),
-                change("y", "0.42", 30),
+                change(30, ("y", "0.42")),
                 TradeRow(asset_id="y", market="0xm", timestamp_ms=40, side="BUY",
                          price=D("0.4"), size=D(1), received_at_ms=41, event_seq=1),
             ]

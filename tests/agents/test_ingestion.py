@@ -29,6 +29,7 @@ from polymarket_agents.core.async_utils import (
 from polymarket_agents.storage import (
     BookSnapshotRow,
     FillRow,
+    LevelChange,
     MarketRow,
     PaperOrderRow,
     PriceChangeRow,
@@ -57,13 +58,13 @@ def trade(i: int) -> TradeRow:
 
 
 def price_changes(i: int) -> tuple[PriceChangeRow, PriceChangeRow]:
-    """The two rows of one price_change event: a YES bid and the mirrored NO ask."""
+    """Two rows in one item: price changes of two markets, a YES bid and a NO ask."""
     return (
         PriceChangeRow(
-            market="0xm", asset_id="yes", timestamp_ms=i, side="BUY", price=D("0.4"), size=D(i)
+            market="0xm", timestamp_ms=i, changes=(LevelChange("yes", D("0.4"), D(i), "BUY"),)
         ),
         PriceChangeRow(
-            market="0xm", asset_id="no", timestamp_ms=i, side="SELL", price=D("0.6"), size=D(i)
+            market="0xn", timestamp_ms=i, changes=(LevelChange("no", D("0.6"), D(i), "SELL"),)
         ),
     )
 

@@ -67,8 +67,9 @@ def rows_of(queue: asyncio.Queue[Any]) -> list[object]:
 
 
 async def test_every_event_taken_becomes_its_rows(make_simulator: MakeSimulator, run: Run) -> None:
-    """Each book, price change entry and trade the monitor takes is one row on the queue,
-    after the market's own row; the counts match the events one for one."""
+    """Each book, price change and trade the monitor takes is one row on the queue (a
+    price change's row holds all its entries), after the market's own row; the counts
+    match the events one for one."""
     sim = await make_simulator(markets=1, event_rate=400.0, seed=3)
     queue = ingestion_queue(100_000)
     tally = Tally()
@@ -91,7 +92,8 @@ async def test_every_event_taken_becomes_its_rows(make_simulator: MakeSimulator,
     changes = [r for r in rows if isinstance(r, PriceChangeRow)]
     trades = [r for r in rows if isinstance(r, TradeRow)]
     assert len(books) == stats.events_by_type["book"] == tally.events["Book"]
-    assert len(changes) == tally.price_change_entries == stats.rows_by_table["price_changes"]
+    assert len(changes) == tally.events["PriceChange"] == stats.rows_by_table["price_changes"]
+    assert sum(len(r.changes) for r in changes) == tally.price_change_entries
     assert len(trades) == stats.events_by_type.get("last_trade_price", 0)
     assert stats.rows == len(rows)
     sent = sim.connections()[0].events_by_type

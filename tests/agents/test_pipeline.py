@@ -4,7 +4,7 @@ The accounting every test here checks (see :mod:`polymarket_agents.agents`): eac
 monitor takes from its feed is stored exactly once, as
 
 * ``book`` -> one ``book_snapshots`` row,
-* ``price_change`` -> one ``price_changes`` row per entry,
+* ``price_change`` -> one ``price_changes`` row holding its entries,
 * ``last_trade_price`` -> one ``trades`` row, ``tick_size_change`` -> one ``tick_size_changes`` row,
 
 plus one ``markets`` row per market (written again, as a duplicate, by every monitor
@@ -62,7 +62,7 @@ async def assert_stored_exactly_once(runtime: AgentsRuntime, tally: Tally, path:
     assert sum(events.values()) == sum(tally.events.values())
     counts = await stored(path)
     assert counts[Table.BOOK_SNAPSHOTS] == events["book"]
-    assert counts[Table.PRICE_CHANGES] == tally.price_change_entries
+    assert counts[Table.PRICE_CHANGES] == events["price_change"]
     assert counts[Table.TRADES] == events["last_trade_price"]
     assert counts[Table.TICK_SIZE_CHANGES] == events["tick_size_change"]
     assert counts[Table.MARKETS] == len(runtime.markets)

@@ -35,8 +35,9 @@ def _rebuild(path: Path) -> dict[str, dict[str, Any]]:
                 for side, levels in (("BUY", bids), ("SELL", asks))
             }
             for side, price, size, at in db.execute(
-                "SELECT side, price, size, timestamp_ms FROM price_changes "
-                "WHERE asset_id = ? AND event_seq > ? ORDER BY event_seq, entry",
+                "SELECT value->>3, value->>1, value->>2, timestamp_ms "
+                "FROM price_changes, json_each(price_changes.changes) "
+                "WHERE value->>0 = ? AND event_seq > ? ORDER BY event_seq, json_each.key",
                 (asset_id, seq),
             ):
                 if Decimal(size):

@@ -11,6 +11,7 @@ import pytest
 from polymarket_agents.storage import (
     BookSnapshotRow,
     FillRow,
+    LevelChange,
     MarketRow,
     PaperOrderRow,
     PriceChangeRow,
@@ -24,27 +25,28 @@ D = Decimal
 
 
 def price_change(**changes: object) -> PriceChangeRow:
-    fields: dict[str, object] = {
-        "market": "0xm",
+    """A price change of one entry; ``changes`` replace fields of the row or the entry."""
+    row: dict[str, object] = {"market": "0xm", "timestamp_ms": 1_757_908_892_351}
+    entry: dict[str, object] = {
         "asset_id": "111",
-        "timestamp_ms": 1_757_908_892_351,
-        "side": "BUY",
         "price": D("0.5"),
         "size": D("200"),
+        "side": "BUY",
         "hash": "56621a12",
         "best_bid": D("0.5"),
         "best_ask": D("1"),
     }
-    fields.update(changes)
-    return PriceChangeRow(**fields)  # type: ignore[arg-type]
+    for name, value in changes.items():
+        (entry if name in entry else row)[name] = value
+    return PriceChangeRow(**row, changes=(LevelChange(**entry),))  # type: ignore[arg-type]
 
 
 def test_decimals_are_stored_as_their_exact_text() -> None:
-    """Prices keep every digit, including trailing zeros; None stays NULL."""
+    """Prices keep every digit, including trailing zeros; None stays null; a price
+    change's entries are compact JSON arrays of their fields, in order."""
     table, params = encode_row(price_change(price=D("0.50"), size=D("219.217767"), best_ask=None))
     assert table is Table.PRICE_CHANGES
-    assert params[4:6] == ("0.50", "219.217767")
-    assert params[8] is None
+    assert params[2] == '[["111","0.50","219.217767","BUY","56621a12","0.5",null]]'
 
 
 def test_book_levels_are_compact_json_of_decimal_text() -> None:
@@ -76,6 +78,11 @@ def test_book_levels_are_compact_json_of_decimal_text() -> None:
         (price_change(timestamp_ms=True), "timestamp_ms must be an int"),
         (price_change(timestamp_ms=2**63), "timestamp_ms must be an int"),
         (price_change(hash=None), "hash must be a str"),
+        (PriceChangeRow(market="m", timestamp_ms=1, changes=()), "changes must be a non-empty"),
+        (
+            PriceChangeRow(market="m", timestamp_ms=1, changes=(("a", D(1), D(1), "BUY"),)),  # type: ignore[arg-type]
+            "changes must hold LevelChange entries",
+        ),
         (
             BookSnapshotRow(asset_id="1", market="m", timestamp_ms=1, bids=((0.4, D(1)),)),  # type: ignore[arg-type]
             "bids must hold (Decimal, Decimal) pairs",
@@ -143,7 +150,7 @@ def test_prepare_groups_by_table_and_sets_invalid_rows_aside() -> None:
         Table.TICK_SIZE_CHANGES,
         Table.MARKETS,
     ]
-    assert [params[2] for params in groups[Table.PRICE_CHANGES]] == [1_757_908_892_351, 2]
+    assert [params[1] for params in groups[Table.PRICE_CHANGES]] == [1_757_908_892_351, 2]
     assert [(r.index, r.row) for r in rejected] == [(2, 42)]
 
 

@@ -15,6 +15,7 @@ import pytest
 from polymarket_agents.core.async_utils import ErrorClass, classify_error
 from polymarket_agents.storage import (
     FillRow,
+    LevelChange,
     PriceChangeRow,
     SQLiteStore,
     StoreInUseError,
@@ -31,12 +32,8 @@ def changes(n: int, start: int = 0) -> list[object]:
     return [
         PriceChangeRow(
             market="0xm",
-            asset_id="yes",
             timestamp_ms=start + i,
-            side="BUY",
-            price=D("0.5"),
-            size=D(i + 1),
-            hash="h",
+            changes=(LevelChange("yes", D("0.5"), D(i + 1), "BUY", "h"),),
         )
         for i in range(n)
     ]

@@ -27,6 +27,7 @@ from polymarket_agents.storage import (
     PG_MIGRATIONS,
     AccountOverdrawnError,
     FillRow,
+    LevelChange,
     MarketRow,
     Migration,
     PaperOrderRow,
@@ -46,8 +47,10 @@ from polymarket_agents.storage import (
     is_postgres_url,
     redact_url,
 )
+from polymarket_agents.storage._ledger import numbered
 
 from .._postgres import PostgresServer
+from .test_schema import MIGRATED_CHANGES, VERSION_3_CHANGES, VERSION_3_INSERT, migrated_event
 from .test_store import (
     one_of_each,
     order,
@@ -181,6 +184,28 @@ async def test_a_new_migration_upgrades_an_existing_database(pg_url: str) -> Non
         assert await store.count(Table.TRADES) == 3
 
 
+async def test_version_3_price_changes_become_one_row_per_event(pg_url: str) -> None:
+    """Migration 4 on PostgreSQL: the same rows, in the same order, as on SQLite, written
+    exactly as the codec writes them."""
+    async with PostgresStore(pg_url, migrations=PG_MIGRATIONS[:3]):
+        pass
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.executemany(numbered(VERSION_3_INSERT), VERSION_3_CHANGES)
+    finally:
+        await conn.close()
+    async with PostgresStore(pg_url) as store:
+        assert store.schema_version == PG_MIGRATIONS[-1].version
+        rows = await sql(
+            pg_url,
+            "SELECT changes, received_at_ms, event_seq, books_ahead FROM price_changes "
+            "ORDER BY received_at_ms",
+        )
+        assert [tuple(row) for row in rows] == MIGRATED_CHANGES
+        again = await store.write_batch([migrated_event()])
+        assert dict(again.duplicates) == {Table.PRICE_CHANGES: 1}
+
+
 async def test_a_batch_of_new_rows_is_copied_and_a_replay_sorted_out_by_staging(
     store: PostgresStore,
 ) -> None:
@@ -220,7 +245,7 @@ async def test_text_postgresql_cannot_hold_is_refused_row_by_row(
     """Text SQLite takes but PostgreSQL refuses is reported as a rejected row; the rest of
     the batch is committed."""
     bad = PriceChangeRow(
-        market="m", asset_id="a", timestamp_ms=5, side="BUY", price=D(1), size=D(1), hash=text
+        market=text, timestamp_ms=5, changes=(LevelChange("a", D(1), D(1), "BUY"),)
     )
     rows = [*trades(2), bad, order("o1")]
     result = await store.write_batch(rows)

@@ -13,12 +13,16 @@ from polymarket_agents.core.async_utils import ConfigurationError, ErrorClass, c
 from polymarket_agents.storage import (
     LOGGER_NAME,
     MIGRATIONS,
+    LevelChange,
     Migration,
+    PriceChangeRow,
     SchemaVersionError,
     SQLiteStore,
     Table,
     TradeRow,
 )
+
+D = Decimal
 
 TRADE = TradeRow(
     asset_id="a", market="m", timestamp_ms=1, side="BUY", price=Decimal("0.5"), size=Decimal(1)
@@ -179,3 +183,71 @@ async def test_version_1_files_keep_their_orders_in_the_default_account(db_path:
             )
     finally:
         conn.close()
+
+
+# Per-entry price_changes rows as version 3 stored them: (market, asset_id, timestamp_ms,
+# side, price, size, hash, best_bid, best_ask, received_at_ms, event_seq, books_ahead,
+# entry). Event 7's entries were written out of order; two entries from before event
+# order was recorded share a receive time (their order unknown: by token, as version 3
+# read them back); a third is alone.
+VERSION_3_CHANGES = [
+    ("0xm", "n", 5, "SELL", "0.60", "3", "h1", "0.3", "0.6", 50, 7, 2, 1),
+    ("0xm", "y", 5, "BUY", "0.40", "3", "h0", "0.4", None, 50, 7, 2, 0),
+    ("0xm", "y", 4, "BUY", "0.39", "1", "a", None, None, 40, None, 0, 0),
+    ("0xm", "n", 4, "SELL", "0.61", "1", "b", None, None, 40, None, 0, 0),
+    ("0xm", "y", 4, "BUY", "0.38", "2", "c", None, None, 41, None, 0, 0),
+]
+
+VERSION_3_INSERT = (
+    "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
+    "best_bid, best_ask, received_at_ms, event_seq, books_ahead, entry) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+MIGRATED_CHANGES = [
+    ('[["n","0.61","1","SELL","b",null,null],["y","0.39","1","BUY","a",null,null]]', 40, None, 0),
+    ('[["y","0.38","2","BUY","c",null,null]]', 41, None, 0),
+    ('[["y","0.40","3","BUY","h0","0.4",null],["n","0.60","3","SELL","h1","0.3","0.6"]]', 50, 7, 2),
+]
+"""(changes, received_at_ms, event_seq, books_ahead) of the rows migration 4 makes."""
+
+
+def migrated_event() -> PriceChangeRow:
+    """Event 7 as the codec writes it today: the row migration 4 made of its entries."""
+    return PriceChangeRow(
+        market="0xm",
+        timestamp_ms=5,
+        received_at_ms=50,
+        event_seq=7,
+        books_ahead=2,
+        changes=(
+            LevelChange("y", Decimal("0.40"), Decimal(3), "BUY", "h0", Decimal("0.4")),
+            LevelChange(
+                "n", Decimal("0.60"), Decimal(3), "SELL", "h1", Decimal("0.3"), Decimal("0.6")
+            ),
+        ),
+    )
+
+
+async def test_version_3_price_changes_become_one_row_per_event(db_path: Path) -> None:
+    """Migration 4: a price change's entries, stored one per row before, become one row
+    holding them in their order (one event per event_seq; before it was recorded, per
+    receive time, timestamp and market), written exactly as the codec writes them."""
+    async with SQLiteStore(db_path, migrations=MIGRATIONS[:3]):
+        pass
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.executemany(VERSION_3_INSERT, VERSION_3_CHANGES)
+    finally:
+        conn.close()
+    async with SQLiteStore(db_path) as store:
+        assert store.schema_version == LATEST
+        connection = store.connection
+        assert connection is not None
+        rows = await connection.execute_fetchall(
+            "SELECT changes, received_at_ms, event_seq, books_ahead FROM price_changes "
+            "ORDER BY received_at_ms"
+        )
+        assert [tuple(row) for row in rows] == MIGRATED_CHANGES
+        again = await store.write_batch([migrated_event()])
+        assert dict(again.duplicates) == {Table.PRICE_CHANGES: 1}

@@ -20,6 +20,7 @@ from polymarket_agents.storage import (
     BookSnapshotRow,
     EventKind,
     FillRow,
+    LevelChange,
     MarketResolutionRow,
     MarketRow,
     Migration,
@@ -69,12 +70,8 @@ def one_of_each(n: int = 0) -> list[object]:
         ),
         PriceChangeRow(
             market=f"0xc{n}",
-            asset_id=f"y{n}",
             timestamp_ms=1_001 + n,
-            side="SELL",
-            price=D("0.52"),
-            size=D("0"),
-            hash="h2",
+            changes=(LevelChange(f"y{n}", D("0.52"), D("0"), "SELL", "h2"),),
         ),
         TradeRow(
             asset_id=f"y{n}",
@@ -454,11 +451,11 @@ async def test_history_is_read_per_account(store: SQLiteStore) -> None:
 
 def stored_events() -> list[object]:
     """One event of every kind, numbered in an order that differs from their timestamps';
-    a price change of two entries stored out of order."""
-    change = {"market": "0xa", "timestamp_ms": 5, "side": "BUY", "size": D(1), "received_at_ms": 50}
+    a price change of two entries."""
     return [
-        PriceChangeRow(asset_id="y", price=D("0.3"), hash="h1", event_seq=3, entry=1, **change),  # type: ignore[arg-type]
-        PriceChangeRow(asset_id="n", price=D("0.7"), hash="h0", event_seq=3, entry=0, **change),  # type: ignore[arg-type]
+        PriceChangeRow(market="0xa", timestamp_ms=5, received_at_ms=50, event_seq=3,
+                       changes=(LevelChange("n", D("0.7"), D(1), "BUY", "h0"),
+                                LevelChange("y", D("0.3"), D(1), "BUY", "h1"))),
         BookSnapshotRow(asset_id="y", market="0xa", timestamp_ms=4, hash="b",
                         bids=((D("0.2"), D(3)),), received_at_ms=40, event_seq=1),
         TradeRow(asset_id="y", market="0xa", timestamp_ms=6, side="SELL", price=D("0.3"),
@@ -512,43 +509,42 @@ async def test_events_stream_in_the_order_they_were_taken(store: SQLiteStore) ->
 async def test_event_windows_are_plain_rows_in_the_order_events_were_taken(
     store: SQLiteStore,
 ) -> None:
-    """The same events as plain rows: a price change's entries consecutive and in their
-    order, the other tables' rows one per event with their kind; by event order, rows
-    from before it was recorded first; filtered by time and market; in windows."""
-    old = PriceChangeRow(asset_id="y", price=D("0.20"), hash="old", timestamp_ms=4, market="0xa",
-                         side="SELL", size=D(2), received_at_ms=45)  # fmt: skip
+    """The same events as plain rows, one per event with its kind, in event order (rows
+    from before it was recorded first); a price change's entries as compact JSON, the
+    numbers' exact text kept; filtered by time and market; in windows."""
+    entry = LevelChange("y", D("0.20"), D(2), "SELL", "old", D("0.1"))
+    old = PriceChangeRow(market="0xa", timestamp_ms=4, received_at_ms=45, changes=(entry,))
     await store.write_batch([*stored_events(), old])
     windows = [window async for window in store.event_windows(window_ms=2)]
-    assert [(len(w.changes), len(w.others)) for w in windows] == [(1, 2), (2, 1), (0, 1)]
-    changes = [tuple(row) for w in windows for row in w.changes]
-    assert changes == [
-        (None, 0, "0xa", 45, 4, "y", "0.20", "2", "SELL", "old", None, None),
-        (3, 0, "0xa", 50, 5, "n", "0.7", "1", "BUY", "h0", None, None),
-        (3, 0, "0xa", 50, 5, "y", "0.3", "1", "BUY", "h1", None, None),
-    ]
-    others = [tuple(row) for w in windows for row in w.others]
-    assert others == [
+    assert [len(w.rows) for w in windows] == [3, 2, 1]
+    changes = '[["n","0.7","1","BUY","h0",null,null],["y","0.3","1","BUY","h1",null,null]]'
+    rows = [tuple(row) for w in windows for row in w.rows]
+    assert rows == [
+        (None, 0, "0xa", 45, 4, EventKind.PRICE_CHANGE,
+         '[["y","0.20","2","SELL","old","0.1",null]]', None, None, None, None, None),
         (1, 0, "0xa", 40, 4, EventKind.BOOK, "y", '[["0.2","3"]]', "[]", "b", None, None),
         (2, 0, "0xb", 30, 3, EventKind.TICK_SIZE_CHANGE, "y", "0.01", "0.001", None, None, None),
+        (3, 0, "0xa", 50, 5, EventKind.PRICE_CHANGE, changes, None, None, None, None, None),
         (4, 2, "0xa", 60, 6, EventKind.TRADE, "y", "0.3", "2", "SELL", "0", "0xt"),
         (5, 0, "0xa", 70, 7, EventKind.RESOLUTION, "y", None, None, None, None, None),
-    ]
+    ]  # fmt: skip
     only_a = [w async for w in store.event_windows(markets=["0xa"], since_ms=5)]
-    assert [row[0] for w in only_a for row in (*w.changes, *w.others)] == [3, 3, 4, 5]
+    assert [row[0] for w in only_a for row in w.rows] == [3, 4, 5]
 
 
 async def test_events_stored_before_their_order_was_recorded(store: SQLiteStore) -> None:
-    """Rows without event_seq come first, by receive time; a price change's rows make one
-    event per market, timestamp and receive time."""
-    change = {"market": "0xa", "side": "BUY", "size": D(1)}
+    """Rows without event_seq come first, by receive time."""
+
+    def change(timestamp: int, received: int, *entries: LevelChange) -> PriceChangeRow:
+        return PriceChangeRow(
+            market="0xa", timestamp_ms=timestamp, received_at_ms=received, changes=entries
+        )
+
     await store.write_batch(
         [
-            PriceChangeRow(asset_id="y", price=D("0.3"), hash="a", timestamp_ms=5,
-                           received_at_ms=50, **change),  # type: ignore[arg-type]
-            PriceChangeRow(asset_id="n", price=D("0.7"), hash="b", timestamp_ms=5,
-                           received_at_ms=50, **change),  # type: ignore[arg-type]
-            PriceChangeRow(asset_id="y", price=D("0.4"), hash="c", timestamp_ms=6,
-                           received_at_ms=60, **change),  # type: ignore[arg-type]
+            change(5, 50, LevelChange("y", D("0.3"), D(1), "BUY", "a"),
+                   LevelChange("n", D("0.7"), D(1), "BUY", "b")),
+            change(6, 60, LevelChange("y", D("0.4"), D(1), "BUY", "c")),
             TradeRow(asset_id="y", market="0xa", timestamp_ms=5, side="SELL", price=D("0.3"),
                      size=D(2), received_at_ms=55),
             TradeRow(asset_id="y", market="0xa", timestamp_ms=9, side="SELL", price=D("0.3"),

@@ -32,7 +32,7 @@
 What each event becomes in the database (one queue item per event):
 
 * ``book`` -> one ``book_snapshots`` row;
-* ``price_change`` -> one ``price_changes`` row per entry (both tokens);
+* ``price_change`` -> one ``price_changes`` row holding its entries (both tokens);
 * ``last_trade_price`` -> one ``trades`` row; ``tick_size_change`` -> one
   ``tick_size_changes`` row;
 * ``best_bid_ask`` and ``new_market`` -> nothing (the first repeats what price changes

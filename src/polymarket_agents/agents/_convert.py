@@ -4,8 +4,9 @@
 event                   rows (one queue item per event)
 ======================  ==========================================================
 ``book``                one :class:`~polymarket_agents.storage.BookSnapshotRow`
-``price_change``        one :class:`~polymarket_agents.storage.PriceChangeRow` per
-                        entry of ``price_changes`` (both tokens of the market)
+``price_change``        one :class:`~polymarket_agents.storage.PriceChangeRow`
+                        holding every entry of ``price_changes`` (both tokens of the
+                        market), in their order
 ``last_trade_price``    one :class:`~polymarket_agents.storage.TradeRow`
 ``tick_size_change``    one :class:`~polymarket_agents.storage.TickSizeChangeRow`
 ``best_bid_ask``        none: it repeats the ``best_bid``/``best_ask`` that every
@@ -17,10 +18,10 @@ event                   rows (one queue item per event)
 ======================  ==========================================================
 
 Every row carries the event's own identity (timestamp, asset, the feed's hash or
-transaction hash), which the store's unique keys are built on: an event stored twice
-(replayed, or re-sent after a restart) is a duplicate, never a second row. Every row also
-carries the event's ``event_seq`` (its place in the order the service took events, shared
-by the rows of one event) and ``books_ahead``, so that a backtest can replay the events in
+transaction hash; a price change's entries), which the store's unique keys are built on:
+an event stored twice (replayed, or re-sent after a restart) is a duplicate, never a
+second row. Every row also carries the event's ``event_seq`` (its place in the order the
+service took events) and ``books_ahead``, so that a backtest can replay the events in
 exactly that order against books in exactly the state the strategy saw.
 """
 
@@ -41,6 +42,7 @@ from polymarket_agents.feed import (
 )
 from polymarket_agents.storage import (
     BookSnapshotRow,
+    LevelChange,
     MarketResolutionRow,
     MarketRow,
     PriceChangeRow,
@@ -51,14 +53,8 @@ from polymarket_agents.storage import (
 
 __all__ = ["CONVERTERS", "EventRows", "event_rows", "market_row"]
 
-EventRows = (
-    BookSnapshotRow
-    | TradeRow
-    | TickSizeChangeRow
-    | MarketResolutionRow
-    | tuple[PriceChangeRow, ...]
-)
-"""What one event becomes: a row, or a tuple of rows stored together."""
+EventRows = BookSnapshotRow | PriceChangeRow | TradeRow | TickSizeChangeRow | MarketResolutionRow
+"""What one event becomes: one row."""
 
 
 def _book(event: Book, received_ms: int, seq: int | None, ahead: int) -> BookSnapshotRow:
@@ -90,28 +86,19 @@ def _last_trade(text: str) -> Decimal | None:
 
 def _price_change(
     event: PriceChange, received_ms: int, seq: int | None, ahead: int
-) -> tuple[PriceChangeRow, ...]:
-    market = event.market
-    timestamp = int(event.timestamp)
-    return tuple(
-        [
-            PriceChangeRow(
-                market=market,
-                asset_id=change.asset_id,
-                timestamp_ms=timestamp,
-                side=change.side,
-                price=change.price,
-                size=change.size,
-                hash=change.hash,
-                best_bid=change.best_bid,
-                best_ask=change.best_ask,
-                received_at_ms=received_ms,
-                event_seq=seq,
-                books_ahead=ahead,
-                entry=entry,
-            )
-            for entry, change in enumerate(event.price_changes)
-        ]
+) -> PriceChangeRow:
+    return PriceChangeRow(
+        market=event.market,
+        timestamp_ms=int(event.timestamp),
+        changes=tuple(
+            [
+                LevelChange(c.asset_id, c.price, c.size, c.side, c.hash, c.best_bid, c.best_ask)
+                for c in event.price_changes
+            ]
+        ),
+        received_at_ms=received_ms,
+        event_seq=seq,
+        books_ahead=ahead,
     )
 
 
@@ -181,7 +168,7 @@ def event_rows(
         books_ahead: Later events of its market already applied to the books.
 
     Returns:
-        One row, a tuple of rows (a ``price_change``), or None for kinds not stored.
+        The row, or None for kinds not stored.
     """
     entry = CONVERTERS.get(type(event))
     if entry is None:

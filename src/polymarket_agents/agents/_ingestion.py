@@ -375,8 +375,8 @@ class IngestionWorker:
                 await store.close()
 
     def _take(self, item: object) -> None:
-        # An event that maps to several rows (a price_change for both tokens) comes as
-        # one item, so that it is stored, and marked done, as a whole.
+        # Rows that belong together (a producer's tuple or list) come as one item, so
+        # that they are stored, and marked done, as a whole.
         if type(item) is tuple or type(item) is list:
             self._rows.extend(item)
         else:

@@ -1,11 +1,12 @@
 """From stored rows back to market-channel events: the inverse of ``_convert``.
 
 A backtest reads the market-data tables as plain rows
-(:meth:`~polymarket_agents.storage.Ledger.event_windows`) and makes each event with the
-feed's own event types, from the values stored, exactly as the decoder made it live: a
-price is the same ``Decimal`` (same digits, same exponent) whether parsed from the wire
-text or from the stored text, which is the text of the validated event's value. Nothing
-is encoded as JSON to be decoded again.
+(:meth:`~polymarket_agents.storage.Ledger.event_windows`, one row per event, in replay
+order) and makes each event with the feed's own event types from the values stored,
+exactly as the decoder made it live: a price is the same ``Decimal`` (same digits, same
+exponent) whether parsed from the wire text or from the stored text, which is the text of
+the validated event's value. A price change's entries are stored as one compact JSON
+array, parsed in one call.
 
 The event constructors still run their checks (cheap: numbers come through the feed's
 caches of validated values), so a row that was changed in the database into something no
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from itertools import starmap
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import msgspec
@@ -58,24 +58,35 @@ class Recorded(NamedTuple):
     event: MarketEvent
 
 
-# What a stored row or event can be that no validated event would have become.
+# What a stored row can be that no validated event would have become.
 _BROKEN = (ValueError, TypeError, ArithmeticError, IndexError, msgspec.DecodeError)
 
-_ENTRY = itemgetter(5, 6, 7, 8, 9, 10, 11)  # the PriceLevelChange fields of a changes row
-_SEQ = itemgetter(0)
+# A price change's stored entries: [asset_id, price, size, side, hash, best_bid, best_ask]
+# each, the fields of PriceLevelChange in its order.
+_CHANGES = msgspec.json.Decoder(tuple[tuple[str, str, str, str, str, str | None, str | None], ...])
 _LEVELS = msgspec.json.Decoder(tuple[tuple[str, str], ...])
+
+_PRICE_CHANGE = int(EventKind.PRICE_CHANGE)
+_BOOK = int(EventKind.BOOK)
+_TRADE = int(EventKind.TRADE)
+_TICK_SIZE_CHANGE = int(EventKind.TICK_SIZE_CHANGE)
+_RESOLUTION = int(EventKind.RESOLUTION)
 
 
 def _levels(text: str) -> tuple[OrderLevel, ...]:
     return tuple(starmap(OrderLevel, _LEVELS.decode(text)))
 
 
-def _other(row: Sequence[Any]) -> MarketEvent:
-    """The event of one :attr:`EventWindow.others` row."""
+def _event(row: Sequence[Any]) -> MarketEvent:
+    """The event of one :attr:`EventWindow.rows` row."""
     kind, market, timestamp = row[5], row[2], str(row[4])
-    if kind == EventKind.TRADE:
+    if kind == _PRICE_CHANGE:
+        # PriceLevelChange checks nothing: its PriceChange converts and validates it.
+        changes = tuple(starmap(PriceLevelChange, _CHANGES.decode(row[6])))
+        return PriceChange(market, timestamp, changes)
+    if kind == _TRADE:
         return LastTradePrice(row[6], market, row[7], row[8], row[9], timestamp, row[10], row[11])
-    if kind == EventKind.BOOK:
+    if kind == _BOOK:
         return Book(
             row[6],
             market,
@@ -86,48 +97,11 @@ def _other(row: Sequence[Any]) -> MarketEvent:
             row[10],
             row[11] or "",
         )
-    if kind == EventKind.TICK_SIZE_CHANGE:
+    if kind == _TICK_SIZE_CHANGE:
         return TickSizeChange(row[6], market, row[7], row[8], timestamp)
-    if kind == EventKind.RESOLUTION:
+    if kind == _RESOLUTION:
         return MarketResolved(market, timestamp, row[6], "")
     raise ValueError(f"unknown kind of stored event {kind!r}")
-
-
-def _change_groups(seqs: list[int | None], changes: list[Sequence[Any]]) -> list[tuple[int, int]]:
-    """``(start, end)`` of each event's entries among ``changes``."""
-    groups: list[tuple[int, int]] = []
-    start = 0
-    # Entries stored before event order was recorded (first) make one event per receive
-    # time, timestamp and market.
-    legacy = seqs.count(None)
-    previous: object = None
-    for index in range(legacy):
-        row = changes[index]
-        key = (row[3], row[4], row[2])
-        if index and key != previous:
-            groups.append((start, index))
-            start = index
-        previous = key
-    if legacy:
-        groups.append((start, legacy))
-    start = legacy
-    previous = None
-    for index in range(legacy, len(seqs)):
-        seq = seqs[index]
-        if seq != previous:
-            if index > start:
-                groups.append((start, index))
-                start = index
-            previous = seq
-    if len(seqs) > start:
-        groups.append((start, len(seqs)))
-    return groups
-
-
-def _broken(row: Sequence[Any], exc: Exception) -> MarketEvent | None:
-    """None for a stored event that cannot be made again, logged."""
-    _logger.warning("backtest: skipping stored event %s: %s", row[0], exc)
-    return None
 
 
 def window_events(window: EventWindow) -> tuple[list[Recorded], int]:
@@ -139,41 +113,15 @@ def window_events(window: EventWindow) -> tuple[list[Recorded], int]:
     Returns:
         The events, and how many stored events could not be made (each logged, skipped).
     """
-    changes = window.changes
-    made: list[tuple[Sequence[Any], MarketEvent | None]] = []
-    event: MarketEvent | None
-    if changes:
-        seqs: list[int | None] = list(map(_SEQ, changes))
-        # The entries' own fields, straight from the rows (PriceLevelChange checks
-        # nothing: its PriceChange converts and validates them).
-        entries = list(starmap(PriceLevelChange, map(_ENTRY, changes)))
-        for start, end in _change_groups(seqs, changes):
-            head = changes[start]
-            try:
-                event = PriceChange(head[2], str(head[4]), tuple(entries[start:end]))
-            except _BROKEN as exc:
-                event = _broken(head, exc)
-            made.append((head, event))
-    first_other = len(made)
-    for row in window.others:
-        try:
-            event = _other(row)
-        except _BROKEN as exc:
-            event = _broken(row, exc)
-        made.append((row, event))
     events: list[Recorded] = []
-    legacy: list[tuple[int, int, bool, Recorded]] = []
-    for index, (head, event) in enumerate(made):
-        if event is None:
+    append = events.append
+    invalid = 0
+    for row in window.rows:
+        try:
+            event = _event(row)
+        except _BROKEN as exc:
+            invalid += 1
+            _logger.warning("backtest: skipping stored event %s: %s", row[0], exc)
             continue
-        item = Recorded(head[0], head[1], head[2], head[3], event)
-        if head[0] is None:
-            # By receive time, then timestamp, changes first, as the service took them.
-            legacy.append((head[3], head[4], index >= first_other, item))
-        else:
-            events.append(item)
-    events.sort(key=_SEQ)  # at most two sorted runs (changes, others): one merge
-    if legacy:
-        legacy.sort(key=itemgetter(0, 1, 2))
-        events[:0] = [item for *_, item in legacy]
-    return events, sum(1 for _, event in made if event is None)
+        append(Recorded(row[0], row[1], row[2], row[3], event))
+    return events, invalid

@@ -14,7 +14,8 @@
   several replicas share; :func:`create_store` picks one for a path or a
   ``postgresql://`` URL; :class:`AdvisoryLock` is how a replica holds its shard there.
 * One value type per table (:class:`MarketRow`, :class:`BookSnapshotRow`,
-  :class:`PriceChangeRow`, :class:`TradeRow`, :class:`TickSizeChangeRow`,
+  :class:`PriceChangeRow` (a price change and its :class:`LevelChange` entries),
+  :class:`TradeRow`, :class:`TickSizeChangeRow`,
   :class:`PaperOrderRow`, :class:`FillRow`); prices and sizes are exact ``Decimal`` text.
 * Every table has a natural unique key: writing a row again changes nothing and counts as
   a duplicate, so batches can be replayed after any failure.
@@ -51,6 +52,7 @@ from ._rows import (
     BookLevel,
     BookSnapshotRow,
     FillRow,
+    LevelChange,
     MarketResolutionRow,
     MarketRow,
     PaperOrderRow,
@@ -84,6 +86,7 @@ __all__ = [
     "EventWindow",
     "FillRow",
     "Ledger",
+    "LevelChange",
     "MarketResolutionRow",
     "MarketRow",
     "Migration",

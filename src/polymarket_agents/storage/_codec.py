@@ -19,6 +19,7 @@ from ._rows import (
     SIDES,
     BookSnapshotRow,
     FillRow,
+    LevelChange,
     MarketResolutionRow,
     MarketRow,
     PaperOrderRow,
@@ -149,65 +150,75 @@ def _book(row: BookSnapshotRow) -> Params:
 
 
 def _price_change(row: PriceChangeRow) -> Params:
-    # The hot path: one condition over plain fields, no calls per field. Anything it does
-    # not accept exactly (including Decimal subclasses) goes to the checked encoder, which
-    # either accepts it too or says precisely what is wrong.
-    asset, market, ts, side = row.asset_id, row.market, row.timestamp_ms, row.side
-    price, size, best_bid, best_ask = row.price, row.size, row.best_bid, row.best_ask
-    received = row.received_at_ms
+    # The hot path: one condition over plain fields per entry, no calls per field. A row
+    # it does not accept exactly goes to the checked encoder, which says what is wrong.
+    ts, received, changes = row.timestamp_ms, row.received_at_ms, row.changes
     if (
-        type(asset) is str
-        and asset
-        and type(market) is str
-        and type(row.hash) is str
+        type(row.market) is str
         and type(ts) is int
         and 0 <= ts <= _INT64_MAX
         and type(received) is int
         and 0 <= received <= _INT64_MAX
-        and (side == "BUY" or side == "SELL")
-        and type(price) is Decimal
-        and price.is_finite()
-        and type(size) is Decimal
-        and size.is_finite()
-        and (best_bid is None or (type(best_bid) is Decimal and best_bid.is_finite()))
-        and (best_ask is None or (type(best_ask) is Decimal and best_ask.is_finite()))
         and _seq_ok(row.event_seq, row.books_ahead)
-        and type(row.entry) is int
-        and 0 <= row.entry <= _INT64_MAX
+        and type(changes) is tuple
+        and changes
     ):
-        return (
-            market,
-            asset,
-            ts,
-            side,
-            str(price),
-            str(size),
-            row.hash,
-            None if best_bid is None else str(best_bid),
-            None if best_ask is None else str(best_ask),
-            received,
-            row.event_seq,
-            row.books_ahead,
-            row.entry,
-        )
+        for change in changes:
+            if type(change) is not LevelChange:
+                break
+            asset, side, price, size = change.asset_id, change.side, change.price, change.size
+            best_bid, best_ask = change.best_bid, change.best_ask
+            if not (
+                type(asset) is str
+                and asset
+                and (side == "BUY" or side == "SELL")
+                and type(change.hash) is str
+                and type(price) is Decimal
+                and price.is_finite()
+                and type(size) is Decimal
+                and size.is_finite()
+                and (best_bid is None or (type(best_bid) is Decimal and best_bid.is_finite()))
+                and (best_ask is None or (type(best_ask) is Decimal and best_ask.is_finite()))
+            ):
+                break
+        else:
+            return (row.market, ts, _changes(changes), received, row.event_seq, row.books_ahead)
     return _price_change_checked(row)
 
 
+def _changes(changes: Sequence[object]) -> str:
+    """A price change's entries as the compact JSON stored."""
+    try:
+        return _JSON.encode(changes).decode()
+    except UnicodeError as exc:  # a lone surrogate: no UTF-8 text holds it
+        raise InvalidRow(f"changes hold text that cannot be stored: {exc}") from None
+
+
+def _level_change(change: object) -> tuple[object, ...]:
+    if not isinstance(change, LevelChange):
+        raise InvalidRow(f"changes must hold LevelChange entries, not {change!r}")
+    return (
+        _text(change.asset_id, "asset_id"),
+        _dec(change.price, "price"),
+        _dec(change.size, "size"),
+        _side(change.side),
+        _opt_text(change.hash, "hash"),
+        _opt_dec(change.best_bid, "best_bid"),
+        _opt_dec(change.best_ask, "best_ask"),
+    )
+
+
 def _price_change_checked(row: PriceChangeRow) -> Params:
+    changes = row.changes
+    if not isinstance(changes, tuple | list) or not changes:
+        raise InvalidRow(f"changes must be a non-empty tuple of LevelChange, not {changes!r}")
     return (
         _opt_text(row.market, "market"),
-        _text(row.asset_id, "asset_id"),
         _int(row.timestamp_ms, "timestamp_ms"),
-        _side(row.side),
-        _dec(row.price, "price"),
-        _dec(row.size, "size"),
-        _opt_text(row.hash, "hash"),
-        _opt_dec(row.best_bid, "best_bid"),
-        _opt_dec(row.best_ask, "best_ask"),
+        _changes([_level_change(change) for change in changes]),
         _int(row.received_at_ms, "received_at_ms"),
         _opt_int(row.event_seq, "event_seq"),
         _int(row.books_ahead, "books_ahead"),
-        _int(row.entry, "entry"),
     )
 
 

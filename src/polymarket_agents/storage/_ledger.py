@@ -16,8 +16,6 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, TypeVar
 
 from ._codec import fill_from_record, order_from_record, positions_from_fills
@@ -49,12 +47,11 @@ __all__ = [
     "Ledger",
     "RunRecord",
     "account_from_record",
-    "event_queries",
+    "event_query",
     "market_from_record",
     "numbered",
     "resolution_from_record",
     "run_from_record",
-    "window_events",
 ]
 
 
@@ -114,8 +111,7 @@ class EventRecord:
         market: The condition id.
         received_at_ms: When it was received.
         wire: The event as the market channel sent it: one JSON object, rebuilt by the
-            database from the stored rows (a ``price_change`` from all its rows, in
-            their order).
+            database from the stored row.
     """
 
     event_seq: int | None
@@ -206,17 +202,61 @@ RESOLUTIONS_SQL = (
 )
 """Every market resolution stored."""
 
-# The market-data tables read back as events in the market channel's JSON, one window of
-# event timestamps at a time: each table is range-scanned on its key (which starts with
-# timestamp_ms), the database builds each row's JSON (in C, faster than Python would), and
-# Python sorts the window by event order and joins a price change's entries into one event.
-# Each query yields (event_seq, entry, books_ahead, market, received_at_ms, timestamp_ms,
-# json) for timestamp_ms in [?, ?) and, optionally, some markets ({markets}). SQLite's JSON
-# functions and PostgreSQL's differ in name, so each database has its text.
-_PRICE_CHANGE_TABLE = "price_changes"
 
-_SQLITE_PARTS = {
-    "book_snapshots": """SELECT event_seq, 0, books_ahead, market, received_at_ms, timestamp_ms,
+class EventKind(enum.IntEnum):
+    """Which table a stored event comes from: the ``kind`` of an :class:`EventWindow` row
+    (and, among events received and timestamped alike before event order was recorded,
+    the order they replay in)."""
+
+    PRICE_CHANGE = 0
+    """``price_changes``."""
+    BOOK = 1
+    """``book_snapshots``."""
+    TRADE = 2
+    """``trades``."""
+    TICK_SIZE_CHANGE = 3
+    """``tick_size_changes``."""
+    RESOLUTION = 4
+    """``market_resolutions``."""
+
+
+# The market-data tables read back one window of event timestamps at a time: each table
+# is range-scanned on its key (which starts with timestamp_ms), and the database sorts the
+# window in event order (in its own thread). Rows from before event order was recorded (a
+# NULL event_seq) come first, by receive time. Each part yields (event_seq, books_ahead,
+# market, received_at_ms, timestamp_ms, kind, ...) for timestamp_ms in [?, ?) and,
+# optionally, some markets ({markets}).
+_ORDER = "ORDER BY 1 NULLS FIRST, 4, 5, 6"
+_WINDOW = "WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}"
+_HEAD = "event_seq, books_ahead, market, received_at_ms, timestamp_ms"
+
+# As plain columns, for a reader that makes the events itself (a backtest): what
+# EventWindow describes.
+_ROW_PARTS = (
+    f"SELECT {_HEAD}, {EventKind.PRICE_CHANGE:d} AS kind, changes, NULL, NULL, NULL, NULL, "
+    f"NULL FROM price_changes {_WINDOW}",
+    f"SELECT {_HEAD}, {EventKind.BOOK:d}, asset_id, bids, asks, hash, tick_size, "
+    f"last_trade_price FROM book_snapshots {_WINDOW}",
+    f"SELECT {_HEAD}, {EventKind.TRADE:d}, asset_id, price, size, side, fee_rate_bps, "
+    f"transaction_hash FROM trades {_WINDOW}",
+    f"SELECT {_HEAD}, {EventKind.TICK_SIZE_CHANGE:d}, asset_id, old_tick_size, "
+    f"new_tick_size, NULL, NULL, NULL FROM tick_size_changes {_WINDOW}",
+    "SELECT event_seq, 0, market, received_at_ms, timestamp_ms, "
+    f"{EventKind.RESOLUTION:d}, winning_asset_id, NULL, NULL, NULL, NULL, NULL "
+    f"FROM market_resolutions {_WINDOW}",
+)
+
+# As the market channel's JSON, built by the database. SQLite's JSON functions and
+# PostgreSQL's differ in name, so each database has its text.
+_SQLITE_WIRE = (
+    f"""SELECT {_HEAD}, {EventKind.PRICE_CHANGE:d} AS kind,
+        json_object('event_type', 'price_change', 'market', market,
+            'timestamp', CAST(timestamp_ms AS TEXT),
+            'price_changes', (SELECT json_group_array(json_object('asset_id', value->>0,
+                'price', value->>1, 'size', value->>2, 'side', value->>3, 'hash', value->>4,
+                'best_bid', value->>5, 'best_ask', value->>6)) FROM json_each(changes)))
+        FROM price_changes {_WINDOW}""",
+    f"""SELECT {_HEAD}, {EventKind.BOOK:d},
         json_object('event_type', 'book', 'asset_id', asset_id, 'market', market,
             'timestamp', CAST(timestamp_ms AS TEXT), 'hash', hash,
             'bids', (SELECT json_group_array(json_object('price', value->>0, 'size', value->>1))
@@ -224,101 +264,80 @@ _SQLITE_PARTS = {
             'asks', (SELECT json_group_array(json_object('price', value->>0, 'size', value->>1))
                      FROM json_each(asks)),
             'tick_size', tick_size, 'last_trade_price', coalesce(last_trade_price, ''))
-        FROM book_snapshots WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    # One row per entry; Python joins them into one event.
-    "price_changes": """SELECT event_seq, entry, books_ahead, market, received_at_ms,
-        timestamp_ms, json_object('asset_id', asset_id, 'price', price, 'size', size,
-            'side', side, 'hash', hash, 'best_bid', best_bid, 'best_ask', best_ask)
-        FROM price_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    "trades": """SELECT event_seq, 0, books_ahead, market, received_at_ms, timestamp_ms,
+        FROM book_snapshots {_WINDOW}""",
+    f"""SELECT {_HEAD}, {EventKind.TRADE:d},
         json_object('event_type', 'last_trade_price', 'asset_id', asset_id, 'market', market,
             'timestamp', CAST(timestamp_ms AS TEXT), 'side', side, 'price', price,
             'size', size, 'fee_rate_bps', fee_rate_bps, 'transaction_hash', transaction_hash)
-        FROM trades WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    "tick_size_changes": """SELECT event_seq, 0, books_ahead, market, received_at_ms,
-        timestamp_ms, json_object('event_type', 'tick_size_change', 'asset_id', asset_id,
+        FROM trades {_WINDOW}""",
+    f"""SELECT {_HEAD}, {EventKind.TICK_SIZE_CHANGE:d},
+        json_object('event_type', 'tick_size_change', 'asset_id', asset_id,
             'market', market, 'timestamp', CAST(timestamp_ms AS TEXT),
             'old_tick_size', old_tick_size, 'new_tick_size', new_tick_size)
-        FROM tick_size_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    "market_resolutions": """SELECT event_seq, 0, 0, market, received_at_ms, timestamp_ms,
+        FROM tick_size_changes {_WINDOW}""",
+    f"""SELECT event_seq, 0, market, received_at_ms, timestamp_ms, {EventKind.RESOLUTION:d},
         json_object('event_type', 'market_resolved', 'market', market,
             'timestamp', CAST(timestamp_ms AS TEXT), 'winning_asset_id', winning_asset_id,
             'winning_outcome', '')
-        FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-}
+        FROM market_resolutions {_WINDOW}""",
+)
 
 _LEVELS_PG = (
     "coalesce((SELECT json_agg(json_build_object('price', l->>0, 'size', l->>1)) "
     "FROM json_array_elements({0}::json) AS l), '[]'::json)"
 )
 
-_POSTGRES_PARTS = {
-    "book_snapshots": f"""SELECT event_seq, 0, books_ahead, market, received_at_ms,
-        timestamp_ms, json_build_object('event_type', 'book', 'asset_id', asset_id,
+_POSTGRES_WIRE = (
+    f"""SELECT {_HEAD}, {EventKind.PRICE_CHANGE:d} AS kind,
+        json_build_object('event_type', 'price_change', 'market', market,
+            'timestamp', CAST(timestamp_ms AS TEXT),
+            'price_changes', (SELECT json_agg(json_build_object('asset_id', e->>0,
+                'price', e->>1, 'size', e->>2, 'side', e->>3, 'hash', e->>4,
+                'best_bid', e->>5, 'best_ask', e->>6) ORDER BY n)
+                FROM json_array_elements(changes::json) WITH ORDINALITY AS c(e, n)))::text
+        FROM price_changes {_WINDOW}""",
+    f"""SELECT {_HEAD}, {EventKind.BOOK:d},
+        json_build_object('event_type', 'book', 'asset_id', asset_id,
             'market', market, 'timestamp', CAST(timestamp_ms AS TEXT), 'hash', hash,
             'bids', {_LEVELS_PG.format("bids")}, 'asks', {_LEVELS_PG.format("asks")},
             'tick_size', tick_size, 'last_trade_price', coalesce(last_trade_price, ''))::text
-        FROM book_snapshots WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}""",
-    "price_changes": """SELECT event_seq, entry, books_ahead, market, received_at_ms,
-        timestamp_ms, json_build_object('asset_id', asset_id, 'price', price, 'size', size,
-            'side', side, 'hash', hash, 'best_bid', best_bid, 'best_ask', best_ask)::text
-        FROM price_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    "trades": """SELECT event_seq, 0, books_ahead, market, received_at_ms, timestamp_ms,
+        FROM book_snapshots {_WINDOW}""",
+    f"""SELECT {_HEAD}, {EventKind.TRADE:d},
         json_build_object('event_type', 'last_trade_price', 'asset_id', asset_id,
             'market', market, 'timestamp', CAST(timestamp_ms AS TEXT), 'side', side,
             'price', price, 'size', size, 'fee_rate_bps', fee_rate_bps,
             'transaction_hash', transaction_hash)::text
-        FROM trades WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    "tick_size_changes": """SELECT event_seq, 0, books_ahead, market, received_at_ms,
-        timestamp_ms, json_build_object('event_type', 'tick_size_change', 'asset_id', asset_id,
+        FROM trades {_WINDOW}""",
+    f"""SELECT {_HEAD}, {EventKind.TICK_SIZE_CHANGE:d},
+        json_build_object('event_type', 'tick_size_change', 'asset_id', asset_id,
             'market', market, 'timestamp', CAST(timestamp_ms AS TEXT),
             'old_tick_size', old_tick_size, 'new_tick_size', new_tick_size)::text
-        FROM tick_size_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-    "market_resolutions": """SELECT event_seq, 0, 0, market, received_at_ms, timestamp_ms,
+        FROM tick_size_changes {_WINDOW}""",
+    f"""SELECT event_seq, 0, market, received_at_ms, timestamp_ms, {EventKind.RESOLUTION:d},
         json_build_object('event_type', 'market_resolved', 'market', market,
             'timestamp', CAST(timestamp_ms AS TEXT), 'winning_asset_id', winning_asset_id,
             'winning_outcome', '')::text
-        FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}""",
-}
+        FROM market_resolutions {_WINDOW}""",
+)
+
+_TABLES = ("price_changes", "book_snapshots", "trades", "tick_size_changes", "market_resolutions")
+
+_BOUNDS = " UNION ALL ".join(
+    f"SELECT min(timestamp_ms), max(timestamp_ms) FROM {table}" for table in _TABLES
+)
 
 
-class EventKind(enum.IntEnum):
-    """The ``kind`` of an :attr:`EventWindow.others` row: the table it comes from."""
+def event_query(markets: Sequence[str], *, wire: bool, postgres: bool = False) -> str:
+    """The query of one window of stored events, in replay order: each table's part takes
+    two ``?`` (from, inclusive, and to, exclusive) and one ``?`` per market of ``markets``
+    (every market when empty); ``wire`` makes the last column each event's JSON.
 
-    BOOK = 0
-    """``book_snapshots``."""
-    TRADE = 1
-    """``trades``."""
-    TICK_SIZE_CHANGE = 2
-    """``tick_size_changes``."""
-    RESOLUTION = 3
-    """``market_resolutions``."""
-
-
-# The same tables read back as plain rows, for a reader that builds events itself (a
-# backtest): no JSON built and parsed again, the database sorts each window (in its own
-# thread), and a price change's entries come as consecutive rows. Rows from before event
-# order was recorded (a NULL event_seq) sort first, by receive time.
-_CHANGE_ROWS_SQL = """SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
-        asset_id, price, size, side, hash, best_bid, best_ask
-    FROM price_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{markets}
-    ORDER BY event_seq NULLS FIRST, received_at_ms, timestamp_ms, market, entry"""
-
-_OTHER_ROWS_SQL = f"""SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
-        {EventKind.BOOK:d} AS kind, asset_id, bids, asks, hash, tick_size, last_trade_price
-    FROM book_snapshots WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
-    UNION ALL SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
-        {EventKind.TRADE:d}, asset_id, price, size, side, fee_rate_bps, transaction_hash
-    FROM trades WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
-    UNION ALL SELECT event_seq, books_ahead, market, received_at_ms, timestamp_ms,
-        {EventKind.TICK_SIZE_CHANGE:d}, asset_id, old_tick_size, new_tick_size, NULL, NULL, NULL
-    FROM tick_size_changes WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
-    UNION ALL SELECT event_seq, 0, market, received_at_ms, timestamp_ms,
-        {EventKind.RESOLUTION:d}, winning_asset_id, NULL, NULL, NULL, NULL, NULL
-    FROM market_resolutions WHERE timestamp_ms >= ? AND timestamp_ms < ?{{markets}}
-    ORDER BY 1 NULLS FIRST, 4, 5, 6, 3, 7"""
-
-_OTHER_TABLES = len(EventKind)
+    Returns:
+        The SQL, with ``?`` placeholders.
+    """
+    clause = f" AND market IN ({', '.join('?' for _ in markets)})" if markets else ""
+    parts = (_POSTGRES_WIRE if postgres else _SQLITE_WIRE) if wire else _ROW_PARTS
+    return " UNION ALL ".join(part.format(markets=clause) for part in parts) + f" {_ORDER}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,86 +345,20 @@ class EventWindow:
     """One window of stored market events as plain rows, in the order the service took
     them: what a backtest turns back into events.
 
-    Both lists are in replay order: by ``event_seq``, rows from before event order was
-    recorded first (``event_seq`` None), by receive time. Every row starts with
-    ``(event_seq, books_ahead, market, received_at_ms, timestamp_ms)``; numbers are the
-    exact decimal text stored.
-
     Attributes:
-        changes: Price-change entries, the entries of one event consecutive and in their
-            order: ``(..., asset_id, price, size, side, hash, best_bid, best_ask)``; the
-            entries of one event share ``event_seq`` (or, without it, receive time,
-            timestamp and market).
-        others: One row per other event, ``(..., kind, a, b, c, d, e, f)``, by
-            :class:`EventKind`: a book ``asset_id, bids, asks, hash, tick_size,
+        rows: One row per event, in replay order (by ``event_seq``; rows from before it
+            was recorded first, by receive time): ``(event_seq, books_ahead, market,
+            received_at_ms, timestamp_ms, kind, a, b, c, d, e, f)``, numbers as the exact
+            decimal text stored, the rest by :class:`EventKind`: a price change
+            ``changes`` (JSON ``[[asset_id, price, size, side, hash, best_bid, best_ask],
+            ...]``) and NULLs; a book ``asset_id, bids, asks, hash, tick_size,
             last_trade_price`` (``bids``/``asks`` JSON ``[[price, size], ...]``); a trade
             ``asset_id, price, size, side, fee_rate_bps, transaction_hash``; a tick size
             change ``asset_id, old_tick_size, new_tick_size`` and NULLs; a resolution
             ``winning_asset_id`` and NULLs.
     """
 
-    changes: list[Sequence[Any]]
-    others: list[Sequence[Any]]
-
-
-_BOUNDS = " UNION ALL ".join(
-    f"SELECT min(timestamp_ms), max(timestamp_ms) FROM {table}" for table in _SQLITE_PARTS
-)
-
-
-def event_queries(markets: Sequence[str], *, postgres: bool = False) -> dict[str, str]:
-    """Each market-data table's query of one window of event timestamps (two ``?``: from,
-    inclusive, and to, exclusive), for ``markets`` (one ``?`` each) or all when empty."""
-    clause = f" AND market IN ({', '.join('?' for _ in markets)})" if markets else ""
-    parts = _POSTGRES_PARTS if postgres else _SQLITE_PARTS
-    return {table: sql.format(markets=clause) for table, sql in parts.items()}
-
-
-_BY_EVENT = itemgetter(0, 1)  # (event_seq, entry)
-_BY_ARRIVAL = itemgetter(4, 5, 3, 1)  # (received_at_ms, timestamp_ms, market, entry)
-_ONE_OLD_EVENT = itemgetter(4, 5, 3)
-
-
-def _price_change(rows: list[Sequence[Any]]) -> EventRecord:
-    """The entries of one price change, in order, as one event."""
-    first = rows[0]
-    entries = ",".join([row[6] for row in rows])
-    wire = (
-        f'{{"event_type":"price_change","market":"{first[3]}",'
-        f'"timestamp":"{first[5]}","price_changes":[{entries}]}}'
-    )
-    return EventRecord(first[0], first[2], first[3], first[4], wire)
-
-
-def window_events(rows: list[Sequence[Any]], changes: list[Sequence[Any]]) -> list[EventRecord]:
-    """One window's rows as events in replay order: ``rows`` one event each, ``changes`` the
-    price-change entries, joined per event. Rows from before event order was recorded
-    come first, by receive time; their price-change entries make one event per market,
-    timestamp and receive time."""
-    # The common case, every row numbered, takes C-level sorts on plain keys.
-    old_rows = [row for row in rows if row[0] is None]
-    old_changes = [row for row in changes if row[0] is None]
-    if old_rows or old_changes:
-        rows = [row for row in rows if row[0] is not None]
-        changes = [row for row in changes if row[0] is not None]
-    events: list[EventRecord] = []
-    if old_rows or old_changes:
-        old_changes.sort(key=_BY_ARRIVAL)
-        legacy: list[tuple[int, int, EventRecord]] = []
-        for (received, timestamp, _), group in groupby(old_changes, key=_ONE_OLD_EVENT):
-            legacy.append((received, timestamp, _price_change(list(group))))
-        for row in old_rows:
-            legacy.append((row[4], row[5], EventRecord(None, row[2], row[3], row[4], row[6])))
-        legacy.sort(key=lambda item: (item[0], item[1]))
-        events.extend(event for _, _, event in legacy)
-    changes.sort(key=_BY_EVENT)
-    numbered = [
-        (seq, _price_change(list(group))) for seq, group in groupby(changes, key=itemgetter(0))
-    ]
-    numbered.extend((row[0], EventRecord(row[0], row[2], row[3], row[4], row[6])) for row in rows)
-    numbered.sort(key=itemgetter(0))
-    events.extend(event for _, event in numbered)
-    return events
+    rows: list[Sequence[Any]]
 
 
 def account_from_record(record: Sequence[Any]) -> AccountRecord:
@@ -798,15 +751,11 @@ class Ledger:
         Raises:
             StoreUnavailableError: On a transient failure.
         """
-        clause = f" AND market IN ({', '.join('?' for _ in markets)})" if markets else ""
-        changes_sql = self._sql(_CHANGE_ROWS_SQL.format(markets=clause))
-        others_sql = self._sql(_OTHER_ROWS_SQL.format(markets=clause))
+        sql = self._sql(event_query(markets, wire=False))
 
         async def read(start: int, end: int) -> EventWindow | None:
-            params = (start, end, *markets)
-            changes = await self._query(changes_sql, params)
-            others = await self._query(others_sql, params * _OTHER_TABLES)
-            return EventWindow(changes, others) if changes or others else None
+            rows = await self._query(sql, (start, end, *markets) * len(_TABLES))
+            return EventWindow(rows) if rows else None
 
         async for window in self._windows(read, since_ms, until_ms, window_ms):
             yield window
@@ -877,18 +826,11 @@ class Ledger:
         Raises:
             StoreUnavailableError: On a transient failure.
         """
-        queries = {
-            table: self._sql(sql)
-            for table, sql in event_queries(markets, postgres=self._postgres).items()
-        }
+        sql = self._sql(event_query(markets, wire=True, postgres=self._postgres))
 
         async def read(start: int, end: int) -> list[EventRecord] | None:
-            rows: list[Sequence[Any]] = []
-            changes: list[Sequence[Any]] = []
-            for table, sql in queries.items():
-                found = await self._query(sql, (start, end, *markets))
-                (changes if table == _PRICE_CHANGE_TABLE else rows).extend(found)
-            return window_events(rows, changes) if rows or changes else None
+            rows = await self._query(sql, (start, end, *markets) * len(_TABLES))
+            return [EventRecord(r[0], r[1], r[2], r[3], r[6]) for r in rows] if rows else None
 
         async for window in self._windows(read, since_ms, until_ms, window_ms):
             yield window

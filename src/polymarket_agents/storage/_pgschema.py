@@ -49,6 +49,18 @@ ACCOUNT_CASH_SQL = (
 notional of its purchases decided but not yet carried out (write-ahead ``pending`` orders)."""
 
 _SIDE = "CHECK (side IN ('BUY', 'SELL'))"
+# One stored entry as compact JSON (no spaces, as the codec writes it).
+_ENTRY_JSON = " || ',' || ".join(
+    [
+        "'[' || to_json(asset_id)::text",
+        "to_json(price)::text",
+        "to_json(size)::text",
+        "to_json(side)::text",
+        "to_json(hash)::text",
+        "coalesce(to_json(best_bid)::text, 'null')",
+        "coalesce(to_json(best_ask)::text, 'null') || ']'",
+    ]
+)
 _ID = "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 
 PG_MIGRATIONS: tuple[Migration, ...] = (
@@ -206,6 +218,37 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
         (
             "ALTER TABLE book_snapshots ADD COLUMN tick_size TEXT",
             "ALTER TABLE book_snapshots ADD COLUMN last_trade_price TEXT",
+        ),
+    ),
+    Migration(
+        4,
+        "a price change is one row holding its entries",
+        (
+            """CREATE TABLE price_change_events (
+                market TEXT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                changes TEXT NOT NULL CHECK (changes <> '[]'),
+                received_at_ms BIGINT NOT NULL,
+                event_seq BIGINT,
+                books_ahead BIGINT NOT NULL DEFAULT 0
+            )""",
+            # The event is its own key; a B-tree entry holds at most about 2.7 kB, so the
+            # entries are in it by their digest.
+            "CREATE UNIQUE INDEX price_change_events_key "
+            "ON price_change_events (timestamp_ms, market, md5(changes))",
+            # The entries of one event in their order, written as the codec writes them.
+            f"""INSERT INTO price_change_events
+                (market, timestamp_ms, changes, received_at_ms, event_seq, books_ahead)
+            SELECT market, timestamp_ms,
+                '[' || string_agg({_ENTRY_JSON}, ','
+                    ORDER BY entry, asset_id, hash, side, price, size) || ']',
+                received_at_ms, event_seq, min(books_ahead)
+            FROM price_changes
+            GROUP BY event_seq, received_at_ms, timestamp_ms, market
+            ON CONFLICT DO NOTHING""",
+            "DROP TABLE price_changes",
+            "ALTER TABLE price_change_events RENAME TO price_changes",
+            "ALTER INDEX price_change_events_key RENAME TO price_changes_key",
         ),
     ),
 )

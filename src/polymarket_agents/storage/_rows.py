@@ -27,6 +27,7 @@ __all__ = [
     "BookLevel",
     "BookSnapshotRow",
     "FillRow",
+    "LevelChange",
     "MarketResolutionRow",
     "MarketRow",
     "PaperOrderRow",
@@ -134,43 +135,54 @@ class BookSnapshotRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     last_trade_price: Decimal | None = None
 
 
-class PriceChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One level change of one token's book (an entry of a ``price_change`` event).
+class LevelChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One entry of a ``price_change`` event: the new size of one level of one token's book.
 
-    Unique by ``(asset_id, timestamp_ms, hash, side, price, size)``.
+    Stored inside its event's row, as a JSON array of these fields in this order (numbers
+    as their exact decimal text, a missing best bid or ask as ``null``).
 
     Attributes:
-        market: The market's condition id.
         asset_id: The token id.
-        timestamp_ms: The event's timestamp.
-        side: ``"BUY"`` (a bid level) or ``"SELL"`` (an ask level).
         price: The level's price.
         size: The level's new aggregate size; zero removes the level.
+        side: ``"BUY"`` (a bid level) or ``"SELL"`` (an ask level).
         hash: The feed's (opaque) hash; empty if the feed sent none.
         best_bid: Best bid after the change, if the feed sent it.
         best_ask: Best ask after the change, if the feed sent it.
+    """
+
+    asset_id: str
+    price: Decimal
+    size: Decimal
+    side: str
+    hash: str = ""
+    best_bid: Decimal | None = None
+    best_ask: Decimal | None = None
+
+
+class PriceChangeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A ``price_change`` event: its level changes, in their order, stored as one row.
+
+    Unique by ``(timestamp_ms, market, changes)``: the event the feed sends again is a
+    duplicate.
+
+    Attributes:
+        market: The market's condition id.
+        timestamp_ms: The event's timestamp.
+        changes: Its entries, in the order they apply (both tokens of the market).
         received_at_ms: When the client received the event.
-        entry: The entry's place in its event's ``price_changes``, from 0.
-        event_seq: The event's place in the order the service took events from its feeds
-            (rows of one event share it); None in rows written
-            before it was recorded.
+        event_seq: The event's place in the order the service took events from its feeds;
+            None in rows written before it was recorded.
         books_ahead: Later events of the same market already applied to the books when
             the strategy saw this one (0 unless the consumer fell behind the feed).
     """
 
     market: str
-    asset_id: str
     timestamp_ms: int
-    side: str
-    price: Decimal
-    size: Decimal
-    hash: str = ""
-    best_bid: Decimal | None = None
-    best_ask: Decimal | None = None
+    changes: tuple[LevelChange, ...]
     received_at_ms: int = 0
     event_seq: int | None = None
     books_ahead: int = 0
-    entry: int = 0
 
 
 class TradeRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):

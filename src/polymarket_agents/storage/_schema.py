@@ -229,6 +229,45 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE book_snapshots ADD COLUMN last_trade_price TEXT",
         ),
     ),
+    Migration(
+        4,
+        "a price change is one row holding its entries",
+        (
+            # The event is its own key: the same event sent again is a duplicate.
+            """CREATE TABLE price_change_events (
+                market TEXT NOT NULL,
+                timestamp_ms INTEGER NOT NULL,
+                changes TEXT NOT NULL CHECK (changes <> '[]'),
+                received_at_ms INTEGER NOT NULL,
+                event_seq INTEGER,
+                books_ahead INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (timestamp_ms, market, changes)
+            ) WITHOUT ROWID""",
+            # The entries of one event (one event_seq; before that was recorded, one
+            # receive time, timestamp and market) in their order, as the codec writes them.
+            """INSERT OR IGNORE INTO price_change_events
+                (market, timestamp_ms, changes, received_at_ms, event_seq, books_ahead)
+            SELECT market, timestamp_ms, changes, received_at_ms, event_seq, books_ahead
+            FROM (
+                SELECT market, timestamp_ms, received_at_ms, event_seq, books_ahead,
+                    '[' || group_concat(
+                        json_array(asset_id, price, size, side, hash, best_bid, best_ask), ','
+                    ) OVER (
+                        PARTITION BY event_seq, received_at_ms, timestamp_ms, market
+                        ORDER BY entry, asset_id, hash, side, price, size
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+                    ) || ']' AS changes,
+                    row_number() OVER (
+                        PARTITION BY event_seq, received_at_ms, timestamp_ms, market
+                        ORDER BY entry, asset_id, hash, side, price, size
+                    ) AS place
+                FROM price_changes
+            )
+            WHERE place = 1""",
+            "DROP TABLE price_changes",
+            "ALTER TABLE price_change_events RENAME TO price_changes",
+        ),
+    ),
 )
 """Every migration, in order; the last one's version is the current schema version."""
 
@@ -253,9 +292,8 @@ INSERT_SQL: Mapping[Table, str] = {
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.PRICE_CHANGES: (
-        "INSERT INTO price_changes (market, asset_id, timestamp_ms, side, price, size, hash, "
-        "best_bid, best_ask, received_at_ms, event_seq, books_ahead, entry) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "INSERT INTO price_changes (market, timestamp_ms, changes, received_at_ms, event_seq, "
+        "books_ahead) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.TRADES: (
         "INSERT INTO trades (asset_id, market, timestamp_ms, side, price, size, fee_rate_bps, "
