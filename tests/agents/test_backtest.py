@@ -294,3 +294,20 @@ async def test_events_stored_before_their_order_are_replayed_by_receive_time(
         ("PriceChange", 1),
         ("LastTradePrice", 1),
     ]
+
+
+async def test_every_market_is_read_unfiltered_and_others_skipped(tmp_path: Path) -> None:
+    """A replay of every market reads without a market filter; an event of a market the
+    store has no row for is skipped, neither replayed nor counted invalid."""
+    market = MarketRow(condition_id="0xm", yes_token="y", no_token="n", slug="m")
+
+    def trade(market: str, seq: int) -> TradeRow:
+        return TradeRow(asset_id="y", market=market, timestamp_ms=seq, side="BUY",
+                        price=D("0.4"), size=D(1), received_at_ms=seq, event_seq=seq)  # fmt: skip
+
+    async with SQLiteStore(tmp_path / "other.sqlite") as store:
+        await store.write_batch([market, trade("0xm", 1), trade("0xother", 2), trade("0xm", 3)])
+        everything = await backtest(store, strategy())
+        chosen = await backtest(store, strategy(), markets=["m"])
+    assert (everything.events, everything.invalid_events) == (2, 0)
+    assert (chosen.events, chosen.invalid_events) == (2, 0)

@@ -220,11 +220,14 @@ async def replay(
     since_ms: int = 0,
     until_ms: int = 2**62,
     clock: list[float] | None = None,
+    every_market: bool = False,
 ) -> tuple[int, int, int, int, int, int]:
     """Replay stored events through books, ``strategy`` and ``broker``; see the module.
 
     The broker must have been made with ``now=lambda: clock[0]`` for its times to follow
-    the events.
+    the events. With ``every_market`` (``markets`` are every market the store holds) the
+    events are read without a filter by market, the database's cheapest scan; the events
+    of any other market are skipped all the same.
 
     Returns:
         ``(events, invalid events, signals, submitted, first receive ms, last receive ms)``.
@@ -238,7 +241,9 @@ async def replay(
     clock = clock if clock is not None else [0.0]
     source = _Source(
         store.event_windows(
-            since_ms=since_ms, until_ms=until_ms, markets=[m.condition_id for m in markets]
+            since_ms=since_ms,
+            until_ms=until_ms,
+            markets=() if every_market else [m.condition_id for m in markets],
         )
     )
     early: set[int] = set()  # positions of events applied ahead of their turn
@@ -356,6 +361,7 @@ async def backtest(
         since_ms=since_ms,
         until_ms=until_ms,
         clock=clock,
+        every_market=not wanted,
     )
     seconds = time.perf_counter() - started
     orders = tuple(recorder.orders.values())

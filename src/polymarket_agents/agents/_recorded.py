@@ -66,6 +66,8 @@ _BROKEN = (ValueError, TypeError, ArithmeticError, IndexError, msgspec.DecodeErr
 _CHANGES = msgspec.json.Decoder(tuple[tuple[str, str, str, str, str, str | None, str | None], ...])
 _LEVELS = msgspec.json.Decoder(tuple[tuple[str, str], ...])
 
+_new = tuple.__new__
+
 _PRICE_CHANGE = int(EventKind.PRICE_CHANGE)
 _BOOK = int(EventKind.BOOK)
 _TRADE = int(EventKind.TRADE)
@@ -78,12 +80,8 @@ def _levels(text: str) -> tuple[OrderLevel, ...]:
 
 
 def _event(row: Sequence[Any]) -> MarketEvent:
-    """The event of one :attr:`EventWindow.rows` row."""
+    """The event of one :attr:`EventWindow.rows` row other than a price change's."""
     kind, market, timestamp = row[5], row[2], str(row[4])
-    if kind == _PRICE_CHANGE:
-        # PriceLevelChange checks nothing: its PriceChange converts and validates it.
-        changes = tuple(starmap(PriceLevelChange, _CHANGES.decode(row[6])))
-        return PriceChange(market, timestamp, changes)
     if kind == _TRADE:
         return LastTradePrice(row[6], market, row[7], row[8], row[9], timestamp, row[10], row[11])
     if kind == _BOOK:
@@ -116,12 +114,20 @@ def window_events(window: EventWindow) -> tuple[list[Recorded], int]:
     events: list[Recorded] = []
     append = events.append
     invalid = 0
+    decode, change, price_change, make = _CHANGES.decode, PriceLevelChange, PriceChange, _event
+    event: MarketEvent
     for row in window.rows:
         try:
-            event = _event(row)
+            # Most events are price changes: made here, without a call per event.
+            # PriceLevelChange checks nothing: its PriceChange converts and validates it.
+            if row[5] == _PRICE_CHANGE:
+                event = price_change(row[2], str(row[4]), tuple(starmap(change, decode(row[6]))))
+            else:
+                event = make(row)
         except _BROKEN as exc:
             invalid += 1
             _logger.warning("backtest: skipping stored event %s: %s", row[0], exc)
             continue
-        append(Recorded(row[0], row[1], row[2], row[3], event))
+        # tuple.__new__ directly: a NamedTuple's own __new__ is a Python function.
+        append(_new(Recorded, (row[0], row[1], row[2], row[3], event)))
     return events, invalid
