@@ -166,6 +166,23 @@ def test_price_change_current_schema(decoder: FrameDecoder) -> None:
     assert (second.asset_id, second.best_bid) == (NO, Decimal(0))
 
 
+def test_every_size_of_a_price_change_is_its_own(decoder: FrameDecoder) -> None:
+    """Sizes are parsed once per run of equal texts (a YES change and its NO mirror): each
+    entry still gets its own exact size, exponent kept, and a bad one after a good one is
+    refused."""
+    yes, no = DOC_PRICE_CHANGE["price_changes"]
+    sizes = ["200", "200", "200.50", "7", "7"]
+    entries = [_with(yes if n % 2 else no, size=size) for n, size in enumerate(sizes)]
+    [event] = decoder.decode(frame(_with(DOC_PRICE_CHANGE, price_changes=entries)))
+    assert isinstance(event, PriceChange)
+    assert [str(change.size) for change in event.price_changes] == sizes
+    for bad in ("-7", "NaN", "seven", "1e16"):
+        entries = [_with(yes, size="7"), _with(no, size="7"), _with(yes, size=bad)]
+        with pytest.raises(InvalidMessage) as caught:
+            decoder.decode(frame(_with(DOC_PRICE_CHANGE, price_changes=entries)))
+        assert caught.value.kind is InvalidKind.INVALID_EVENT
+
+
 def test_price_change_legacy_schema_is_normalised(decoder: FrameDecoder) -> None:
     """The legacy 'changes' schema decodes to the same entries, marked legacy."""
     [event] = decoder.decode(frame(DOC_LEGACY))
@@ -329,15 +346,19 @@ def test_invalid_frames_raise_one_clear_error(decoder: FrameDecoder, raw: bytes)
 
 
 def test_number_caches_stay_bounded(decoder: FrameDecoder) -> None:
-    """However many distinct sizes arrive, the cache of parsed numbers stays bounded."""
+    """However many distinct prices arrive, the cache of parsed numbers stays bounded; sizes,
+    which seldom repeat, are parsed each time and never cached."""
     limit = messages._CACHE_LIMIT
     for start in range(0, limit + 100, 500):
-        trades = [_with(DOC_TRADE, size=f"{n}.5") for n in range(start, start + 500)]
+        trades = [
+            _with(DOC_TRADE, price=f"0.{n:07d}", size=f"{n}.5") for n in range(start, start + 500)
+        ]
         decoder.decode(json.dumps(trades))
-    assert 0 < len(messages._SIZES) <= limit
-    [trade] = decoder.decode(frame(_with(DOC_TRADE, size="1.5")))
+    assert 0 < len(messages._PRICES) <= limit
+    assert Decimal("1.5") not in messages._PRICES.values()
+    [trade] = decoder.decode(frame(_with(DOC_TRADE, price="0.0000007", size="1.5")))
     assert isinstance(trade, LastTradePrice)
-    assert trade.size == Decimal("1.5")
+    assert (trade.price, trade.size) == (Decimal("0.0000007"), Decimal("1.5"))
 
 
 def test_decimals_built_in_python_keep_their_own_exponent() -> None:
