@@ -747,6 +747,9 @@ class AgentsRuntime:
             retired.restarts += metrics["restarts"]
             retired.errors += metrics["errors"]
         retired.stats = _sum_stats(retired.stats, self._retiring.pop(name).stats)
+        # The health loop's memory of the task goes with it.
+        self._stopped_since.pop(name, None)
+        self._alerted.discard(name)
 
     # -- lifecycle -------------------------------------------------------------------------
 
