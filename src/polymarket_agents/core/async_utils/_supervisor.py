@@ -304,7 +304,7 @@ class TaskSupervisor(Supervisor):
         stuck_names = [rec.path for rec in stuck]
         self._logger.warning(
             "%d task(s) did not stop within %.1f s of cancellation (they swallow "
-            "CancelledError): %s",
+            "CancelledError, or still finish work shielded from it): %s",
             len(stuck_names),
             timeout,
             ", ".join(map(repr, stuck_names)),

@@ -644,7 +644,7 @@ class Supervisor:
         if stuck:
             self._logger.warning(
                 "%d task(s) did not stop within their shutdown time after cancellation "
-                "(they swallow CancelledError): %s",
+                "(they swallow CancelledError, or still finish work shielded from it): %s",
                 len(stuck),
                 ", ".join(map(repr, stuck)),
                 extra={"tasks": stuck},
