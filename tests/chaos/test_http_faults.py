@@ -50,6 +50,7 @@ class Clients:
 
     def __init__(self, url: str, count: int, paths: tuple[str, ...]) -> None:
         self.answers: dict[int, int] = {}
+        self.refusals: list[bytes] = []  # the first few bodies of answers other than 200
         self.errors = 0
         self._stop = threading.Event()
         # Not in debug mode: the clients must be quicker than the service they load.
@@ -67,8 +68,10 @@ class Clients:
                 while not self._stop.is_set():
                     try:
                         async with session.get(url + paths[n % len(paths)]) as response:
-                            await response.read()
+                            body = await response.read()
                             self.answers[response.status] = self.answers.get(response.status, 0) + 1
+                            if response.status != 200 and len(self.refusals) < 5:
+                                self.refusals.append(body[:200])
                     except (aiohttp.ClientError, OSError, TimeoutError):
                         self.errors += 1
                         await asyncio.sleep(0.05)
@@ -145,7 +148,7 @@ def test_hammering_clients_neither_stop_ingestion_nor_probes_nor_the_shutdown(
     summary = _summary(service)
     assert summary["lost_rows"] == 0
     assert clients.answers.get(200, 0) > 100
-    assert not clients.answers.keys() - {200}
+    assert not clients.answers.keys() - {200}, (clients.answers, clients.refusals)
 
 
 def test_half_open_sockets_leave_descriptors_for_the_feed(

@@ -289,6 +289,31 @@ async def test_a_connection_over_the_limit_is_answered_503_and_closed(
     held[1][1].close()
 
 
+async def test_a_burst_of_connections_under_the_limit_is_served_whole(
+    limited: Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]],
+) -> None:
+    """Connections opened all at once, fewer than the limit, are all served: one being
+    admitted is counted once, not again once it is open (which refused some of a burst)."""
+    _, url = await limited(HttpLimits(max_connections=200, request_rate=1e4, probe_rate=1e4))
+    port = _port(url)
+
+    async def probe() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return await reader.read()
+        finally:
+            writer.close()
+
+    async with asyncio.timeout(30):
+        for _ in range(3):
+            answers = await asyncio.gather(*(probe() for _ in range(190)))
+            # Answered by /healthz (200, or 503 while the state is not running), never
+            # refused as a connection too many.
+            refused = [a for a in answers if b"too many" in a or not a.startswith(b"HTTP/1.1 ")]
+            assert not refused, refused[0]
+
+
 async def test_a_request_sent_too_slowly_is_closed(
     limited: Callable[[HttpLimits], Awaitable[tuple[ServiceState, str]]],
 ) -> None:

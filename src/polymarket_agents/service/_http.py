@@ -462,7 +462,7 @@ class HttpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._bound: tuple[str, int] | None = None
-        self._admitting = 0
+        self._admitting: set[web.RequestHandler] = set()
         self.refused = 0
         """Connections answered 503 for being over :attr:`HttpLimits.max_connections`."""
 
@@ -491,20 +491,20 @@ class HttpServer:
     def _protocol(self) -> asyncio.BaseProtocol:
         server = self._runner.server
         assert server is not None
-        if len(server.connections) + self._admitting >= self.limits.max_connections:
-            self.refused += 1
-            return _Refuse()
         # A burst of accepts calls this factory for every connection before any of them
         # is counted in server.connections (connection_made comes one callback later), so
-        # they are counted here until then: the transport schedules connection_made right
-        # after this call returns, and the doubly deferred decrement runs after it.
-        self._admitting += 1
+        # they are counted here until then, and no longer: one whose connection_made ran
+        # (it has a transport) is in server.connections already. The doubly deferred
+        # discard, after connection_made, forgets one that never got that far.
+        admitting = sum(1 for handler in self._admitting if handler.transport is None)
+        if len(server.connections) + admitting >= self.limits.max_connections:
+            self.refused += 1
+            return _Refuse()
+        handler = server()
+        self._admitting.add(handler)
         loop = asyncio.get_running_loop()
-        loop.call_soon(loop.call_soon, self._admitted)
-        return server()
-
-    def _admitted(self) -> None:
-        self._admitting -= 1
+        loop.call_soon(loop.call_soon, self._admitting.discard, handler)
+        return handler
 
     async def _bind(self) -> None:
         await self._runner.setup()
