@@ -226,7 +226,10 @@ def test_a_read_only_reopen_recovers_once_the_file_is_writable_again(
     shm = db.with_name(db.name + "-shm")
     shm.write_bytes(b"\xff" * 32768)
     shm.chmod(0)
-    service = start("--db", str(db))
+    # A grace period above the feed's close timeout (2 s): a socket that stopped reading
+    # while a trade waited for the disk may take all of it to close, the server's sends
+    # being queued ahead of its answer to the close.
+    service = start("--db", str(db), "--grace-period", "5")
     service.wait_ready()
     wait_for(lambda: runtime_of(service).get("stored_rows", 0) > 0, START_TIMEOUT, "rows")
     db.chmod(0o444)
