@@ -35,6 +35,7 @@ from polymarket_agents.storage import (
     TradeRow,
     open_store,
 )
+from polymarket_agents.storage._sqlite import WAL_CHECKPOINT_PAGES
 
 D = Decimal
 
@@ -264,7 +265,8 @@ async def test_count_refuses_unknown_tables(store: SQLiteStore) -> None:
 
 
 async def test_open_creates_directories_and_sets_wal_mode(db_path: Path) -> None:
-    """open_store creates missing parents and uses WAL with synchronous=NORMAL."""
+    """open_store creates missing parents and uses WAL with synchronous=NORMAL, the log
+    checkpointed every WAL_CHECKPOINT_PAGES pages rather than SQLite's 1,000."""
     store = await open_store(db_path)
     assert db_path.parent.is_dir()
     try:
@@ -272,6 +274,8 @@ async def test_open_creates_directories_and_sets_wal_mode(db_path: Path) -> None
         assert conn is not None
         assert list(await conn.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
         assert list(await conn.execute_fetchall("PRAGMA synchronous")) == [(1,)]  # NORMAL
+        pages = list(await conn.execute_fetchall("PRAGMA wal_autocheckpoint"))
+        assert pages == [(WAL_CHECKPOINT_PAGES,)]
     finally:
         await store.close()
 

@@ -58,6 +58,12 @@ class _Failure(enum.Enum):
 
 
 # Primary result codes (the low byte of extended codes) that retrying can fix.
+WAL_CHECKPOINT_PAGES = 10_000
+"""Pages the write-ahead log grows to before a commit copies them into the database
+(about 40 MB at SQLite's 4 KiB pages; SQLite's default is 1,000). Each such checkpoint
+syncs the files to disk, and at the default one came every few batches of a busy feed:
+the writer spent more time in those syncs than in inserting rows."""
+
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 # SQLITE_READONLY among them: SQLite opens a file it may not write read-only without a
 # word (after an I/O error on the WAL, say), and only a new connection can write again
@@ -347,6 +353,7 @@ class SQLiteStore(Ledger):
                     "%s: WAL mode unavailable, journal mode is %r", self._path, mode
                 )
             await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             version, applied = await migrate(conn, self._migrations, str(self._path))
             # A write, so that a connection SQLite opened read-only fails now rather
             # than at every batch; in exclusive mode it also takes the lock for good.
