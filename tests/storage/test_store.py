@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sqlite3
@@ -534,6 +535,29 @@ async def test_event_windows_are_plain_rows_in_the_order_events_were_taken(
     ]  # fmt: skip
     only_a = [w async for w in store.event_windows(markets=["0xa"], since_ms=5)]
     assert [row[0] for w in only_a for row in w.rows] == [3, 4, 5]
+
+
+async def test_a_reader_that_stops_early_leaves_no_failed_read_behind(db_path: Path) -> None:
+    """Leaving ``event_windows`` after one window, then closing the store: the window read
+    ahead fails (the store is closed) with nobody to take it, and that is not reported
+    as an exception never retrieved."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        store = SQLiteStore(db_path)
+        await store.open()
+        await store.write_batch(stored_events())
+        async for _window in store.event_windows(window_ms=1):
+            break
+        await store.close()
+        for _ in range(5):  # the abandoned generator is closed by the loop, soon
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
 
 
 async def test_events_stored_before_their_order_was_recorded(store: SQLiteStore) -> None:

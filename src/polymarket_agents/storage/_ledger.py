@@ -9,7 +9,6 @@ small and rare (once per run, once per report), so none of it is on a hot path e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import re
@@ -791,10 +790,14 @@ class Ledger:
                 if found is not None:
                     yield found
         finally:
-            if reading is not None and not reading.done():
+            if reading is not None:
+                # The window read ahead is nobody's now: stop it, and take its outcome
+                # (a reader that left early and closed the store makes it fail) so that
+                # it is not reported as an exception never retrieved.
                 reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
+                await asyncio.wait([reading])
+                if not reading.cancelled():
+                    reading.exception()
 
     async def events(
         self,
