@@ -4,6 +4,7 @@ timeout, so that a hung measurement is named and skipped instead of stalling ``m
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import math
 import os
@@ -11,6 +12,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 #: Seconds one child may run before it is killed (with everything it started) and skipped.
@@ -18,6 +22,87 @@ CHILD_TIMEOUT = float(os.environ.get("BENCH_CHILD_TIMEOUT", "300"))
 
 #: The children that timed out in this process, by name; summarised at exit.
 TIMED_OUT: list[str] = []
+
+
+def simulator_command(markets: int, rate: float = 0.0, *options: str) -> list[str]:
+    """The command of a simulator of ``markets`` markets on a free port, making ``rate``
+    ticks per second (0: as fast as its clients read), with more command-line ``options``."""
+    return [
+        sys.executable,
+        "-m",
+        "polymarket_agents.feed.simulator",
+        "--port",
+        "0",
+        "--rate",
+        str(rate),
+        "--markets",
+        str(markets),
+        *options,
+    ]
+
+
+@contextmanager
+def serving(args: list[str]) -> Iterator[tuple[str, str]]:
+    """A simulator or replay server in another process: its (ws URL, http URL)."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        ws_url = process.stdout.readline().split()[-1]
+        http_url = process.stdout.readline().split()[-1].removesuffix("/markets")
+        yield ws_url, http_url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def decode_times(
+    frames: Sequence[bytes],
+    assets: Sequence[str],
+    *,
+    kinds: Sequence[str] = ("json", "decode", "full"),
+    rounds: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """The best of ``rounds`` times (by ``clock``) to go through ``frames`` each way in
+    ``kinds``, taking turns so that they share the machine's noise: ``json`` (``json.loads``
+    alone, the floor), ``decode`` (``FrameDecoder.decode``), ``full`` (decode, then
+    ``BookSet.apply`` on books of ``assets``; the stream must replay without a stale book).
+    """
+    from polymarket_agents.feed import BookSet, FrameDecoder
+
+    decoder = FrameDecoder()
+
+    def floor() -> None:
+        loads = json.loads
+        for frame in frames:
+            loads(frame)
+
+    def decode() -> None:
+        decode = decoder.decode
+        for frame in frames:
+            decode(frame)
+
+    def full() -> None:
+        books = BookSet()
+        for asset_id in assets:
+            books.add(asset_id)
+        decode, apply = decoder.decode, books.apply
+        for frame in frames:
+            apply(decode(frame))  # type: ignore[arg-type]
+        assert not books.stale_events, "the recorded frames must replay cleanly"
+
+    ways = {"json": floor, "decode": decode, "full": full}
+    chosen = {kind: ways[kind] for kind in kinds}
+    best = dict.fromkeys(chosen, float("inf"))
+    for work in chosen.values():
+        work()  # warm up, and fill the number caches as a long-running feed has them
+    for _ in range(rounds):
+        for kind, work in chosen.items():
+            gc.collect()
+            started = clock()
+            work()
+            best[kind] = min(best[kind], clock() - started)
+    return best
 
 
 class Skipped(dict[str, float]):

@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _harness import serving
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import instant_policy
 from polymarket_agents.feed import fetch_markets
@@ -37,20 +36,6 @@ HERE = Path(__file__).parent
 def rss_mb() -> float:
     """Peak resident memory of this process, MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@contextmanager
-def serving(args: list[str]) -> Iterator[tuple[str, str]]:
-    """A simulator or replay server in another process: its (ws URL, http URL)."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        ws_url = process.stdout.readline().split()[-1]
-        http_url = process.stdout.readline().split()[-1].removesuffix("/markets")
-        yield ws_url, http_url
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def replay(path: Path, rate: float = 0.0) -> list[str]:

@@ -47,7 +47,7 @@ from typing import Any
 import aiosqlite
 from websockets.asyncio.client import connect
 
-from _harness import median_of_runs, run_child
+from _harness import median_of_runs, run_child, simulator_command
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import LoopWatchdog, instant_policy
 from polymarket_agents.feed import MarketInfo, encode_subscribe, fetch_markets
@@ -67,19 +67,7 @@ class Simulator:
 
     def __init__(self, markets: int, rate: float) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "polymarket_agents.feed.simulator",
-                "--port",
-                "0",
-                "--rate",
-                str(rate),
-                "--markets",
-                str(markets),
-                "--seed",
-                str(SEED),
-            ],
+            simulator_command(markets, rate, "--seed", str(SEED)),
             stdout=subprocess.PIPE,
             text=True,
         )

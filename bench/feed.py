@@ -22,7 +22,6 @@ import gc
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,11 +31,10 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from _harness import median_of_runs
+from _harness import decode_times, median_of_runs, serving, simulator_command
 from polymarket_agents.core.async_utils import instant_policy
 from polymarket_agents.feed import (
     Book,
-    BookSet,
     FrameDecoder,
     MarketFeed,
     encode_subscribe,
@@ -94,35 +92,7 @@ def run_decode(path: Path, rounds: int = 5) -> dict[str, float]:
     assets = [event.asset_id for event in first if isinstance(event, Book)]
     events = sum(len(decoder.decode(frame)) for frame in frames)
 
-    def floor() -> None:
-        loads = json.loads
-        for frame in frames:
-            loads(frame)
-
-    def decode() -> None:
-        decode = decoder.decode
-        for frame in frames:
-            decode(frame)
-
-    def full() -> None:
-        books = BookSet()
-        for asset_id in assets:
-            books.add(asset_id)
-        decode, apply = decoder.decode, books.apply
-        for frame in frames:
-            apply(decode(frame))  # type: ignore[arg-type]
-        assert not books.stale_events, "the recorded stream must replay cleanly"
-
-    kinds = {"json": floor, "decode": decode, "full": full}
-    best = dict.fromkeys(kinds, float("inf"))
-    for work in kinds.values():
-        work()  # warm up, and fill the number caches as a long-running feed has them
-    for _ in range(rounds):
-        for kind, work in kinds.items():
-            gc.collect()
-            started = time.perf_counter()
-            work()
-            best[kind] = min(best[kind], time.perf_counter() - started)
+    best = decode_times(frames, assets, rounds=rounds)
     result = {}
     for kind, seconds in best.items():
         result[f"{kind}_frames_per_s"] = len(frames) / seconds
@@ -156,25 +126,7 @@ def _feed(url: str, markets: Any) -> MarketFeed:
 
 
 def run_e2e(seconds: float) -> dict[str, float]:
-    simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "polymarket_agents.feed.simulator",
-            "--port",
-            "0",
-            "--rate",
-            "0",
-            "--markets",
-            str(E2E_MARKETS),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert simulator.stdout is not None
-        url = simulator.stdout.readline().split()[-1]
-        http = simulator.stdout.readline().split()[-1].removesuffix("/markets")
+    with serving(simulator_command(E2E_MARKETS)) as (url, http):
 
         async def main() -> dict[str, float]:
             markets = await fetch_markets(http)
@@ -182,9 +134,6 @@ def run_e2e(seconds: float) -> dict[str, float]:
                 return await _consume(feed, seconds)
 
         return asyncio.run(main())
-    finally:
-        simulator.terminate()
-        simulator.wait()
 
 
 def run_e2e_shared(seconds: float) -> dict[str, float]:
@@ -202,26 +151,7 @@ def run_e2e_shared(seconds: float) -> dict[str, float]:
 
 
 def run_memory(assets: int) -> dict[str, float]:
-    markets = assets // 2
-    simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "polymarket_agents.feed.simulator",
-            "--port",
-            "0",
-            "--rate",
-            "1",
-            "--markets",
-            str(markets),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert simulator.stdout is not None
-        url = simulator.stdout.readline().split()[-1]
-        http = simulator.stdout.readline().split()[-1].removesuffix("/markets")
+    with serving(simulator_command(assets // 2, 1.0)) as (url, http):
 
         async def main() -> dict[str, float]:
             infos = await fetch_markets(http, page_size=500)
@@ -242,9 +172,6 @@ def run_memory(assets: int) -> dict[str, float]:
             }
 
         return asyncio.run(main())
-    finally:
-        simulator.terminate()
-        simulator.wait()
 
 
 # --------------------------------------------------------------------------- driver

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import pickle
@@ -47,14 +46,20 @@ from typing import Any
 
 import aiohttp
 
-from _harness import Skipped, median_of_runs, run_child
-from _pipeline import measure, replay, rss_mb, run, serving
+from _harness import (
+    Skipped,
+    decode_times,
+    median_of_runs,
+    run_child,
+    serving,
+    simulator_command,
+)
+from _pipeline import measure, replay, rss_mb, run
 from _replay import record
 from polymarket_agents.agents import AgentsConfig, AgentsRuntime
 from polymarket_agents.core.async_utils import instant_policy
 from polymarket_agents.feed import (
     DEFAULT_ASSETS_PER_CONNECTION,
-    BookSet,
     FrameDecoder,
     MarketFeed,
     list_universe,
@@ -69,21 +74,7 @@ HERE = Path(__file__).parent
 
 
 def _simulator(markets: int, rate: float = 0.0) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "polymarket_agents.feed.simulator",
-        "--port",
-        "0",
-        "--rate",
-        str(rate),
-        "--markets",
-        str(markets),
-        "--seed",
-        str(SEED),
-        "--dislocation-rate",
-        "0",
-    ]
+    return simulator_command(markets, rate, "--seed", str(SEED), "--dislocation-rate", "0")
 
 
 def _config(**changes: Any) -> AgentsConfig:
@@ -195,29 +186,9 @@ def run_decode(path: Path, rounds: int = 5) -> dict[str, float]:
         result = decoder.decode(frame)
         events += len(result) if isinstance(result, list) else 0
 
-    def floor() -> None:
-        loads = json.loads
-        for frame in frames:
-            loads(frame)
-
-    def full() -> None:
-        books = BookSet()
-        for asset_id in assets:
-            books.add(asset_id)
-        decode, apply = decoder.decode, books.apply
-        for frame in frames:
-            apply(decode(frame))  # type: ignore[arg-type]
-        assert not books.stale_events, "the recorded streams must replay cleanly"
-
-    best = {"json": float("inf"), "full": float("inf")}
-    floor()
-    full()
-    for _ in range(rounds):
-        for kind, work in (("json", floor), ("full", full)):
-            gc.collect()
-            begun = time.process_time()
-            work()
-            best[kind] = min(best[kind], time.process_time() - begun)
+    best = decode_times(
+        frames, assets, kinds=("json", "full"), rounds=rounds, clock=time.process_time
+    )
     return {
         "events": float(events),
         "json_events_per_s": events / best["json"],
