@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from decimal import Decimal
@@ -19,7 +20,13 @@ from polymarket_agents.storage import (
     TickSizeChangeRow,
     TradeRow,
 )
-from polymarket_agents.storage._codec import InvalidRow, encode_row, positions_from_fills, prepare
+from polymarket_agents.storage._codec import (
+    InvalidRow,
+    encode_row,
+    positions_from_fills,
+    prepare,
+    price_change_key,
+)
 
 D = Decimal
 
@@ -47,6 +54,28 @@ def test_decimals_are_stored_as_their_exact_text() -> None:
     table, params = encode_row(price_change(price=D("0.50"), size=D("219.217767"), best_ask=None))
     assert table is Table.PRICE_CHANGES
     assert params[2] == '[["111","0.50","219.217767","BUY","56621a12","0.5",null]]'
+
+
+def test_a_price_change_is_keyed_by_a_digest_of_its_market_and_entries() -> None:
+    """The key is the first 16 bytes of SHA-256 over the market's length, the market and
+    the stored entries text: the same for the same event whichever path encoded it,
+    different when the market or any entry differs."""
+    _, params = encode_row(price_change())
+    market, text, key = params[0], params[2], params[6]
+    expected = hashlib.sha256(f"{len(str(market))}:{market}{text}".encode()).digest()[:16]
+    assert key == expected == price_change_key(market, text)
+    # The checked encoder (a list of entries, not a tuple) gives the same key.
+    row = price_change()
+    checked = PriceChangeRow(
+        market=row.market,
+        timestamp_ms=row.timestamp_ms,
+        changes=list(row.changes),  # type: ignore[arg-type]
+    )
+    assert encode_row(checked)[1][6] == key
+    assert encode_row(price_change(market="0xn"))[1][6] != key
+    assert encode_row(price_change(size=D("201")))[1][6] != key
+    # The length keeps the market and the entries apart: "0xm" + "[..." is not "0x" + "m[...".
+    assert price_change_key("0x", "m" + str(text)) != key
 
 
 def test_book_levels_are_compact_json_of_decimal_text() -> None:

@@ -47,6 +47,7 @@ from polymarket_agents.storage import (
     is_postgres_url,
     redact_url,
 )
+from polymarket_agents.storage._codec import price_change_key
 from polymarket_agents.storage._ledger import numbered
 
 from .._postgres import PostgresServer
@@ -186,7 +187,8 @@ async def test_a_new_migration_upgrades_an_existing_database(pg_url: str) -> Non
 
 async def test_version_3_price_changes_become_one_row_per_event(pg_url: str) -> None:
     """Migration 4 on PostgreSQL: the same rows, in the same order, as on SQLite, written
-    exactly as the codec writes them."""
+    exactly as the codec writes them; migration 5 fills the digest column with the very
+    bytes the codec computes."""
     async with PostgresStore(pg_url, migrations=PG_MIGRATIONS[:3]):
         pass
     conn = await asyncpg.connect(pg_url)
@@ -202,6 +204,8 @@ async def test_version_3_price_changes_become_one_row_per_event(pg_url: str) -> 
             "ORDER BY received_at_ms",
         )
         assert [tuple(row) for row in rows] == MIGRATED_CHANGES
+        keys = await sql(pg_url, "SELECT market, changes, event_key FROM price_changes")
+        assert [bytes(k) for _, _, k in keys] == [price_change_key(m, c) for m, c, _ in keys]
         again = await store.write_batch([migrated_event()])
         assert dict(again.duplicates) == {Table.PRICE_CHANGES: 1}
 

@@ -21,6 +21,7 @@ from polymarket_agents.storage import (
     Table,
     TradeRow,
 )
+from polymarket_agents.storage._codec import price_change_key
 
 D = Decimal
 
@@ -232,7 +233,9 @@ def migrated_event() -> PriceChangeRow:
 async def test_version_3_price_changes_become_one_row_per_event(db_path: Path) -> None:
     """Migration 4: a price change's entries, stored one per row before, become one row
     holding them in their order (one event per event_seq; before it was recorded, per
-    receive time, timestamp and market), written exactly as the codec writes them."""
+    receive time, timestamp and market), written exactly as the codec writes them; and
+    migration 5 keys each by the codec's digest, so the same event written again is a
+    duplicate."""
     async with SQLiteStore(db_path, migrations=MIGRATIONS[:3]):
         pass
     conn = sqlite3.connect(db_path, isolation_level=None)
@@ -249,5 +252,9 @@ async def test_version_3_price_changes_become_one_row_per_event(db_path: Path) -
             "ORDER BY received_at_ms"
         )
         assert [tuple(row) for row in rows] == MIGRATED_CHANGES
+        keys = await connection.execute_fetchall(
+            "SELECT market, changes, event_key FROM price_changes"
+        )
+        assert [bytes(k) for _, _, k in keys] == [price_change_key(m, c) for m, c, _ in keys]
         again = await store.write_batch([migrated_event()])
         assert dict(again.duplicates) == {Table.PRICE_CHANGES: 1}

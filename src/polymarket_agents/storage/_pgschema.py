@@ -251,6 +251,21 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER INDEX price_change_events_key RENAME TO price_changes_key",
         ),
     ),
+    Migration(
+        5,
+        "price changes are kept in arrival order, unique by timestamp and a digest",
+        (
+            # PostgreSQL's table is already a heap with its key in an index (on md5 of the
+            # entries); it gains SQLite's digest column, the same bytes, so the two
+            # databases hold the same rows.
+            "ALTER TABLE price_changes ADD COLUMN event_key BYTEA",
+            "UPDATE price_changes SET event_key = substring(sha256(convert_to("
+            "length(market)::text || ':' || market || changes, 'UTF8')) FROM 1 FOR 16)",
+            "ALTER TABLE price_changes ALTER COLUMN event_key SET NOT NULL",
+            "ALTER TABLE price_changes ADD CONSTRAINT price_changes_event_key_length "
+            "CHECK (length(event_key) = 16)",
+        ),
+    ),
 )
 """Every PostgreSQL migration, in order; versions match SQLite's schema history."""
 

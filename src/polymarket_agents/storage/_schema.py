@@ -24,6 +24,7 @@ import aiosqlite
 
 from polymarket_agents.core.async_utils import ConfigurationError
 
+from ._codec import price_change_key
 from ._errors import SchemaVersionError
 from ._rows import Table
 
@@ -46,6 +47,10 @@ class Migration:
 
 
 _SIDE = "CHECK (side IN ('BUY', 'SELL'))"
+
+KEY_FUNCTION = "price_change_key"
+"""The SQL name under which :func:`migrate` gives migrations the codec's
+``price_change_key(market, changes)``."""
 _ORDER_FIELDS = (
     "order_id, signal_id, market, token_id, side, price, size, order_type, status, "
     "created_at_ms, filled_size, updated_at_ms, revision, error"
@@ -268,6 +273,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE price_change_events RENAME TO price_changes",
         ),
     ),
+    Migration(
+        5,
+        "price changes are kept in arrival order, unique by timestamp and a digest",
+        (
+            # A rowid table: rows go where they arrive. The whole entries text as the key
+            # (version 4) scattered every insert of a busy feed over the table.
+            """CREATE TABLE price_change_rows (
+                market TEXT NOT NULL,
+                timestamp_ms INTEGER NOT NULL,
+                changes TEXT NOT NULL CHECK (changes <> '[]'),
+                received_at_ms INTEGER NOT NULL,
+                event_seq INTEGER,
+                books_ahead INTEGER NOT NULL DEFAULT 0,
+                event_key BLOB NOT NULL CHECK (length(event_key) = 16)
+            )""",
+            f"""INSERT INTO price_change_rows
+                (market, timestamp_ms, changes, received_at_ms, event_seq, books_ahead,
+                event_key)
+            SELECT market, timestamp_ms, changes, received_at_ms, event_seq, books_ahead,
+                {KEY_FUNCTION}(market, changes)
+            FROM price_changes ORDER BY received_at_ms""",
+            "DROP TABLE price_changes",
+            "ALTER TABLE price_change_rows RENAME TO price_changes",
+            "CREATE UNIQUE INDEX price_changes_key ON price_changes (timestamp_ms, event_key)",
+        ),
+    ),
 )
 """Every migration, in order; the last one's version is the current schema version."""
 
@@ -293,7 +324,7 @@ INSERT_SQL: Mapping[Table, str] = {
     ),
     Table.PRICE_CHANGES: (
         "INSERT INTO price_changes (market, timestamp_ms, changes, received_at_ms, event_seq, "
-        "books_ahead) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "books_ahead, event_key) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     ),
     Table.TRADES: (
         "INSERT INTO trades (asset_id, market, timestamp_ms, side, price, size, fee_rate_bps, "
@@ -388,6 +419,9 @@ async def migrate(
     if version > latest:
         raise SchemaVersionError(path, version, latest)
     applied: list[Migration] = []
+    if version < latest:
+        # SQLite has no digest function of its own; the codec's runs in Python.
+        await conn.create_function(KEY_FUNCTION, 2, price_change_key, deterministic=True)
     for migration in migrations:
         if migration.version <= version:
             continue
