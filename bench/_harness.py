@@ -68,6 +68,7 @@ def decode_times(
     alone, the floor), ``decode`` (``FrameDecoder.decode``), ``full`` (decode, then
     ``BookSet.apply`` on books of ``assets``; the stream must replay without a stale book).
     """
+    # Imported here: _pipeline.py imports this module under an old commit's source too.
     from polymarket_agents.feed import BookSet, FrameDecoder
 
     decoder = FrameDecoder()

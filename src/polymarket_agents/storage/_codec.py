@@ -184,8 +184,7 @@ def _price_change(row: PriceChangeRow) -> Params:
             ):
                 break
         else:
-            text = _changes(changes)
-            key = price_change_key(row.market, text)
+            text, key = _changes(row.market, changes)
             return (row.market, ts, text, received, row.event_seq, row.books_ahead, key)
     return _price_change_checked(row)
 
@@ -201,15 +200,22 @@ def price_change_key(market: object, changes: object) -> bytes:
     order rows arrive; two different events of one timestamp sharing 128 bits of a
     SHA-256 is not a case to plan for.
     """
+    return _digest(market, str(changes).encode("utf-8", "surrogatepass"))
+
+
+def _digest(market: object, changes: bytes) -> bytes:
+    """:func:`price_change_key` of the entries' UTF-8 text."""
     market_text = market if type(market) is str else ""
-    text = f"{len(market_text)}:{market_text}{changes}"
-    return _sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
+    prefix = f"{len(market_text)}:{market_text}".encode("utf-8", "surrogatepass")
+    return _sha256(prefix + changes).digest()[:16]
 
 
-def _changes(changes: Sequence[object]) -> str:
-    """A price change's entries as the compact JSON stored."""
+def _changes(market: object, changes: Sequence[object]) -> tuple[str, bytes]:
+    """A price change's entries as the compact JSON stored, and its key: the key hashes
+    the encoder's bytes, not the text encoded again."""
     try:
-        return _JSON.encode(changes).decode()
+        encoded = _JSON.encode(changes)
+        return encoded.decode(), _digest(market, encoded)
     except UnicodeError as exc:  # a lone surrogate: no UTF-8 text holds it
         raise InvalidRow(f"changes hold text that cannot be stored: {exc}") from None
 
@@ -233,7 +239,7 @@ def _price_change_checked(row: PriceChangeRow) -> Params:
     if not isinstance(changes, tuple | list) or not changes:
         raise InvalidRow(f"changes must be a non-empty tuple of LevelChange, not {changes!r}")
     market = _opt_text(row.market, "market")
-    text = _changes([_level_change(change) for change in changes])
+    text, key = _changes(market, [_level_change(change) for change in changes])
     return (
         market,
         _int(row.timestamp_ms, "timestamp_ms"),
@@ -241,7 +247,7 @@ def _price_change_checked(row: PriceChangeRow) -> Params:
         _int(row.received_at_ms, "received_at_ms"),
         _opt_int(row.event_seq, "event_seq"),
         _int(row.books_ahead, "books_ahead"),
-        price_change_key(market, text),
+        key,
     )
 
 
