@@ -156,6 +156,30 @@ async def test_a_broken_stored_event_is_counted_and_skipped(recorded: Path) -> N
     assert result.events > 0
 
 
+async def test_a_stored_event_with_a_broken_number_is_counted_and_skipped(
+    recorded: Path,
+) -> None:
+    """Text where a receive time or a count of events ahead belongs: each such event is
+    counted and skipped, the rest replayed."""
+    conn = sqlite3.connect(recorded)
+    try:
+        conn.execute(
+            "UPDATE price_changes SET received_at_ms = 'late' "
+            "WHERE rowid = (SELECT min(rowid) FROM price_changes)"
+        )
+        conn.execute(
+            "UPDATE price_changes SET books_ahead = 'x' "
+            "WHERE rowid = (SELECT max(rowid) FROM price_changes)"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    async with SQLiteStore(recorded) as store:
+        result = await backtest(store, strategy())
+    assert result.invalid_events == 2
+    assert result.events > 0
+
+
 class Seen:
     """Records the YES best bid each event is analysed against."""
 

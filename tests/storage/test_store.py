@@ -8,9 +8,10 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -535,6 +536,47 @@ async def test_event_windows_are_plain_rows_in_the_order_events_were_taken(
     ]  # fmt: skip
     only_a = [w async for w in store.event_windows(markets=["0xa"], since_ms=5)]
     assert [row[0] for w in only_a for row in w.rows] == [3, 4, 5]
+
+
+async def test_a_window_holding_a_value_no_event_has_is_read_row_by_row(db_path: Path) -> None:
+    """Values the service never stores (a BLOB for a price change's entries, text for a
+    receive time) fail SQLite's one-value read of their window: that window is read row
+    by row instead, with the values as stored, and every window comes back in order."""
+    async with SQLiteStore(db_path) as store:
+        await store.write_batch(stored_events())
+        before = [tuple(r) for w in [w async for w in store.event_windows()] for r in w.rows]
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute("UPDATE price_changes SET changes = x'ff00' WHERE event_seq = 3")
+        conn.execute("UPDATE trades SET received_at_ms = 'late' WHERE event_seq = 4")
+    conn.close()
+    async with SQLiteStore(db_path) as store:
+        after = [tuple(r) for w in [w async for w in store.event_windows()] for r in w.rows]
+    assert [row[0] for row in after] == [1, 2, 3, 4, 5]
+    assert after[2] == (*before[2][:6], b"\xff\x00", *before[2][7:])
+    assert after[3] == (*before[3][:3], "late", *before[3][4:])
+    assert after[:2] + after[4:] == before[:2] + before[4:]
+
+
+async def test_the_next_window_is_being_read_while_the_caller_works(db_path: Path) -> None:
+    """When a window is handed over, the next one's read has been handed to the database
+    already: it goes on while the caller works, even a caller that never suspends."""
+    started: list[int] = []
+
+    class Watched(SQLiteStore):
+        async def _event_rows(self, sql: str, params: Sequence[object]) -> list[Sequence[Any]]:
+            started.append(int(str(params[0])))
+            return await super()._event_rows(sql, params)
+
+    async with Watched(db_path) as store:
+        await store.write_batch(stored_events())
+        windows = store.event_windows(window_ms=2)
+        await anext(windows)
+        assert started == [3, 5]
+        await anext(windows)
+        assert started == [3, 5, 7]
+        assert len([w async for w in windows]) == 1
+    assert started == [3, 5, 7]
 
 
 async def test_a_reader_that_stops_early_leaves_no_failed_read_behind(db_path: Path) -> None:

@@ -118,6 +118,8 @@ def window_events(window: EventWindow) -> tuple[list[Recorded], int]:
     event: MarketEvent
     for row in window.rows:
         try:
+            if type(row[1]) is not int or type(row[3]) is not int:
+                raise TypeError(f"not integers: books_ahead {row[1]!r}, received {row[3]!r}")
             # Most events are price changes: made here, without a call per event.
             # PriceLevelChange checks nothing: its PriceChange converts and validates it.
             if row[5] == _PRICE_CHANGE:

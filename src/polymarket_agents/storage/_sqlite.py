@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
+import msgspec
 
 from polymarket_agents.core.async_utils import ConfigurationError, shielded
 
@@ -57,13 +58,13 @@ class _Failure(enum.Enum):
     OTHER = enum.auto()  # anything else: raised as it is
 
 
-# Primary result codes (the low byte of extended codes) that retrying can fix.
 WAL_CHECKPOINT_PAGES = 10_000
 """Pages the write-ahead log grows to before a commit copies them into the database
 (about 40 MB at SQLite's 4 KiB pages; SQLite's default is 1,000). Each such checkpoint
 syncs the files to disk, and at the default one came every few batches of a busy feed:
 the writer spent more time in those syncs than in inserting rows."""
 
+# Primary result codes (the low byte of extended codes) that retrying can fix.
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 # SQLITE_READONLY among them: SQLite opens a file it may not write read-only without a
 # word (after an I/O error on the WAL, say), and only a new connection can write again
@@ -107,6 +108,27 @@ def _translate(exc: BaseException, failure: _Failure, path: Path) -> BaseExcepti
     if failure is _Failure.BROKEN or failure is _Failure.CLOSED:
         return StoreUnavailableError(f"database {str(path)!r} is unavailable: {exc}")
     return exc
+
+
+# A window of events read as one value: SQLite's JSON array of event_query's twelve
+# columns. Read row by row, the sqlite3 module gives up the interpreter lock around each
+# row's step and must wait out the switch interval to take it back while the event loop's
+# thread computes, so the window read ahead barely moves until the loop waits for it; the
+# aggregate is made by SQLite in one step, without the lock, and decoded in one call.
+_EVENT_COLUMNS = ", ".join(f"c{i}" for i in range(12))
+_Text = str | None
+_EVENT_ROWS = msgspec.json.Decoder(
+    list[tuple[int | None, int, str, int, int, int, _Text, _Text, _Text, _Text, _Text, _Text]]
+)
+
+
+def _packed_events(sql: str) -> str:
+    """``sql`` (an :func:`~polymarket_agents.storage._ledger.event_query`) as one JSON
+    array of its records, in its order (SQLite aggregates a CTE's rows as it yields them)."""
+    return (
+        f"WITH w({_EVENT_COLUMNS}) AS ({sql}) "
+        f"SELECT CAST(json_group_array(json_array({_EVENT_COLUMNS})) AS BLOB) FROM w"
+    )
 
 
 class SQLiteStore(Ledger):
@@ -613,6 +635,17 @@ class SQLiteStore(Ledger):
 
     async def _query(self, sql: str, params: Sequence[object] = ()) -> list[Sequence[Any]]:
         return list(await self._fetchall(sql, params))
+
+    async def _event_rows(self, sql: str, params: Sequence[object]) -> list[Sequence[Any]]:
+        try:
+            records = await self._fetchall(_packed_events(sql), params)
+            return list(_EVENT_ROWS.decode(records[0][0]))
+        except (sqlite3.Error, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            # A value no event could have been stored as (a BLOB, text in a number's
+            # column, text that is not UTF-8) fails the aggregate or its decoding: read
+            # the window row by row, as the reader would have, to get what it would get.
+            _logger.debug("reading a window of events row by row: %r", exc)
+            return await self._query(sql, params)
 
     async def _transaction(
         self, steps: Sequence[tuple[str, Sequence[object]]]
