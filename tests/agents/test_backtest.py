@@ -3,6 +3,8 @@ live run's trades, deterministically; time windows, markets, and broken rows."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
@@ -18,6 +20,7 @@ from polymarket_agents.agents import (
     event_rows,
     market_row,
 )
+from polymarket_agents.agents._backtest import _GC_THRESHOLD
 from polymarket_agents.feed import (
     MarketBooks,
     MarketEvent,
@@ -139,17 +142,24 @@ async def test_a_window_and_a_market(recorded: Path) -> None:
     assert late.first_ms >= middle
 
 
-async def test_a_broken_stored_event_is_counted_and_skipped(recorded: Path) -> None:
-    """A stored book whose price is not a number does not stop the replay."""
-    conn = sqlite3.connect(recorded)
+def edit(path: Path, *statements: str) -> None:
+    """Change a recording behind the service's back."""
+    conn = sqlite3.connect(path)
     try:
-        conn.execute(
-            'UPDATE book_snapshots SET bids = \'[["lots","1"]]\' '
-            "WHERE id = (SELECT max(id) FROM book_snapshots)"
-        )
+        for statement in statements:
+            conn.execute(statement)
         conn.commit()
     finally:
         conn.close()
+
+
+async def test_a_broken_stored_event_is_counted_and_skipped(recorded: Path) -> None:
+    """A stored book whose price is not a number does not stop the replay."""
+    edit(
+        recorded,
+        'UPDATE book_snapshots SET bids = \'[["lots","1"]]\' '
+        "WHERE id = (SELECT max(id) FROM book_snapshots)",
+    )
     async with SQLiteStore(recorded) as store:
         result = await backtest(store, strategy())
     assert result.invalid_events == 1
@@ -161,23 +171,38 @@ async def test_a_stored_event_with_a_broken_number_is_counted_and_skipped(
 ) -> None:
     """Text where a receive time or a count of events ahead belongs: each such event is
     counted and skipped, the rest replayed."""
-    conn = sqlite3.connect(recorded)
-    try:
-        conn.execute(
-            "UPDATE price_changes SET received_at_ms = 'late' "
-            "WHERE rowid = (SELECT min(rowid) FROM price_changes)"
-        )
-        conn.execute(
-            "UPDATE price_changes SET books_ahead = 'x' "
-            "WHERE rowid = (SELECT max(rowid) FROM price_changes)"
-        )
-        conn.commit()
-    finally:
-        conn.close()
+    edit(
+        recorded,
+        "UPDATE price_changes SET received_at_ms = 'late' "
+        "WHERE rowid = (SELECT min(rowid) FROM price_changes)",
+        "UPDATE price_changes SET books_ahead = 'x' "
+        "WHERE rowid = (SELECT max(rowid) FROM price_changes)",
+    )
     async with SQLiteStore(recorded) as store:
         result = await backtest(store, strategy())
     assert result.invalid_events == 2
     assert result.events > 0
+
+
+async def test_the_collector_runs_less_while_replays_run(recorded: Path) -> None:
+    """While replays run (two at once here) the collector's first threshold is raised;
+    once the last one ends, every threshold is what it was before the first."""
+    before = gc.get_threshold()
+    seen: list[int] = []
+
+    class Watching(ComplementArbitrage):
+        def analyze(self, books: MarketBooks, event: MarketEvent) -> Analysis | None:
+            seen.append(gc.get_threshold()[0])
+            return super().analyze(books, event)
+
+    async with SQLiteStore(recorded) as store:
+        one, two = await asyncio.gather(
+            backtest(store, Watching()), backtest(store, Watching(), markets=[])
+        )
+    assert one.events == two.events > 0
+    assert len(seen) == 2 * one.events
+    assert min(seen) == max(before[0], _GC_THRESHOLD)
+    assert gc.get_threshold() == before
 
 
 class Seen:

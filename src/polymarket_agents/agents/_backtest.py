@@ -19,9 +19,11 @@ Nothing is written to the database: the trades are kept in memory and reported.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
@@ -145,6 +147,42 @@ def _market_info(row: MarketRow) -> MarketInfo:
     )
 
 
+_GC_THRESHOLD = 100_000
+"""The garbage collector's first threshold while a replay runs (Python's is 700).
+
+A replay makes and drops millions of objects that form no cycles, while keeping a window
+or two of events alive: at the default threshold the collector went through those
+windows' objects again and again, 12 % of the replay's time; at this one it seldom runs."""
+
+
+class _Collections:
+    """Raises the collector's first threshold while any replay runs, and puts back the
+    thresholds found when the first one started once the last one ends."""
+
+    __slots__ = ("_replays", "_saved")
+
+    def __init__(self) -> None:
+        self._replays = 0
+        self._saved = gc.get_threshold()
+
+    @contextlib.contextmanager
+    def fewer(self) -> Iterator[None]:
+        if not self._replays:
+            self._saved = gc.get_threshold()
+            first, *rest = self._saved
+            gc.set_threshold(max(first, _GC_THRESHOLD), *rest)
+        self._replays += 1
+        try:
+            yield
+        finally:
+            self._replays -= 1
+            if not self._replays:
+                gc.set_threshold(*self._saved)
+
+
+_COLLECTIONS = _Collections()
+
+
 class _Source:
     """Stored events in replay order, a window at a time, with lookahead for
     ``books_ahead``.
@@ -253,46 +291,48 @@ async def replay(
     resolved = MarketResolved
     events = signals = submitted = 0
     first_ms = last_ms = 0
-    while items := await source.next():
-        position = source.offset - 1
-        # ``items`` may grow while this runs (lookahead): the loop goes on into the growth.
-        for item in items:
-            position += 1
-            market = item.market
-            found = pairs.get(market)
-            if found is None:
-                continue
-            pair = found
-            event = item.event
-            # Apply this event, and the later ones the live books already held.
-            if early and position in early:
-                early.discard(position)
-            else:
-                apply((event,))
-            if item.ahead:
-                for later in await source.ahead(position, market, item.ahead):
-                    if later not in early:
-                        early.add(later)
-                        apply((source.at(later).event,))
-            last_ms = item.received_ms
-            clock[0] = last_ms / 1000
-            events += 1
-            try:
-                analysis = analyze(pair, event)
-            except Exception as exc:
-                _logger.debug("backtest: the strategy raised on event %s: %r", item.seq, exc)
-                analysis = None
-            if analysis is not None and analysis.edge > edge_threshold:
-                signals += 1
-                if analysis.orders:
-                    submitted += 1
-                    await broker.submit_trade(analysis)
-            if resting(market):
-                await broker.on_book_update(pair)
-            if type(event) is resolved:
-                await broker.settle(market, event.winning_asset_id)
-            if events == 1:
-                first_ms = last_ms
+    # Fewer collections while the loop makes and drops its objects (see the threshold).
+    with _COLLECTIONS.fewer():
+        while items := await source.next():
+            position = source.offset - 1
+            # ``items`` may grow while this runs (lookahead): the loop goes on into the growth.
+            for item in items:
+                position += 1
+                market = item.market
+                found = pairs.get(market)
+                if found is None:
+                    continue
+                pair = found
+                event = item.event
+                # Apply this event, and the later ones the live books already held.
+                if early and position in early:
+                    early.discard(position)
+                else:
+                    apply((event,))
+                if item.ahead:
+                    for later in await source.ahead(position, market, item.ahead):
+                        if later not in early:
+                            early.add(later)
+                            apply((source.at(later).event,))
+                last_ms = item.received_ms
+                clock[0] = last_ms / 1000
+                events += 1
+                try:
+                    analysis = analyze(pair, event)
+                except Exception as exc:
+                    _logger.debug("backtest: the strategy raised on event %s: %r", item.seq, exc)
+                    analysis = None
+                if analysis is not None and analysis.edge > edge_threshold:
+                    signals += 1
+                    if analysis.orders:
+                        submitted += 1
+                        await broker.submit_trade(analysis)
+                if resting(market):
+                    await broker.on_book_update(pair)
+                if type(event) is resolved:
+                    await broker.settle(market, event.winning_asset_id)
+                if events == 1:
+                    first_ms = last_ms
     return events, source.invalid, signals, submitted, first_ms, last_ms
 
 
