@@ -3,6 +3,7 @@ risk limits refuse and count, and named accounts keep their own orders and fills
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
@@ -141,6 +142,12 @@ async def test_a_daily_loss_stops_buying_for_the_day() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="order_size must be > 0"):
         RiskLimits(order_size=D(0))
+
+
+def test_limits_are_active_when_any_one_is_set() -> None:
+    assert not RiskLimits().active
+    for field in dataclasses.fields(RiskLimits):
+        assert RiskLimits(**{field.name: D(1)}).active, field.name
 
 
 async def test_named_accounts_keep_their_own_orders_and_fills(tmp_path: Path) -> None:

@@ -23,7 +23,14 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Protocol
 
 from polymarket_agents.core.async_utils import ConfigurationError
-from polymarket_agents.feed import Book, MarketBooks, MarketEvent, OrderBook, PriceChange
+from polymarket_agents.feed import (
+    Book,
+    MarketBooks,
+    MarketEvent,
+    OrderBook,
+    PriceChange,
+    SyncState,
+)
 
 from ._orders import BUY, OrderArgs, OrderType
 
@@ -34,6 +41,7 @@ DEFAULT_EDGE_THRESHOLD = Decimal("0.05")
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+_SYNCED = SyncState.SYNCED
 _BPS = Decimal(10_000)
 
 
@@ -220,14 +228,20 @@ class ComplementArbitrage:
         if kind is not PriceChange and kind is not Book:
             return None  # trades and tick changes do not move the asks
         yes, no = books.yes, books.no
-        if not (yes.synced and no.synced):
+        if yes.state is not _SYNCED or no.state is not _SYNCED:
             return None  # a reconnect or a resync is no evidence either way
         ask_yes, ask_no = yes.best_ask, no.best_ask
         episode = self._episodes.get(books.condition_id)
+        # Every event of every market comes here: the fee-free sum without two calls.
         if (
             ask_yes is None
             or ask_no is None
-            or _ONE - self._unit(ask_yes) - self._unit(ask_no) <= self.min_edge
+            or (
+                _ONE - self._unit(ask_yes) - self._unit(ask_no)
+                if self._rate
+                else _ONE - ask_yes - ask_no
+            )
+            <= self.min_edge
         ):
             if episode is not None and episode.dislocated:
                 episode.dislocated = False

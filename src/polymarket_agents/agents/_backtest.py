@@ -322,31 +322,29 @@ async def replay(
         while items := await source.next():
             position = source.offset - 1
             # ``items`` may grow while this runs (lookahead): the loop goes on into the growth.
-            for item in items:
+            for seq, ahead, market, received_ms, event in items:
                 position += 1
-                market = item.market
                 found = pairs.get(market)
                 if found is None:
                     continue
                 pair = found
-                event = item.event
                 # Apply this event, and the later ones the live books already held.
                 if early and position in early:
                     early.discard(position)
                 else:
                     apply((event,))
-                if item.ahead:
-                    for later in await source.ahead(position, market, item.ahead):
+                if ahead:
+                    for later in await source.ahead(position, market, ahead):
                         if later not in early:
                             early.add(later)
                             apply((source.at(later).event,))
-                last_ms = item.received_ms
+                last_ms = received_ms
                 clock[0] = last_ms / 1000
                 events += 1
                 try:
                     analysis = analyze(pair, event)
                 except Exception as exc:
-                    _logger.debug("backtest: the strategy raised on event %s: %r", item.seq, exc)
+                    _logger.debug("backtest: the strategy raised on event %s: %r", seq, exc)
                     analysis = None
                 if analysis is not None and analysis.edge > edge_threshold:
                     signals += 1

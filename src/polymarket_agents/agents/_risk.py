@@ -46,7 +46,13 @@ class RiskLimits:
     @property
     def active(self) -> bool:
         """Whether any limit is set."""
-        return any(getattr(self, field.name) is not None for field in fields(self))
+        # Asked before every signal: four plain reads, not dataclasses.fields().
+        return not (
+            self.order_size is None
+            and self.max_position is None
+            and self.max_exposure is None
+            and self.daily_loss is None
+        )
 
     def settings(self) -> dict[str, str | None]:
         """The limits as text, by name (what an account stores)."""
