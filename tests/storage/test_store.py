@@ -37,6 +37,7 @@ from polymarket_agents.storage import (
     TradeRow,
     open_store,
 )
+from polymarket_agents.storage._ledger import _BOUNDS
 from polymarket_agents.storage._sqlite import WAL_CHECKPOINT_PAGES
 
 D = Decimal
@@ -577,6 +578,21 @@ async def test_the_next_window_is_being_read_while_the_caller_works(db_path: Pat
         assert started == [3, 5, 7]
         assert len([w async for w in windows]) == 1
     assert started == [3, 5, 7]
+
+
+async def test_the_bounds_of_a_recording_are_read_off_the_indexes(db_path: Path) -> None:
+    """Where the recorded events start and end (the first step of every replay) is looked
+    up at the ends of each table's index, not found by scanning it."""
+    async with SQLiteStore(db_path) as store:
+        await store.write_batch(stored_events())
+    conn = sqlite3.connect(db_path)
+    try:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_BOUNDS}")]
+    finally:
+        conn.close()
+    searches = [step for step in plan if step.startswith("SEARCH")]
+    assert len(searches) == 2 * 5, plan
+    assert [step for step in plan if step.startswith("SCAN")] == ["SCAN CONSTANT ROW"] * 5
 
 
 async def test_a_reader_that_stops_early_leaves_no_failed_read_behind(db_path: Path) -> None:

@@ -321,8 +321,11 @@ _POSTGRES_WIRE = (
 
 _TABLES = ("price_changes", "book_snapshots", "trades", "tick_size_changes", "market_resolutions")
 
+# One aggregate per SELECT: SQLite reads a min() or max() alone off the index's end, but
+# both in one SELECT scan the whole index (50 ms for 160,000 price changes).
 _BOUNDS = " UNION ALL ".join(
-    f"SELECT min(timestamp_ms), max(timestamp_ms) FROM {table}" for table in _TABLES
+    f"SELECT (SELECT min(timestamp_ms) FROM {table}), (SELECT max(timestamp_ms) FROM {table})"
+    for table in _TABLES
 )
 
 
