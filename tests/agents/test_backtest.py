@@ -184,6 +184,22 @@ async def test_a_stored_event_with_a_broken_number_is_counted_and_skipped(
     assert result.events > 0
 
 
+async def test_a_stored_price_change_with_a_side_no_feed_sends_is_counted_and_skipped(
+    recorded: Path,
+) -> None:
+    """A price change whose entries' side is neither BUY nor SELL is counted and skipped:
+    the books would have taken it for a SELL."""
+    edit(
+        recorded,
+        "UPDATE price_changes SET changes = replace(replace(changes, '\"BUY\"', '\"XYZ\"'), "
+        "'\"SELL\"', '\"XYZ\"') WHERE rowid = (SELECT min(rowid) FROM price_changes)",
+    )
+    async with SQLiteStore(recorded) as store:
+        result = await backtest(store, strategy())
+    assert result.invalid_events == 1
+    assert result.events > 0
+
+
 async def test_the_collector_runs_less_while_replays_run(recorded: Path) -> None:
     """While replays run (two at once here) the collector's first threshold is raised;
     once the last one ends, every threshold is what it was before the first."""

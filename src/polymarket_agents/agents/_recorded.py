@@ -30,6 +30,7 @@ from polymarket_agents.feed import (
     OrderLevel,
     PriceChange,
     PriceLevelChange,
+    Side,
     TickSizeChange,
 )
 from polymarket_agents.storage import EventKind, EventWindow
@@ -62,8 +63,10 @@ class Recorded(NamedTuple):
 _BROKEN = (ValueError, TypeError, ArithmeticError, IndexError, msgspec.DecodeError)
 
 # A price change's stored entries: [asset_id, price, size, side, hash, best_bid, best_ask]
-# each, the fields of PriceLevelChange in its order.
-_CHANGES = msgspec.json.Decoder(tuple[tuple[str, str, str, str, str, str | None, str | None], ...])
+# each, the fields of PriceLevelChange in its order. The side is checked here, as the
+# live decoder checks it: nothing in the event's constructor does. (A trade's side is
+# checked by the table itself.)
+_CHANGES = msgspec.json.Decoder(tuple[tuple[str, str, str, Side, str, str | None, str | None], ...])
 _LEVELS = msgspec.json.Decoder(tuple[tuple[str, str], ...])
 
 _new = tuple.__new__
