@@ -153,50 +153,45 @@ def edit(path: Path, *statements: str) -> None:
         conn.close()
 
 
-async def test_a_broken_stored_event_is_counted_and_skipped(recorded: Path) -> None:
-    """A stored book whose price is not a number does not stop the replay."""
-    edit(
-        recorded,
-        'UPDATE book_snapshots SET bids = \'[["lots","1"]]\' '
-        "WHERE id = (SELECT max(id) FROM book_snapshots)",
-    )
-    async with SQLiteStore(recorded) as store:
-        result = await backtest(store, strategy())
-    assert result.invalid_events == 1
-    assert result.events > 0
+_FIRST_CHANGE = "WHERE rowid = (SELECT min(rowid) FROM price_changes)"
 
 
-async def test_a_stored_event_with_a_broken_number_is_counted_and_skipped(
-    recorded: Path,
+@pytest.mark.parametrize(
+    "statements",
+    [
+        pytest.param(
+            [
+                'UPDATE book_snapshots SET bids = \'[["lots","1"]]\' '
+                "WHERE id = (SELECT max(id) FROM book_snapshots)"
+            ],
+            id="a book's price is not a number",
+        ),
+        pytest.param(
+            [
+                f"UPDATE price_changes SET received_at_ms = 'late' {_FIRST_CHANGE}",
+                "UPDATE price_changes SET books_ahead = 'x' "
+                "WHERE rowid = (SELECT max(rowid) FROM price_changes)",
+            ],
+            id="text for a receive time, text for a count of events ahead",
+        ),
+        pytest.param(
+            [
+                "UPDATE price_changes SET changes = replace(replace(changes, "
+                f"'\"BUY\"', '\"XYZ\"'), '\"SELL\"', '\"XYZ\"') {_FIRST_CHANGE}"
+            ],
+            id="a price change's side is neither BUY nor SELL (books take it for a SELL)",
+        ),
+    ],
+)
+async def test_a_broken_stored_event_is_counted_and_skipped(
+    recorded: Path, statements: list[str]
 ) -> None:
-    """Text where a receive time or a count of events ahead belongs: each such event is
-    counted and skipped, the rest replayed."""
-    edit(
-        recorded,
-        "UPDATE price_changes SET received_at_ms = 'late' "
-        "WHERE rowid = (SELECT min(rowid) FROM price_changes)",
-        "UPDATE price_changes SET books_ahead = 'x' "
-        "WHERE rowid = (SELECT max(rowid) FROM price_changes)",
-    )
+    """Each stored event changed into something no feed sends is counted and skipped; the
+    replay goes on with the rest."""
+    edit(recorded, *statements)
     async with SQLiteStore(recorded) as store:
         result = await backtest(store, strategy())
-    assert result.invalid_events == 2
-    assert result.events > 0
-
-
-async def test_a_stored_price_change_with_a_side_no_feed_sends_is_counted_and_skipped(
-    recorded: Path,
-) -> None:
-    """A price change whose entries' side is neither BUY nor SELL is counted and skipped:
-    the books would have taken it for a SELL."""
-    edit(
-        recorded,
-        "UPDATE price_changes SET changes = replace(replace(changes, '\"BUY\"', '\"XYZ\"'), "
-        "'\"SELL\"', '\"XYZ\"') WHERE rowid = (SELECT min(rowid) FROM price_changes)",
-    )
-    async with SQLiteStore(recorded) as store:
-        result = await backtest(store, strategy())
-    assert result.invalid_events == 1
+    assert result.invalid_events == len(statements)
     assert result.events > 0
 
 
