@@ -526,6 +526,7 @@ async def test_an_order_is_recorded_before_it_is_executed_and_its_result_after(
         assert [o.status for o in await store.recent_orders()] == ["matched", "matched"]
         assert await store.count(Table.FILLS) == 2
         assert (broker.journal.intents, broker.journal.rows, broker.journal.written) == (2, 4, 4)
+        assert broker.journal.awaiting_results == 0
 
 
 async def test_a_signal_the_database_cannot_record_is_not_placed(tmp_path: Path) -> None:
@@ -592,6 +593,8 @@ async def test_a_result_lost_at_a_stop_is_resolved_at_the_next_start(tmp_path: P
             await submit
         assert (broker.journal.lost_rows, broker.journal.pending_rows) == (4, 0)
         assert [o.status for o in await store.open_orders()] == ["pending", "pending"]
+        # Both orders are in the store in their write-ahead state alone.
+        assert broker.journal.awaiting_results == 2
 
         again = broker_on(market_books(no_asks=[("0.47", "100")]), store)
         assert await again.load() == 2

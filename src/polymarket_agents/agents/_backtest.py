@@ -156,7 +156,7 @@ class _Journal(TradeJournal):
     async def record(self, rows: Sequence[object]) -> None:
         if rows:
             self.rows += len(rows)
-            self._count(self._recorder.put(rows))
+            self._stored(rows, self._recorder.put(rows))
 
 
 def _market_info(row: MarketRow) -> MarketInfo:

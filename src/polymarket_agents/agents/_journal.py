@@ -16,7 +16,9 @@ the one market-data transaction in progress.
 Every result row handed to the journal ends up, once, in exactly one of ``written``,
 ``duplicates``, ``invalid``, ``lost_rows`` or ``pending_rows``. Write-ahead records are
 counted apart (``intents``): each is the first state of an order row that its result
-then updates, so counting both would count one stored row twice.
+then updates, so counting both would count one stored row twice. Until that result is
+stored the order is in the store in its write-ahead state alone
+(:attr:`TradeJournal.awaiting_results`), also after its result was given up.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from polymarket_agents.core.async_utils import (
     RestartPolicy,
     shielded,
 )
-from polymarket_agents.storage import Store, StoreClosedError, WriteResult
+from polymarket_agents.storage import PaperOrderRow, Store, StoreClosedError, WriteResult
 
 from ._handoff import DEFAULT_HANDOFF_TIMEOUT
 from ._ingestion import describe_error as _describe
@@ -58,6 +60,7 @@ class TradeJournal:
     """
 
     __slots__ = (
+        "_awaiting",
         "_logger",
         "_policy",
         "_stop_timeout",
@@ -94,6 +97,8 @@ class TradeJournal:
         """Result rows handed to :meth:`record`."""
         self.intents = 0
         """Write-ahead records stored by :meth:`intend` (new ones; not in ``rows``)."""
+        # Orders whose write-ahead record this journal stored and whose result it has not.
+        self._awaiting: set[str] = set()
         self.written = 0
         """Rows inserted or updated."""
         self.written_by_table: Counter[str] = Counter()
@@ -120,9 +125,21 @@ class TradeJournal:
         )
 
     @property
+    def awaiting_results(self) -> int:
+        """Orders in the store in their write-ahead state only: their result is being
+        stored, or was given up (then counted in :attr:`lost_rows`), so the store holds the
+        order as ``pending`` (a later start marks it interrupted)."""
+        return len(self._awaiting)
+
+    @property
     def store(self) -> Store | None:
         """The store the rows go to, or None."""
         return self._store
+
+    def _stored(self, rows: Sequence[object], result: WriteResult) -> None:
+        """Count the result rows the store took."""
+        self._awaiting.difference_update(_order_ids(rows))
+        self._count(result)
 
     def _count(self, result: WriteResult) -> None:
         self.written += result.total_written
@@ -162,6 +179,8 @@ class TradeJournal:
             self.last_error = _describe(exc)
             raise
         self.intents += result.total_written
+        if result.total_written and not result.total_duplicates:
+            self._awaiting.update(_order_ids(rows))
         if result.rejected:
             self._logger.error(
                 "the store refused a write-ahead record: %s", result.rejected[0].reason
@@ -231,7 +250,7 @@ class TradeJournal:
                 )
             await self._pause(delay)
         self.pending_rows -= len(rows)
-        self._count(result)
+        self._stored(rows, result)
 
     async def _pause(self, delay: float) -> None:
         if self._wake.is_set():
@@ -243,3 +262,7 @@ class TradeJournal:
                 await self._wake.wait()
         except TimeoutError:
             pass
+
+
+def _order_ids(rows: Sequence[object]) -> list[str]:
+    return [row.order_id for row in rows if isinstance(row, PaperOrderRow)]

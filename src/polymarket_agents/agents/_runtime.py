@@ -287,6 +287,9 @@ class RuntimeStats:
         ingest_latency: Seconds the last batch took to write.
         ingestion_retries: Failed writes, each retried.
         stored_by_table: ``stored_rows`` per table.
+        write_ahead_rows: Paper orders in the database in their write-ahead (``pending``)
+            state alone, their result pending or lost: ``paper_orders`` rows on top of
+            ``stored_by_table`` (a later start marks them interrupted).
         run_trades: Paper fills of this run (``trades`` counts the account's every run).
         run_pnl: Profit of this run: the account's P&L now less at this run's start.
         orders_by_result: Orders posted by this process, by what became of them
@@ -331,6 +334,7 @@ class RuntimeStats:
     invalid_frames_by_reason: dict[str, int] = field(default_factory=dict)
     invalid_rows: int = 0
     pending_rows: int = 0
+    write_ahead_rows: int = 0
     database_lost: str | None = None
     markets_added: int = 0
     markets_retired: int = 0
@@ -354,6 +358,7 @@ class _RowCounts:
     pending: int
     lost: int
     by_table: dict[str, int]
+    write_ahead: int
 
     @classmethod
     def of(
@@ -373,9 +378,10 @@ class _RowCounts:
         duplicates = worker.duplicates + journal.duplicates
         lost = given_up + worker.lost_rows + journal.lost_rows
         by_table = dict(Counter(worker.written_by_table) + journal.written_by_table)
+        write_ahead = journal.awaiting_results
         if database_lost is not None:
             lost += stored + duplicates
-            stored = duplicates = 0
+            stored = duplicates = write_ahead = 0
             by_table = {}
         return cls(
             queued=queued_data + given_up + journal.rows,
@@ -385,6 +391,7 @@ class _RowCounts:
             pending=queued_data - done + journal.pending_rows,
             lost=lost,
             by_table=by_table,
+            write_ahead=write_ahead,
         )
 
 
@@ -1046,6 +1053,7 @@ class AgentsRuntime:
             ingest_latency=worker.last_batch_seconds,
             ingestion_retries=worker.retries,
             stored_by_table=rows.by_table,
+            write_ahead_rows=rows.write_ahead,
             invalid_frames_by_reason=invalid,
             markets_added=self.universe.added if self.universe is not None else 0,
             markets_retired=retired.markets,

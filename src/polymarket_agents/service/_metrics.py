@@ -83,6 +83,12 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "ingest_latency": ("gauge", "Seconds the last ingestion batch took to write.", ""),
     "ingestion_retries": ("counter", "Failed database writes, each retried.", ""),
     "stored_by_table": ("counter", "Rows written to the database, per table.", "table"),
+    "write_ahead_rows": (
+        "gauge",
+        "Paper orders in the database in their write-ahead (pending) state alone: their "
+        "result is being stored or was given up.",
+        "",
+    ),
 }
 
 # Fields exported under another metric name: units in the name (seconds, USDC), paper fills
